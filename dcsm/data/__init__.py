@@ -1,0 +1,1 @@
+"""Data sources: synthetic scenes, benchmark loaders, shard io."""
