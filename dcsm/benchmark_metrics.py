@@ -1,0 +1,132 @@
+"""Multiple-choice metrics for benchmark items (dcsm.data.benchmarks.MCQItem).
+
+Overall, per-subset and per-group accuracy, plus the WhatsUp Controlled-A/B pair and set
+accuracy computed as ``Controlled_Images.evaluate_scores`` in ``amitakamath/whatsup_vlms``
+(``dataset_zoo/aro_datasets.py``) does:
+
+* each object pair (``MCQItem.pair_key``) has four relation slots, initially "wrong"; each item
+  sets its slot to whether it was answered correctly (a later duplicate overwrites);
+* pair: +1 if left_of and right_of are both correct, +1 if on and under (A) / in-front_of and
+  behind (B) are both correct; ``pair_accuracy = pair_correct / (n / 2)``;
+* set: +1 if all four slots are correct; ``set_accuracy = set_correct / (n / 4)``;
+
+with ``n`` the number of items of that subset passed in. The original prints these as
+percentages; here every accuracy is a fraction in [0, 1]. Groups are reported per subset
+(``per_group[subset][group]``) so that e.g. NegBench COCO and VOC question types stay apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Sequence
+
+import torch
+
+from dcsm.data.benchmarks import MCQItem
+
+__all__ = ["mcq_metrics", "CONTROLLED_PAIRS"]
+
+#: Controlled subsets -> the two relation pairs whose joint correctness makes a "pair".
+CONTROLLED_PAIRS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "controlled_a": (("left_of", "right_of"), ("on", "under")),
+    "controlled_b": (("left_of", "right_of"), ("in-front_of", "behind")),
+}
+_ITEMS_PER_PAIR = 2  # denominators of the original: n / 2 pairs ...
+_ITEMS_PER_SET = 4  # ... and n / 4 sets
+
+
+def _as_index_list(predictions: Sequence[int] | torch.Tensor) -> list[int]:
+    """Predictions as a list of Python ints; a tensor must be 1-D."""
+    if isinstance(predictions, torch.Tensor):
+        if predictions.dim() != 1:
+            raise ValueError(
+                f"predictions must be a 1-D tensor of option indices, got shape {tuple(predictions.shape)}; "
+                "take argmax over the option scores first"
+            )
+        if predictions.is_floating_point():
+            raise ValueError("predictions must be integer option indices, got a floating-point tensor")
+        return [int(v) for v in predictions.tolist()]
+    return [int(v) for v in predictions]
+
+
+def _accuracy(correct: int, total: int) -> float:
+    return correct / total if total else math.nan
+
+
+def _pair_and_set(items: list[MCQItem], correct: list[bool], subset: str) -> tuple[float, float]:
+    """Pair and set accuracy of one controlled subset, as whatsup_vlms computes them."""
+    pairs = CONTROLLED_PAIRS[subset]
+    slots = [rel for pair in pairs for rel in pair]
+    table: dict[str, dict[str, bool]] = {}
+    for item in items:
+        table.setdefault(str(item.pair_key), {rel: False for rel in slots})
+    for item, ok in zip(items, correct):
+        table[str(item.pair_key)][str(item.group)] = ok
+    pair_correct = 0
+    set_correct = 0
+    for slot_ok in table.values():
+        pair_correct += sum(1 for a, b in pairs if slot_ok[a] and slot_ok[b])
+        if sum(slot_ok.values()) == len(slots):
+            set_correct += 1
+    n = len(items)
+    return _accuracy(pair_correct, n / _ITEMS_PER_PAIR), _accuracy(set_correct, n / _ITEMS_PER_SET)
+
+
+def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Tensor) -> dict[str, Any]:
+    """Accuracy of predicted option indices over benchmark items.
+
+    Args:
+        items: the evaluated items (the caller leaves out items without an image).
+        predictions: one predicted option index per item, aligned with ``items``.
+
+    Returns:
+        ``{"accuracy", "n", "per_subset": {subset: {"accuracy", "n"}},
+        "per_group": {subset: {group: {"accuracy", "n"}}},
+        "pair_accuracy": {subset: float}, "set_accuracy": {subset: float}}``; the last two hold
+        WhatsUp controlled subsets only. Empty inputs give NaN accuracies.
+    """
+    preds = _as_index_list(predictions)
+    if len(preds) != len(items):
+        raise ValueError(f"got {len(preds)} predictions for {len(items)} items; they must be aligned one to one")
+    for i, (item, pred) in enumerate(zip(items, preds)):
+        if not 0 <= pred < len(item.captions):
+            raise ValueError(
+                f"prediction {pred} at position {i} is out of range for {len(item.captions)} options "
+                f"({item.source} row {item.row})"
+            )
+    correct = [pred == item.label for item, pred in zip(items, preds)]
+
+    by_subset: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        by_subset[item.subset].append(i)
+
+    per_subset: dict[str, dict[str, float | int]] = {}
+    per_group: dict[str, dict[str, dict[str, float | int]]] = {}
+    pair_accuracy: dict[str, float] = {}
+    set_accuracy: dict[str, float] = {}
+    for subset, idx in by_subset.items():
+        n_ok = sum(correct[i] for i in idx)
+        per_subset[subset] = {"accuracy": _accuracy(n_ok, len(idx)), "n": len(idx)}
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in idx:
+            if items[i].group is not None:
+                groups[str(items[i].group)].append(i)
+        if groups:
+            per_group[subset] = {
+                g: {"accuracy": _accuracy(sum(correct[i] for i in gi), len(gi)), "n": len(gi)}
+                for g, gi in sorted(groups.items())
+            }
+        if subset in CONTROLLED_PAIRS:
+            pa, sa = _pair_and_set([items[i] for i in idx], [correct[i] for i in idx], subset)
+            pair_accuracy[subset] = pa
+            set_accuracy[subset] = sa
+
+    return {
+        "accuracy": _accuracy(sum(correct), len(items)),
+        "n": len(items),
+        "per_subset": per_subset,
+        "per_group": per_group,
+        "pair_accuracy": pair_accuracy,
+        "set_accuracy": set_accuracy,
+    }

@@ -1,0 +1,161 @@
+"""Typed setup and small ``fit`` / ``evaluate`` functions behind ``train.py`` and ``evaluate.py``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from . import __version__
+from .config import parse_cli
+from .data.module import SyntheticDataConfig, SyntheticDataModule, scene_dataset
+from .encoders import EncoderSpec, FrozenCLIP
+from .evaluation import category_accuracy, format_table, score_loader
+from .features import collate_mcq
+from .io import AtomicCheckpointIO, atomic_write_json, atomic_write_text
+from .lit import DCSMModule, load_module, to_plain
+
+log = logging.getLogger("dcsm")
+LOGGERS = ("wandb", "csv", "none")
+LAST_CKPT = "last.ckpt"
+
+
+def data_config(cfg: dict) -> SyntheticDataConfig:
+    d = dict(cfg["data"])
+    if d.get("source") != "synthetic":
+        raise ValueError(f"data.source '{d.get('source')}' is not available here. Fix: use data.source=synthetic.")
+    d["categories"], d["val_splits"] = tuple(d["categories"]), tuple(d["val_splits"])
+    return SyntheticDataConfig(**d)
+
+
+def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
+    lc = cfg["logger"]
+    if lc["kind"] == "wandb":
+        return WandbLogger(project=lc["project"], name=lc["name"], save_dir=str(run_dir), mode=lc["mode"], config=cfg)
+    if lc["kind"] == "csv":
+        return CSVLogger(str(run_dir), name="csv")
+    if lc["kind"] == "none":
+        return False
+    raise ValueError(f"unknown logger.kind '{lc['kind']}'. Fix: use one of {LOGGERS}.")
+
+
+def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
+    ck = cfg["checkpoint"]
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{epoch}-{step}", monitor=ck["monitor"], mode=ck["mode"],
+        save_top_k=ck["save_top_k"], save_last=True, every_n_train_steps=ck["every_n_train_steps"],
+    )
+    logger = build_logger(cfg, run_dir)
+    callbacks: list = [checkpoint]
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return L.Trainer(
+        **cfg["trainer"], default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
+
+
+def resume_path(cfg: dict, run_dir: Path) -> str | None:
+    r = cfg.get("resume")
+    if r in (None, False, "null"):
+        return None
+    if r == "auto":
+        last = run_dir / "checkpoints" / LAST_CKPT
+        return str(last) if last.is_file() else None
+    if not os.path.isfile(r):
+        raise FileNotFoundError(f"resume checkpoint '{r}' does not exist. Fix: resume=auto, resume=null or an existing path.")
+    return str(r)
+
+
+def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, SyntheticDataModule, L.Trainer, Path]:
+    """Seed, build the shared frozen encoder, the module, the data module and the trainer."""
+    cfg = to_plain(cfg)
+    L.seed_everything(cfg["seed"], workers=True)
+    run_dir = Path(cfg["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"]))
+    dcfg = data_config(cfg)
+    dm = SyntheticDataModule(dcfg, encoder)
+    module = DCSMModule(cfg, categories=dm.categories, val_names=dm.val_names, encoder=encoder)
+    return module, dm, build_trainer(cfg, run_dir), run_dir
+
+
+def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path]:
+    """Train; returns the module (best weights loaded) and the checkpoint path used."""
+    module, dm, trainer, run_dir = setup(cfg)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(to_plain(cfg), run_dir))
+    cb = trainer.checkpoint_callback
+    best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
+    return load_module(best, encoder=module.encoder), Path(best)
+
+
+def evaluate_synthetic(module: DCSMModule, splits: Sequence[str], batch_size: int, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Per-split, per-category accuracy of the DCSM head and the CLIP baseline on synthetic splits."""
+    dcfg = data_config(module.cfg)
+    module.to(device)
+    results = {}
+    for split in splits:
+        ds = scene_dataset(dcfg, split, module.encoder.preprocess)
+        loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_mcq, num_workers=0)
+        scores = score_loader(module.head, module.encoder, loader, device=device)
+        results[split] = category_accuracy(scores, dcfg.categories)
+    return results
+
+
+def write_report(module: DCSMModule, checkpoint: Path, results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Metrics JSON (CLIP_benchmark-style keys) + Markdown table next to it, both atomic."""
+    spec = module.encoder.spec
+    report = {
+        "model": spec.model,
+        "pretrained": spec.pretrained,
+        "dataset": "synthetic",
+        "task": "multiple_choice",
+        "prompt_style": "raw",
+        "checkpoint": str(checkpoint),
+        "dcsm_version": __version__,
+        "encoder": spec.to_dict(),
+        "metrics": results,
+    }
+    table = format_table(results, module.categories)
+    atomic_write_json(out, report)
+    atomic_write_text(out.with_suffix(".md"), table + "\n")
+    return report
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg = to_plain(parse_cli(argv))
+    module, ckpt = fit(cfg)
+    results = evaluate_synthetic(module, cfg["eval"]["splits"], cfg["eval"]["batch_size"], default_device())
+    out = Path(cfg["run_dir"]) / "metrics.json"
+    report = write_report(module, ckpt, results, out)
+    print(f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n")
+    print(format_table(results, module.categories))
+    return report
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    cfg = to_plain(parse_cli(argv))
+    ev = cfg["eval"]
+    if not ev["checkpoint"]:
+        raise ValueError("evaluate.py needs eval.checkpoint=<path to a .ckpt written by train.py>.")
+    if ev["benchmark"] != "synthetic":
+        raise ValueError(f"eval.benchmark '{ev['benchmark']}' is not available yet. Fix: eval.benchmark=synthetic.")
+    module = load_module(ev["checkpoint"])
+    results = evaluate_synthetic(module, ev["splits"], ev["batch_size"], default_device())
+    ckpt = Path(ev["checkpoint"])
+    out = Path(ev["output"]) if ev["output"] else ckpt.parent.parent / f"eval_{ev['benchmark']}.json"
+    report = write_report(module, ckpt, results, out)
+    print(f"\nmetrics: {out}\n")
+    print(format_table(results, module.categories))
+    return report

@@ -1,0 +1,64 @@
+"""Config loading: ``configs/*.yaml`` (omegaconf) + ``key=value`` command-line overrides.
+
+A config file may name ``base: other.yaml`` (relative to itself); it is loaded first and the
+file's keys are merged on top. Overrides may only set keys that exist (typos fail loudly).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+BASE_KEY = "base"
+
+
+class ConfigError(ValueError):
+    """Bad config file or override."""
+
+
+def load_yaml(path: str | Path) -> DictConfig:
+    """Load a yaml file, resolving its ``base:`` chain."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist. Fix: pass --config configs/<name>.yaml.")
+    cfg = OmegaConf.load(path)
+    base = cfg.pop(BASE_KEY, None)
+    if base is not None:
+        cfg = OmegaConf.merge(load_yaml(path.parent / base), cfg)
+    return cfg
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Merge ``key=value`` overrides; unknown keys raise :class:`ConfigError`."""
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override '{bad[0]}' is not of the form key=value (e.g. trainer.max_epochs=3).")
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except (ConfigAttributeError, ConfigKeyError) as err:
+        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg}. "
+                          "Fix: check the spelling against configs/default.yaml.") from err
+    OmegaConf.set_struct(cfg, False)
+    return cfg
+
+
+def parse_cli(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> DictConfig:
+    """``[--config FILE] [key=value ...]`` -> resolved config."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    path: str | Path = default
+    if "--config" in args:
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise ConfigError("--config needs a file path.")
+        path = args[i + 1]
+        del args[i : i + 2]
+    cfg = apply_overrides(load_yaml(path), args)
+    OmegaConf.resolve(cfg)
+    return cfg

@@ -1,0 +1,118 @@
+"""LightningDataModule over synthetic scenes: raw images (live encoding) or an in-memory
+frozen-feature cache (each image and caption encoded once, then only the head trains)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..encoders import FrozenCLIP
+from ..features import FeatureDataset, cache_dataset, collate_mcq
+from .synthetic import CATEGORIES, SyntheticScenes
+
+
+@dataclass(frozen=True)
+class SyntheticDataConfig:
+    """``data:`` section for ``source: synthetic``."""
+
+    source: str = "synthetic"
+    train_size: int = 2000
+    val_size: int = 300
+    test_size: int = 300
+    shifted_size: int = 300
+    image_size: int = 224
+    num_options: int = 4
+    categories: tuple[str, ...] = CATEGORIES
+    seed: int = 0
+    cache_features: bool = True
+    batch_size: int = 32
+    encode_batch_size: int = 64
+    num_workers: int = 0
+    val_splits: tuple[str, ...] = ("val", "shifted")
+
+
+class SceneMCQ(Dataset):
+    """Synthetic scenes as raw MCQ samples: image tensor, K captions, label, category index."""
+
+    def __init__(self, scenes: SyntheticScenes, transform: Callable, categories: tuple[str, ...]) -> None:
+        self.scenes, self.transform, self.categories = scenes, transform, tuple(categories)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = self.scenes[i]
+        return {
+            "images": self.transform(s.image),
+            "captions": list(s.captions),
+            "label": s.label,
+            "category": self.categories.index(s.category),
+            "index": i,
+        }
+
+
+def split_size(cfg: SyntheticDataConfig, split: str) -> int:
+    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size}[split]
+
+
+def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> SceneMCQ:
+    scenes = SyntheticScenes(
+        split_size(cfg, split), split=split, seed=cfg.seed, image_size=cfg.image_size,
+        num_options=cfg.num_options, categories=cfg.categories,
+    )
+    return SceneMCQ(scenes, transform, cfg.categories)
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Train split + validation splits (held-out ``val`` and style-``shifted``)."""
+
+    def __init__(self, cfg: SyntheticDataConfig, encoder: FrozenCLIP) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(self.cfg.categories)
+
+    @property
+    def val_names(self) -> tuple[str, ...]:
+        return tuple(self.cfg.val_splits)
+
+    def build(self, split: str) -> Dataset:
+        """Raw dataset of a split, or its feature cache when ``cache_features``."""
+        raw = scene_dataset(self.cfg, split, self.encoder.preprocess)
+        if not self.cfg.cache_features:
+            return raw
+        if self.trainer is not None:  # encode on the training device, not on the CPU
+            self.encoder.to(self.trainer.strategy.root_device)
+        return FeatureDataset(cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers))
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = ["train", *self.val_names] if stage in (None, "fit") else list(self.val_names)
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = self.build(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        cached = self.cfg.cache_features
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            num_workers=0 if cached else self.cfg.num_workers,  # cached tensors: workers only add IPC
+            collate_fn=None if cached else collate_mcq,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.cfg.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s, shuffle=False) for s in self.val_names]

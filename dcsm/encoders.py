@@ -1,0 +1,279 @@
+"""Frozen open_clip wrapper: per-patch and per-token embeddings in CLIP's joint space.
+
+Supported: open_clip ``CLIP`` models with a ``VisionTransformer`` image tower and the
+built-in causal text transformer (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ... and their
+``-quickgelu`` variants), from a pretrained tag, a local checkpoint file, or random init.
+
+Not supported yet (a clear ``UnsupportedModelError`` is raised at load time):
+- timm image towers (incl. SigLIP / SigLIP2 and ``timm/...`` hub models): patch tokens and
+  projection live inside timm's head;
+- ResNet image towers (``RN50``, ...): no patch tokens, attention pooling instead of ``proj``;
+- CoCa (attentional pooler between tokens and projection) and models with a Hugging Face
+  text tower (``CustomTextCLIP``).
+
+Embeddings follow DESIGN.md §1: patch tokens come from open_clip's own forward with
+``visual.output_tokens = True`` (after ``ln_post``), projected by ``visual.proj``;
+text tokens are the transformer outputs after ``ln_final`` projected by ``text_projection``.
+All are L2-normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import VisionTransformer
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class UnsupportedModelError(ValueError):
+    """The requested open_clip model family has no per-patch/per-token code path yet."""
+
+
+class EncoderLoadError(ValueError):
+    """The encoder could not be built from the given spec (unknown name, missing file)."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything needed to rebuild the frozen encoder; stored in every checkpoint.
+
+    Attributes:
+        model: open_clip model name, e.g. ``"ViT-B-16"``.
+        pretrained: open_clip pretrained tag (``"openai"``, ``"laion2b_s34b_b88k"``, ...), a
+            path to a local checkpoint file, or ``None`` for random init (tests).
+        max_tokens: text rows L of every map (SOT..EOT, padded/truncated to this).
+        keep_cls: prepend the pooled image embedding as map column 0 (the reference's 197
+            columns for ViT-B/16).
+        seed: seed for random init when ``pretrained`` is ``None`` (reproducible tests).
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    max_tokens: int = 30
+    keep_cls: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ImageEmbeddings:
+    """Output of :meth:`FrozenCLIP.encode_images`.
+
+    patches: ``(B, P, D)`` unit-norm patch embeddings (P includes the CLS column when
+        ``keep_cls``).
+    pooled: ``(B, D)`` unit-norm pooled image embedding (== normalised ``encode_image``).
+    """
+
+    patches: torch.Tensor
+    pooled: torch.Tensor
+
+
+@dataclass
+class TextEmbeddings:
+    """Output of :meth:`FrozenCLIP.encode_texts`.
+
+    tokens: ``(C, L, D)`` unit-norm token embeddings, zero on padded positions.
+    mask: ``(C, L)`` bool, True for real tokens (SOT..EOT, possibly truncated).
+    ids: ``(C, L)`` long BPE ids of the kept positions (0 on padding).
+    pooled: ``(C, D)`` unit-norm pooled text embedding (== normalised ``encode_text``, from
+        the untruncated caption).
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    ids: torch.Tensor
+    pooled: torch.Tensor
+
+
+def _check_supported(model: nn.Module, name: str) -> None:
+    if not isinstance(model, open_clip.CLIP) or isinstance(model, open_clip.CoCa):
+        raise UnsupportedModelError(
+            f"model '{name}' is a {type(model).__name__}; dcsm supports open_clip CLIP models with "
+            "the built-in text transformer only (not CoCa, not Hugging Face text towers). "
+            "Fix: choose a ViT CLIP model such as ViT-B-16 or ViT-B-32."
+        )
+    if not isinstance(model.visual, VisionTransformer):
+        raise UnsupportedModelError(
+            f"model '{name}' has a {type(model.visual).__name__} image tower; dcsm needs open_clip's "
+            "VisionTransformer (ResNet and timm/SigLIP towers are not supported yet). "
+            "Fix: choose a ViT CLIP model such as ViT-B-16 or ViT-B-32."
+        )
+    v = model.visual
+    if v.attn_pool is not None or v.final_ln_after_pool or v.pool_type != "tok":
+        raise UnsupportedModelError(
+            f"model '{name}' pools its image tokens with pool_type={v.pool_type!r}, "
+            f"attn_pool={v.attn_pool is not None}, final_ln_after_pool={v.final_ln_after_pool}; "
+            "dcsm needs CLS-token pooling after ln_post. Fix: choose a standard ViT CLIP model."
+        )
+
+
+def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
+    """Create the open_clip model, its eval image transform and its tokenizer.
+
+    Raises:
+        EncoderLoadError: unknown model name or a local checkpoint path that does not exist.
+        UnsupportedModelError: a model family without a patch/token code path.
+    """
+    known = open_clip.list_models()
+    if spec.model not in known:
+        close = [m for m in known if spec.model.lower().split("-")[0] in m.lower()][:8]
+        raise EncoderLoadError(
+            f"unknown open_clip model name '{spec.model}'. Fix: use one of open_clip.list_models(), "
+            f"e.g. {close or ['ViT-B-16', 'ViT-B-32']}."
+        )
+    pretrained = spec.pretrained
+    looks_like_path = pretrained is not None and (
+        os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    )
+    if looks_like_path and not os.path.isfile(pretrained):
+        raise EncoderLoadError(
+            f"checkpoint file '{pretrained}' does not exist. Fix: give an existing local file, an "
+            f"open_clip pretrained tag (see open_clip.list_pretrained_tags_by_model('{spec.model}')), "
+            "or pretrained=null for random init."
+        )
+    try:
+        # random init is part of the spec (seeded), without touching the caller's RNG
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(spec.model, pretrained=pretrained)
+    except Exception as err:  # unknown tag, corrupt file, or a download that cannot happen offline
+        raise EncoderLoadError(
+            f"could not load '{spec.model}' with pretrained='{pretrained}': {type(err).__name__}: {err}. "
+            "Fix: on a machine without internet, give a local checkpoint file as pretrained=<path>, "
+            "or pretrained=null for random init."
+        ) from err
+    _check_supported(model, spec.model)
+    tokenizer = open_clip.get_tokenizer(spec.model)
+    return model, preprocess, tokenizer
+
+
+class FrozenCLIP(nn.Module):
+    """A frozen open_clip CLIP that returns unit-norm patch and token embeddings.
+
+    The model is put in eval mode, its parameters have ``requires_grad=False`` and
+    :meth:`train` is a no-op, so Lightning's ``model.train()`` never enables dropout in it.
+    """
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        model, self.preprocess, self.tokenizer = build_open_clip(spec)
+        model.visual.output_tokens = True
+        model.requires_grad_(False)
+        self.model = model.eval()
+        self.context_length: int = model.context_length
+        grid = model.visual.grid_size
+        self.num_patches: int = grid[0] * grid[1] + int(spec.keep_cls)
+        self.grid_size: tuple[int, int] = tuple(grid)
+        self.embed_dim: int = model.visual.output_dim
+        self.image_size: tuple[int, int] = tuple(model.visual.image_size)
+
+    def train(self, mode: bool = True) -> "FrozenCLIP":  # noqa: ARG002 - frozen: always eval
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.visual.proj.device
+
+    # ---------------------------------------------------------------- images
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> ImageEmbeddings:
+        """Encode preprocessed images ``(B, 3, H, W)`` -> patches ``(B, P, D)``, pooled ``(B, D)``."""
+        visual = self.model.visual
+        pooled, tokens = visual(images.to(self.device, dtype=visual.proj.dtype))
+        patches = tokens @ visual.proj  # (B, grid², D): tokens are after ln_post, before proj
+        if self.spec.keep_cls:
+            patches = torch.cat([pooled.unsqueeze(1), patches], dim=1)
+        return ImageEmbeddings(F.normalize(patches.float(), dim=-1), F.normalize(pooled.float(), dim=-1))
+
+    # ---------------------------------------------------------------- text
+    def tokenize(self, captions: Sequence[str]) -> torch.Tensor:
+        """BPE ids ``(C, context_length)`` with SOT/EOT, as open_clip's tokenizer makes them.
+
+        Raises:
+            ValueError: empty caption list or a non-string caption.
+        """
+        if len(captions) == 0:
+            raise ValueError("empty caption list: each image needs at least one caption to score.")
+        bad = [i for i, c in enumerate(captions) if not isinstance(c, str)]
+        if bad:
+            raise ValueError(f"captions must be strings; caption {bad[0]} is {type(captions[bad[0]]).__name__}.")
+        return self.tokenizer(list(captions))
+
+    def truncate(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the first ``max_tokens`` positions of ``(C, context)`` ids -> ids, mask ``(C, L)``.
+
+        Captions whose SOT..EOT span is longer than ``max_tokens`` lose their tail (incl. EOT)
+        in the map; a warning names them. The pooled embedding is unaffected.
+        """
+        L = self.spec.max_tokens
+        lengths = (ids != 0).sum(dim=1)
+        too_long = (lengths > L).nonzero().flatten().tolist()
+        if too_long:
+            first = too_long[0]
+            name = repr(captions[first]) if captions is not None else f"#{first}"
+            log.warning(
+                "%d caption(s) exceed max_tokens=%d and are truncated in the map, e.g. caption %s "
+                "(%d tokens). Raise encoder.max_tokens to keep them whole.",
+                len(too_long), L, name, int(lengths[first]),
+            )
+        kept = ids[:, :L]
+        if kept.shape[1] < L:
+            kept = F.pad(kept, (0, L - kept.shape[1]))
+        return kept, kept != 0
+
+    @torch.no_grad()
+    def encode_token_ids(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token and pooled text embeddings of full-context ids ``(C, context)``.
+
+        Returns unit-norm ``(C, n, D)`` token embeddings for the first ``n`` positions (n = the
+        longest caption incl. EOT) and the unit-norm pooled ``(C, D)``. Running the causal
+        text transformer on only the first ``n`` positions is exact: no position attends to a
+        later one, and the EOT used for pooling lies inside the first ``n``.
+        """
+        m = self.model
+        ids = ids.to(self.device)
+        n = int((ids != 0).sum(dim=1).max()) if m.attn_mask is not None else ids.shape[1]
+        ids_n = ids[:, :n]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(ids_n).to(cast) + m.positional_embedding[:n].to(cast)
+        mask = m.attn_mask[:n, :n] if m.attn_mask is not None else None
+        x = m.ln_final(m.transformer(x, attn_mask=mask))  # (C, n, width)
+        proj = m.text_projection
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (C, n, D)
+        pooled = open_clip.transformer.text_global_pool(x, ids_n, m.text_pool_type, eos_token_id=m.text_eos_id)
+        return F.normalize(x.float(), dim=-1), F.normalize(pooled.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, captions: Sequence[str]) -> TextEmbeddings:
+        """Encode C captions -> tokens ``(C, L, D)``, mask ``(C, L)``, ids ``(C, L)``, pooled ``(C, D)``.
+
+        Identical captions are encoded once (options repeat across images).
+        """
+        ids = self.tokenize(captions)
+        return self.encode_ids(ids, captions)
+
+    @torch.no_grad()
+    def encode_ids(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> TextEmbeddings:
+        """As :meth:`encode_texts`, from full-context ids ``(C, context)``."""
+        uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
+        tok_u, pooled_u = self.encode_token_ids(uniq)
+        tokens, pooled = tok_u[inverse.to(tok_u.device)], pooled_u[inverse.to(pooled_u.device)]
+        kept, mask = self.truncate(ids, captions)
+        L = self.spec.max_tokens
+        tokens = tokens[:, :L]
+        if tokens.shape[1] < L:
+            tokens = F.pad(tokens, (0, 0, 0, L - tokens.shape[1]))
+        mask = mask.to(tokens.device)
+        tokens = tokens * mask.unsqueeze(-1)
+        return TextEmbeddings(tokens=tokens, mask=mask, ids=kept.to(tokens.device), pooled=pooled)

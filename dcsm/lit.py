@@ -1,0 +1,178 @@
+"""LightningModule: a frozen encoder + the trainable DCSM head, multiple-choice training.
+
+Checkpoints hold the head (CNN + functional-row buffers) and the full config including the
+encoder spec; the frozen CLIP weights are *not* copied into them (they are rebuilt from the
+spec: pretrained tag, local file, or seeded random init).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from .encoders import EncoderSpec, FrozenCLIP
+from .evaluation import clip_scores, dcsm_scores
+from .features import ensure_features
+from .functional_rows import FunctionalRows, resolve_lexicon
+from .model import DCSMHead, MapConfig
+from .scorer import ScorerConfig, build_scorer
+
+ENCODER_PREFIX = "encoder."
+LOSSES = ("mcq",)
+
+
+def to_plain(cfg: DictConfig | dict) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def build_head(cfg: dict, encoder: FrozenCLIP) -> DCSMHead:
+    """Functional rows + CNN for this encoder's map size, from the ``functional_rows``,
+    ``maps`` and ``scorer`` config sections."""
+    fr = cfg["functional_rows"]
+    rows = FunctionalRows(
+        resolve_lexicon(fr["lexicon"]), encoder.tokenizer, encoder.num_patches, seed=fr["seed"], init=fr["init"]
+    )
+    scorer = build_scorer(
+        ScorerConfig(**cfg["scorer"]), encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls
+    )
+    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]))
+
+
+class DCSMModule(L.LightningModule):
+    """Frozen CLIP + DCSM head trained with multiple-choice cross-entropy.
+
+    Args:
+        cfg: the full run config (plain dict or DictConfig); saved as hyper-parameters.
+        categories: names of the ``category`` indices in batches (per-category metrics).
+        val_names: names of the validation dataloaders, in order.
+        encoder: an already-built encoder to share (e.g. with a feature-caching DataModule);
+            built from ``cfg["encoder"]`` when omitted.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig | dict,
+        categories: Sequence[str] = (),
+        val_names: Sequence[str] = ("val",),
+        encoder: FrozenCLIP | None = None,
+    ) -> None:
+        super().__init__()
+        cfg = to_plain(cfg)
+        self.save_hyperparameters({"cfg": cfg, "categories": list(categories), "val_names": list(val_names)}, logger=False)
+        self.cfg = cfg
+        if cfg["loss"]["kind"] not in LOSSES:
+            raise ValueError(f"unknown loss.kind '{cfg['loss']['kind']}'. Fix: use one of {LOSSES}.")
+        self.encoder = encoder if encoder is not None else FrozenCLIP(EncoderSpec(**cfg["encoder"]))
+        self.head = build_head(cfg, self.encoder)
+        self.categories = tuple(categories)
+        self.val_names = tuple(val_names)
+        self.strict_loading = False  # the frozen encoder is rebuilt, not loaded
+        self._val_stats: dict[int, torch.Tensor] = {}
+
+    # ------------------------------------------------------------- steps
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Scores ``(N, K)`` of a raw or feature batch."""
+        return dcsm_scores(self.head, ensure_features(self.encoder, batch))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        f = ensure_features(self.encoder, batch)
+        scores = dcsm_scores(self.head, f)
+        loss = F.cross_entropy(scores, f["label"])
+        acc = (scores.argmax(1) == f["label"]).float().mean()
+        n = len(f["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/acc", acc, prog_bar=True, batch_size=n)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_stats = {}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        f = ensure_features(self.encoder, batch)
+        dcsm = dcsm_scores(self.head, f)
+        loss = F.cross_entropy(dcsm, f["label"])
+        name = self.val_names[dataloader_idx]
+        self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False)
+        # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all
+        n_cat = max(len(self.categories), 1)
+        cat = f.get("category", torch.zeros_like(f["label"]))
+        cat = cat if len(self.categories) else torch.zeros_like(cat)
+        hits = torch.stack(
+            [torch.ones_like(dcsm[:, 0]), (dcsm.argmax(1) == f["label"]).float(),
+             (clip_scores(f).argmax(1) == f["label"]).float()], dim=1
+        )
+        stats = torch.zeros(n_cat + 1, 3, device=dcsm.device).index_add_(0, cat.long(), hits)
+        stats[-1] = hits.sum(0)
+        prev = self._val_stats.get(dataloader_idx)
+        self._val_stats[dataloader_idx] = stats if prev is None else prev + stats
+
+    def on_validation_epoch_end(self) -> None:
+        for idx, stats in sorted(self._val_stats.items()):
+            stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+            name = self.val_names[idx]
+            names = [*(self.categories or ()), "all"] if self.categories else ["", "all"]
+            for row, cat in zip(stats, names):
+                if not cat or row[0] == 0:
+                    continue
+                suffix = "" if cat == "all" else f"_{cat}"
+                self.log(f"{name}/acc{suffix}", row[1] / row[0], add_dataloader_idx=False, sync_dist=False)
+                self.log(f"{name}/clip_acc{suffix}", row[2] / row[0], add_dataloader_idx=False, sync_dist=False)
+        self._val_stats = {}
+
+    # ------------------------------------------------------------- optim
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.cfg["optim"]
+        opt = torch.optim.AdamW(self.head.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(int(o["warmup_steps"]), total - 1) if total > 1 else 0
+        floor = o["min_lr_ratio"]
+
+        def lr_lambda(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sd = checkpoint["state_dict"]
+        for key in [k for k in sd if k.startswith(ENCODER_PREFIX)]:
+            del sd[key]
+        checkpoint["dcsm"] = {
+            "encoder": self.encoder.spec.to_dict(),
+            "lexicon": list(self.head.functional_rows.phrases),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = [k for k in self.head.state_dict() if f"head.{k}" not in checkpoint["state_dict"]]
+        if missing:
+            raise KeyError(f"checkpoint lacks DCSM head weights {missing[:5]}; is it a dcsm checkpoint?")
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Head only: the frozen encoder is rebuilt from its spec, never saved."""
+        sd = super().state_dict(*args, **kwargs)
+        return type(sd)((k, v) for k, v in sd.items() if not k.startswith(ENCODER_PREFIX))
+
+
+def load_module(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> DCSMModule:
+    """Load a dcsm checkpoint; the encoder is rebuilt from the stored spec (or the given one)."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist. Fix: pass checkpoint=<path to a .ckpt from train.py>.")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if "hyper_parameters" not in ckpt or "cfg" not in ckpt["hyper_parameters"]:
+        raise ValueError(f"'{path}' is not a dcsm checkpoint (no hyper_parameters.cfg).")
+    hp = ckpt["hyper_parameters"]
+    module = DCSMModule(hp["cfg"], categories=hp.get("categories", ()), val_names=hp.get("val_names", ("val",)), encoder=encoder)
+    module.on_load_checkpoint(ckpt)
+    module.head.load_state_dict({k[len("head."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("head.")})
+    return module.eval()

@@ -1,0 +1,86 @@
+"""Batched dense cosine similarity maps (DCSM).
+
+Two pairings, one einsum each:
+- ``all``: every image with every caption, patches ``(B, P, D)`` x tokens ``(C, L, D)`` ->
+  ``(B, C, L, P)`` (retrieval, the reference's 2B x 2B training matrix);
+- ``paired``: image n with its own K options, ``(N, P, D)`` x ``(N, K, L, D)`` ->
+  ``(N, K, L, P)`` (multiple choice).
+
+Then functional rows replace the rows of functional words (one gather + where), padded rows
+are zeroed, and maps are standardised per map (default: scores do not depend on what else is
+in the batch) or over the whole batch (the reference's behaviour).
+"""
+
+from __future__ import annotations
+
+import torch
+
+STANDARDIZE_MODES = ("map", "batch", "none")
+PAIRINGS = ("all", "paired")
+
+
+def similarity(patches: torch.Tensor, tokens: torch.Tensor, pairing: str = "paired") -> torch.Tensor:
+    """Cosine maps; inputs are unit-norm. See module doc for shapes."""
+    if pairing == "paired":
+        return torch.einsum("nkld,npd->nklp", tokens, patches)
+    if pairing == "all":
+        return torch.einsum("cld,bpd->bclp", tokens, patches)
+    raise ValueError(f"unknown pairing '{pairing}'. Fix: use one of {PAIRINGS}.")
+
+
+def inject_rows(maps: torch.Tensor, fr_index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Replace functional-word rows.
+
+    maps ``(..., L, P)``; fr_index ``(..., L)`` (trailing dims broadcast against maps' leading
+    ones, -1 = keep); rows ``(E, P)``.
+    """
+    fr = rows.to(maps.dtype)[fr_index.clamp(min=0)]  # (..., L, P)
+    return torch.where((fr_index >= 0).unsqueeze(-1), fr, maps)
+
+
+def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: float = 1e-6) -> torch.Tensor:
+    """Z-score maps ``(..., L, P)`` over their real rows (mask ``(..., L)``); padded rows -> 0.
+
+    ``map``: one mean/std per map; ``batch``: one mean/std over the whole tensor, padded rows
+    included (the reference's behaviour); ``none``: only zero the padded rows.
+    """
+    m = mask.unsqueeze(-1).to(maps.dtype)  # (..., L, 1)
+    if mode == "map":
+        count = (m.sum(dim=(-2, -1), keepdim=True) * maps.shape[-1]).clamp(min=1)
+        mean = (maps * m).sum(dim=(-2, -1), keepdim=True) / count
+        var = (((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
+        maps = (maps - mean) / (var.sqrt() + eps)
+    elif mode == "batch":
+        maps = (maps - maps.mean()) / (maps.std() + eps)
+        return maps  # reference keeps its (non-zero) pad rows in the statistics and the map
+    elif mode != "none":
+        raise ValueError(f"unknown standardize mode '{mode}'. Fix: use one of {STANDARDIZE_MODES}.")
+    return maps * m
+
+
+def build_maps(
+    patches: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    fr_index: torch.Tensor | None,
+    rows: torch.Tensor | None,
+    *,
+    pairing: str = "paired",
+    standardize_mode: str = "map",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Full map construction: cosine -> functional rows -> standardise/mask.
+
+    Args:
+        patches: ``(B, P, D)`` unit-norm patch embeddings.
+        tokens: ``(C, L, D)`` for ``all`` or ``(B, K, L, D)`` for ``paired``.
+        mask: ``(C, L)`` / ``(B, K, L)`` real-token mask.
+        fr_index: same shape as mask, functional entry per position (-1 none), or None.
+        rows: ``(E, P)`` functional rows, or None to skip injection.
+    Returns:
+        ``(B, C, L, P)`` or ``(B, K, L, P)`` float maps.
+    """
+    maps = similarity(patches.to(tokens.dtype), tokens, pairing)
+    if fr_index is not None and rows is not None:
+        maps = inject_rows(maps, torch.where(mask, fr_index, -1), rows)  # never on padding
+    return standardize(maps, mask, standardize_mode, eps)

@@ -1,0 +1,58 @@
+"""The DCSM head: functional rows + map construction + CNN scorer (everything after CLIP).
+
+It consumes embeddings, never images, so the same head scores live-encoded batches and
+cached features alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .functional_rows import FunctionalRows
+from .maps import build_maps
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    standardize: str = "map"
+    eps: float = 1e-6
+    functional_rows: bool = True
+
+
+class DCSMHead(nn.Module):
+    """Scores (image, caption) pairs from their embeddings.
+
+    Args:
+        rows: the functional-row module (lexicon + fixed rows, part of the state dict).
+        scorer: CNN mapping ``(N, L, P)`` maps to ``(N,)`` scores.
+        map_cfg: standardisation mode and whether functional rows are injected.
+    """
+
+    def __init__(self, rows: FunctionalRows, scorer: nn.Module, map_cfg: MapConfig) -> None:
+        super().__init__()
+        self.functional_rows = rows
+        self.scorer = scorer
+        self.map_cfg = map_cfg
+
+    def maps(
+        self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "paired"
+    ) -> torch.Tensor:
+        """Maps ``(B, K, L, P)`` (paired: tokens ``(B, K, L, D)``) or ``(B, C, L, P)`` (all: tokens ``(C, L, D)``)."""
+        use_rows = self.map_cfg.functional_rows
+        fr_index = self.functional_rows.index(ids) if use_rows else None
+        rows = self.functional_rows.rows if use_rows else None
+        return build_maps(
+            patches, tokens, mask, fr_index, rows,
+            pairing=pairing, standardize_mode=self.map_cfg.standardize, eps=self.map_cfg.eps,
+        )
+
+    def forward(
+        self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "paired"
+    ) -> torch.Tensor:
+        """Scores ``(B, K)`` for paired options or ``(B, C)`` for all pairs."""
+        maps = self.maps(patches.float(), tokens.float(), mask, ids, pairing)
+        lead = maps.shape[:-2]
+        return self.scorer(maps.flatten(0, -3)).view(lead)

@@ -1,0 +1,31 @@
+"""Shared fixtures: one random-init ViT-B-32 per test session (building one takes seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcsm.encoders import EncoderSpec, FrozenCLIP
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+TINY_SPEC = EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=20, seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> FrozenCLIP:
+    return FrozenCLIP(TINY_SPEC)
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures not found at {SHARED_FIXTURES} (CI clones the repo with shared/ beside it)")
+    return SHARED_FIXTURES
