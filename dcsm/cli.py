@@ -48,13 +48,20 @@ def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
 
 
 def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
+    """Trainer with a best-by-monitor checkpoint and an always-fresh ``last.ckpt`` (resume)."""
     ck = cfg["checkpoint"]
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best-{epoch}-{step}", monitor=ck["monitor"], mode=ck["mode"],
-        save_top_k=ck["save_top_k"], save_last=True, every_n_train_steps=ck["every_n_train_steps"],
+    ckpt_dir = run_dir / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best-{epoch}-{step}", monitor=ck["monitor"], mode=ck["mode"],
+        save_top_k=ck["save_top_k"], every_n_train_steps=ck["every_n_train_steps"],
+    )
+    # Lightning refreshes save_last only when the top-k improves; resume needs the newest state.
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir, filename=Path(LAST_CKPT).stem, monitor=None, save_top_k=1,
+        every_n_train_steps=ck["every_n_train_steps"], enable_version_counter=False,
     )
     logger = build_logger(cfg, run_dir)
-    callbacks: list = [checkpoint]
+    callbacks: list = [best, last]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     return L.Trainer(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-STANDARDIZE_MODES = ("map", "batch", "none")
+STANDARDIZE_MODES = ("map", "row", "batch", "none")
 PAIRINGS = ("all", "paired")
 
 
@@ -41,7 +41,9 @@ def inject_rows(maps: torch.Tensor, fr_index: torch.Tensor, rows: torch.Tensor) 
 def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: float = 1e-6) -> torch.Tensor:
     """Z-score maps ``(..., L, P)`` over their real rows (mask ``(..., L)``); padded rows -> 0.
 
-    ``map``: one mean/std per map; ``batch``: one mean/std over the whole tensor, padded rows
+    ``map``: one mean/std per map; ``row``: one mean/std per row over the patch axis (keeps
+    only *where* a token matches, which suits encoders whose patch embeddings share a large
+    common component, e.g. random-init towers); ``batch``: one mean/std over the whole tensor, padded rows
     included (the reference's behaviour); ``none``: only zero the padded rows.
     """
     m = mask.unsqueeze(-1).to(maps.dtype)  # (..., L, 1)
@@ -50,6 +52,9 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
         mean = (maps * m).sum(dim=(-2, -1), keepdim=True) / count
         var = (((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
         maps = (maps - mean) / (var.sqrt() + eps)
+    elif mode == "row":
+        mean = maps.mean(dim=-1, keepdim=True)
+        maps = (maps - mean) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
     elif mode == "batch":
         maps = (maps - maps.mean()) / (maps.std() + eps)
         return maps  # reference keeps its (non-zero) pad rows in the statistics and the map

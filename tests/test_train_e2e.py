@@ -1,0 +1,94 @@
+"""train.py / evaluate.py end to end on a tiny synthetic run (random-init ViT-B-32, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcsm.cli import evaluate_main, train_main
+from dcsm.config import ConfigError, parse_cli
+from dcsm.lit import load_module
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+TINY = [
+    "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6",
+    "data.batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+    "optim.warmup_steps=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run")
+    report = train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=wandb", "logger.mode=offline", *TINY])
+    return run_dir, report
+
+
+def test_train_writes_checkpoint_metrics_and_offline_wandb(trained: tuple[Path, dict]) -> None:
+    run_dir, report = trained
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["model"] == "ViT-B-32" and saved["pretrained"] is None and saved["dataset"] == "synthetic"
+    for split in ("test", "shifted"):
+        m = saved["metrics"][split]
+        assert m["n"] == {"all": 6, "binding": 2, "spatial": 2, "negation": 2}
+        assert set(m["dcsm"]) == set(m["clip"]) == {"all", "binding", "spatial", "negation"}
+        assert all(0.0 <= v <= 1.0 for v in m["dcsm"].values())
+    assert "| test | binding | 2 |" in (run_dir / "metrics.md").read_text()
+    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B offline run directory missing"
+
+
+def test_checkpoint_holds_head_rows_and_spec_not_clip(trained: tuple[Path, dict]) -> None:
+    run_dir, _ = trained
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    keys = ckpt["state_dict"].keys()
+    assert "head.functional_rows.rows" in keys
+    assert not any(k.startswith("encoder.") for k in keys)
+    assert ckpt["dcsm"]["encoder"]["model"] == "ViT-B-32"
+    assert ckpt["global_step"] == 6  # 2 epochs x 3 batches
+    size_mb = (run_dir / "checkpoints" / "last.ckpt").stat().st_size / 2**20
+    assert size_mb < 20, f"checkpoint is {size_mb:.0f} MiB: CLIP weights leaked into it"
+
+
+def test_evaluate_reproduces_training_metrics_from_checkpoint(trained: tuple[Path, dict]) -> None:
+    run_dir, report = trained
+    ckpt = report["checkpoint"]
+    out = run_dir / "eval.json"
+    ev = evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={out}", "eval.batch_size=4"])
+    assert json.loads(out.read_text())["metrics"] == ev["metrics"]
+    for split in ("test", "shifted"):
+        assert ev["metrics"][split]["dcsm"] == pytest.approx(report["metrics"][split]["dcsm"])
+        assert ev["metrics"][split]["clip"] == pytest.approx(report["metrics"][split]["clip"])
+
+
+def test_loaded_rows_equal_trained_rows(trained: tuple[Path, dict]) -> None:
+    run_dir, report = trained
+    module = load_module(report["checkpoint"])
+    ckpt = torch.load(report["checkpoint"], weights_only=False)
+    assert torch.equal(module.head.functional_rows.rows, ckpt["state_dict"]["head.functional_rows.rows"])
+
+
+def test_resume_continues_step_count(tmp_path: Path) -> None:
+    common = ["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY]
+    train_main([*common, "trainer.max_epochs=1"])
+    first = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert first["global_step"] == 3
+    train_main([*common, "trainer.max_epochs=2", "resume=auto"])
+    second = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert second["global_step"] == 6 and second["epoch"] == 1
+
+
+def test_unknown_override_key_fails_loudly() -> None:
+    with pytest.raises(ConfigError, match="unknown config key"):
+        parse_cli(["--config", SMOKE, "trainer.max_epohcs=3"])
+
+
+def test_evaluate_without_checkpoint_explains(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="eval.checkpoint"):
+        evaluate_main([])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate_main([f"eval.checkpoint={tmp_path / 'missing.ckpt'}"])
