@@ -134,11 +134,15 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
             num_skipped=sum(e.get("skipped") or 0 for e in shards),
             shards=shards,
         )
-        atomic_write_json(out_dir / MANIFEST_NAME, manifest)
+        if _load_json(out_dir / MANIFEST_NAME) != json.loads(json.dumps(manifest)):
+            atomic_write_json(out_dir / MANIFEST_NAME, manifest)
         return manifest
 
     for url, name in zip(urls, names):
         out = out_dir / name
+        for tmp in out_dir.glob(f".{name}.*.tmp"):  # left by an interrupted run
+            log.info("removing leftover temp file %s", tmp)
+            tmp.unlink(missing_ok=True)
         src_bytes = _source_bytes(url)
         if not overwrite and out.is_file():
             n = count_tar_samples(out)

@@ -624,14 +624,17 @@ def run_benchmark(
         "metrics": metrics,
         "failures": failure_records,
         "dcsm_version": __version__,
+        "output": str(output),
+        "markdown": str(output.with_suffix(".md")),
     }
     report = _nan_to_none(report)
 
-    if logger_cfg and logger_cfg.get("kind") == "wandb":
-        report["wandb"] = _log_wandb(report, failures, items, logger_cfg, output)
-
+    # results first, so that a W&B problem never loses them; then the run, recorded in the JSON
     atomic_write_json(output, report)
     atomic_write_text(output.with_suffix(".md"), format_benchmark_table(report) + "\n")
+    if logger_cfg and logger_cfg.get("kind") == "wandb":
+        report["wandb"] = _log_wandb(report, failures, items, logger_cfg, output)
+        atomic_write_json(output, report)
     return report
 
 

@@ -15,8 +15,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from . import __version__
+from .benchmark_eval import BENCHMARKS, format_benchmark_table, run_benchmark_from_config
 from .config import parse_cli
 from .data.module import SyntheticDataConfig, SyntheticDataModule, scene_dataset
+from .data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from .encoders import EncoderSpec, FrozenCLIP
 from .evaluation import category_accuracy, format_table, score_loader
 from .features import collate_mcq
@@ -28,12 +30,26 @@ LOGGERS = ("wandb", "csv", "none")
 LAST_CKPT = "last.ckpt"
 
 
+SHARD_ONLY = ("train_shards", "val_shards", "shuffle_buffer")
+DATA_SOURCES = ("synthetic", *SHARD_SOURCES)
+
+
 def data_config(cfg: dict) -> SyntheticDataConfig:
-    d = dict(cfg["data"])
-    if d.get("source") != "synthetic":
-        raise ValueError(f"data.source '{d.get('source')}' is not available here. Fix: use data.source=synthetic.")
+    """The synthetic-data view of the ``data:`` section (also used for synthetic evaluation)."""
+    d = {k: v for k, v in cfg["data"].items() if k not in SHARD_ONLY and k != "source"}
     d["categories"], d["val_splits"] = tuple(d["categories"]), tuple(d["val_splits"])
     return SyntheticDataConfig(**d)
+
+
+def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | ShardDataModule:
+    """``data.source`` -> the DataModule that owns the loaders."""
+    d = cfg["data"]
+    if d["source"] == "synthetic":
+        return SyntheticDataModule(data_config(cfg), encoder)
+    if d["source"] in SHARD_SOURCES:
+        keys = ("source", "train_shards", "val_shards", "shuffle_buffer", "seed", "batch_size", "num_workers")
+        return ShardDataModule(ShardDataConfig(categories=tuple(d["categories"]), **{k: d[k] for k in keys}), encoder)
+    raise ValueError(f"unknown data.source '{d['source']}'. Fix: use one of {DATA_SOURCES}.")
 
 
 def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
@@ -81,15 +97,14 @@ def resume_path(cfg: dict, run_dir: Path) -> str | None:
     return str(r)
 
 
-def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, SyntheticDataModule, L.Trainer, Path]:
+def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, L.LightningDataModule, L.Trainer, Path]:
     """Seed, build the shared frozen encoder, the module, the data module and the trainer."""
     cfg = to_plain(cfg)
     L.seed_everything(cfg["seed"], workers=True)
     run_dir = Path(cfg["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"]))
-    dcfg = data_config(cfg)
-    dm = SyntheticDataModule(dcfg, encoder)
+    dm = build_datamodule(cfg, encoder)
     module = DCSMModule(cfg, categories=dm.categories, val_names=dm.val_names, encoder=encoder)
     return module, dm, build_trainer(cfg, run_dir), run_dir
 
@@ -156,8 +171,15 @@ def evaluate_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ev = cfg["eval"]
     if not ev["checkpoint"]:
         raise ValueError("evaluate.py needs eval.checkpoint=<path to a .ckpt written by train.py>.")
+    if ev["benchmark"] in BENCHMARKS:  # whatsup | whatsup_qa | negbench: the published files
+        report = run_benchmark_from_config(cfg)
+        print(f"\nmetrics: {report['output']}\n")
+        print(format_benchmark_table(report))
+        return report
     if ev["benchmark"] != "synthetic":
-        raise ValueError(f"eval.benchmark '{ev['benchmark']}' is not available yet. Fix: eval.benchmark=synthetic.")
+        raise ValueError(
+            f"unknown eval.benchmark '{ev['benchmark']}'. Fix: eval.benchmark=synthetic|{'|'.join(BENCHMARKS)}."
+        )
     module = load_module(ev["checkpoint"])
     results = evaluate_synthetic(module, ev["splits"], ev["batch_size"], default_device())
     ckpt = Path(ev["checkpoint"])

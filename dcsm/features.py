@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from .encoders import FrozenCLIP
 
@@ -115,7 +116,10 @@ class FeatureDataset(Dataset):
         return {k: v[i] for k, v in self.features.items()}
 
 
-def cache_dataset(encoder: FrozenCLIP, dataset: Dataset, batch_size: int, num_workers: int = 0) -> dict[str, Any]:
+def cache_dataset(
+    encoder: FrozenCLIP, dataset: Dataset, batch_size: int, num_workers: int = 0, desc: str = "caching features"
+) -> dict[str, Any]:
     """Encode a raw MCQ dataset once -> concatenated CPU feature batch (fp16 floats)."""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mcq)
-    return concat_batches(to_cache(encode_batch(encoder, b)) for b in loader)
+    batches = tqdm(loader, desc=desc, unit="batch", disable=None, mininterval=5.0)
+    return concat_batches(to_cache(encode_batch(encoder, b)) for b in batches)

@@ -73,6 +73,7 @@ class DCSMModule(L.LightningModule):
         self.val_names = tuple(val_names)
         self.strict_loading = False  # the frozen encoder is rebuilt, not loaded
         self._val_stats: dict[int, torch.Tensor] = {}
+        self.samples_seen = 0  # this rank's training samples; restored on resume
 
     # ------------------------------------------------------------- steps
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -85,6 +86,7 @@ class DCSMModule(L.LightningModule):
         loss = F.cross_entropy(scores, f["label"])
         acc = (scores.argmax(1) == f["label"]).float().mean()
         n = len(f["label"])
+        self.samples_seen += n
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/acc", acc, prog_bar=True, batch_size=n)
         return loss
@@ -106,7 +108,8 @@ class DCSMModule(L.LightningModule):
             [torch.ones_like(dcsm[:, 0]), (dcsm.argmax(1) == f["label"]).float(),
              (clip_scores(f).argmax(1) == f["label"]).float()], dim=1
         )
-        stats = torch.zeros(n_cat + 1, 3, device=dcsm.device).index_add_(0, cat.long(), hits)
+        known = (cat >= 0) & (cat < n_cat)  # shards may carry categories outside the list (-1)
+        stats = torch.zeros(n_cat + 1, 3, device=dcsm.device).index_add_(0, cat[known].long(), hits[known])
         stats[-1] = hits.sum(0)
         prev = self._val_stats.get(dataloader_idx)
         self._val_stats[dataloader_idx] = stats if prev is None else prev + stats
@@ -128,14 +131,22 @@ class DCSMModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg["optim"]
         opt = torch.optim.AdamW(self.head.parameters(), lr=o["lr"], weight_decay=o["weight_decay"])
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(int(o["warmup_steps"]), total - 1) if total > 1 else 0
-        floor = o["min_lr_ratio"]
+        warmup, floor = int(o["warmup_steps"]), o["min_lr_ratio"]
+        horizon: list[int] = []
+
+        def total_steps() -> int:
+            # Read lazily: asking for estimated_stepping_batches here would build the train loader
+            # before a resumed run restores its loop state, and its stream position would be lost.
+            if not horizon:
+                horizon.append(max(int(self.trainer.estimated_stepping_batches), warmup + 1))
+            return horizon[0]
 
         def lr_lambda(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            if step == warmup:
+                return 1.0  # cosine starts at its peak whatever the horizon
+            progress = min((step - warmup) / max(total_steps() - warmup, 1), 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
@@ -149,9 +160,11 @@ class DCSMModule(L.LightningModule):
         checkpoint["dcsm"] = {
             "encoder": self.encoder.spec.to_dict(),
             "lexicon": list(self.head.functional_rows.phrases),
+            "samples_seen": self.samples_seen,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.samples_seen = int(checkpoint.get("dcsm", {}).get("samples_seen", 0))
         missing = [k for k in self.head.state_dict() if f"head.{k}" not in checkpoint["state_dict"]]
         if missing:
             raise KeyError(f"checkpoint lacks DCSM head weights {missing[:5]}; is it a dcsm checkpoint?")

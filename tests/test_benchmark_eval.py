@@ -37,7 +37,6 @@ from dcsm.prompts import apply_prompt_style
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 WHATSUP_A_FIXTURE = FIXTURES / "whatsup" / "controlled_images_dataset.json"
-NEGBENCH_COCO_FIXTURE = FIXTURES / "negbench" / "COCO_val_mcq_llama3.1_rephrased.csv"
 NEGBENCH_VOC_FIXTURE = FIXTURES / "negbench" / "VOC2007_mcq_llama3.1_rephrased.csv"
 NEGBENCH_HEADER = ["image_path", "correct_answer", "caption_0", "caption_1", "caption_2", "caption_3", "correct_answer_template"]
 EXTRA_BASELINE = "ViT-S-32:none"
@@ -111,15 +110,15 @@ def _cached_image(enc: FrozenCLIP, image: Path):
 
 
 def _cached_texts(enc: FrozenCLIP, captions: list[str]) -> dict[str, torch.Tensor]:
-    """Each caption encoded on its own (cached), then stacked: (K, L, D) tokens etc."""
-    per = []
-    for c in captions:
-        key = (id(enc), c)
-        if key not in _TEXT_CACHE:
-            t = enc.encode_texts([c])
-            _TEXT_CACHE[key] = {"tokens": t.tokens[0], "mask": t.mask[0], "ids": t.ids[0], "pooled": t.pooled[0]}
-        per.append(_TEXT_CACHE[key])
-    return {k: torch.stack([p[k] for p in per]) for k in per[0]}
+    """Token/pooled embeddings of the captions in the given order; each set of options is
+    encoded once (sorted), then indexed, so a reordered row costs nothing."""
+    uniq = tuple(sorted(set(captions)))
+    key = (id(enc), uniq)
+    if key not in _TEXT_CACHE:
+        t = enc.encode_texts(list(uniq))
+        _TEXT_CACHE[key] = {"tokens": t.tokens, "mask": t.mask, "ids": t.ids, "pooled": t.pooled}
+    pos = torch.tensor([uniq.index(c) for c in captions])
+    return {k: v[pos] for k, v in _TEXT_CACHE[key].items()}
 
 
 @torch.no_grad()
@@ -254,6 +253,7 @@ def test_whatsup_controlled_a_matches_hand_computed(module, tmp_path):
     assert fail["predicted_caption"] != fail["correct_caption"]
     assert json.loads(out.read_text()) == report
     md = out.with_suffix(".md").read_text()
+    assert md == format_benchmark_table(report) + "\n"
     assert f"prompt style: `{style}`" in md
     assert "| controlled_a | pair accuracy | 8 | 75.0 |" in md
     assert "| controlled_a | set accuracy | 8 | 50.0 |" in md
@@ -429,12 +429,12 @@ def test_negbench_question_types_baseline_and_wandb(module, extra_encoder, tmp_p
 
 
 @pytest.mark.parametrize(
-    "benchmark,fixture", [("whatsup", WHATSUP_A_FIXTURE), ("negbench", NEGBENCH_VOC_FIXTURE)], ids=["whatsup_a", "negbench_voc"]
+    "bench,fixture", [("whatsup", WHATSUP_A_FIXTURE), ("negbench", NEGBENCH_VOC_FIXTURE)], ids=["whatsup_a", "negbench_voc"]
 )
-def test_real_files_flow_end_to_end(benchmark, fixture, module, tmp_path):
+def test_real_files_flow_end_to_end(bench, fixture, module, tmp_path):
     if not fixture.is_file():
         pytest.skip(f"fixture {fixture} absent (CI clones the repo with shared/ beside it)")
-    if benchmark == "whatsup":
+    if bench == "whatsup":
         raw_paths = [r["image_path"] for r in json.loads(fixture.read_text())]
         drawn = [tmp_path / "controlled_images" / Path(p).name for p in raw_paths[:3]]
     else:
@@ -446,7 +446,7 @@ def test_real_files_flow_end_to_end(benchmark, fixture, module, tmp_path):
     names = {p.name for p in drawn}
     scored = [p for p in raw_paths if Path(p).name in names]
     report = run_benchmark(
-        module, benchmark, [fixture], tmp_path, prompt_style="reference", baselines=[], batch_size=8, num_workers=0,
+        module, bench, [fixture], tmp_path, prompt_style="reference", baselines=[], batch_size=8, num_workers=0,
         max_failures=1, output=tmp_path / "out.json", logger_cfg=NO_LOGGER, progress=False,
     )
     assert report["n_items"] == len(raw_paths)

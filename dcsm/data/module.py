@@ -3,6 +3,7 @@ frozen-feature cache (each image and caption encoded once, then only the head tr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -13,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..encoders import FrozenCLIP
 from ..features import FeatureDataset, cache_dataset, collate_mcq
 from .synthetic import CATEGORIES, SyntheticScenes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,10 @@ class SyntheticDataModule(L.LightningDataModule):
             return raw
         if self.trainer is not None:  # encode on the training device, not on the CPU
             self.encoder.to(self.trainer.strategy.root_device)
-        return FeatureDataset(cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers))
+        log.info("encoding %d '%s' scenes once with the frozen encoder (features cached in memory)", len(raw), split)
+        return FeatureDataset(
+            cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers, desc=f"caching {split}")
+        )
 
     def setup(self, stage: str | None = None) -> None:
         wanted = ["train", *self.val_names] if stage in (None, "fit") else list(self.val_names)

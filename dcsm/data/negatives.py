@@ -315,6 +315,11 @@ def _is_verbish(words: list[str], i: int) -> bool:
     return False
 
 
+def _is_attribute(word: str) -> bool:
+    """A colour or size adjective: never the head noun of a noun phrase ("a red and blue shirt")."""
+    return word in COLOUR_WORDS or word in SIZE_OPPOSITES
+
+
 def _plural(word: str) -> bool:
     w = word.lower()
     return w in _IRREGULAR_PLURALS or (w.endswith("s") and not w.endswith("ss") and len(w) > 3)
@@ -326,7 +331,7 @@ def _np_before(text: _Text, c: int) -> _NP | None:
     while j >= 0 and _is_verbish(words, j) and not _PUNCT.search(text.toks[j + 1].sep if j + 1 < len(words) else ""):
         j -= 1
     end = j + 1
-    if end <= 0 or words[j] in _STOP or words[j] in _DETERMINERS:
+    if end <= 0 or words[j] in _STOP or words[j] in _DETERMINERS or _is_attribute(words[j]):
         return None
     i = j
     while i >= 0:
@@ -354,7 +359,7 @@ def _np_after(text: _Text, e: int) -> _NP | None:
         if words[k] in _STOP or words[k] in _DETERMINERS or _is_verbish(words, k):
             break
         k += 1
-    if k == i or words[k - 1] in _POSITION_NOUNS:
+    if k == i or words[k - 1] in _POSITION_NOUNS or _is_attribute(words[k - 1]):
         return None
     return _NP(e, i, k)
 

@@ -81,6 +81,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from webdataset import tariterators
+from webdataset.gopen import gopen
 
 from ..io import atomic_write, atomic_write_json
 from .synthetic import CATEGORIES
@@ -168,9 +169,12 @@ class _Shared:
     """
 
     def __init__(self, example_bytes: int) -> None:
-        self.value = mp.Value(ctypes.c_longlong, 0)
-        self.buf = mp.Array(ctypes.c_char, max(example_bytes, 1), lock=False)
-        self.used = mp.Value(ctypes.c_longlong, 0, lock=False)
+        # a spawn-context lock can be inherited by fork workers and pickled to spawn/forkserver
+        # workers; a fork-context one cannot be sent to spawned workers
+        ctx = mp.get_context("spawn")
+        self.value = ctx.Value(ctypes.c_longlong, 0)
+        self.buf = ctx.Array(ctypes.c_char, max(example_bytes, 1), lock=False)
+        self.used = ctx.Value(ctypes.c_longlong, 0, lock=False)
         self.example_bytes = example_bytes
 
     def __getstate__(self) -> dict:
@@ -242,11 +246,11 @@ class SkipCounter:
                     sh.buf[start: start + len(line)] = line
                     sh.used.value = start + len(line)
         if self._warned < self.max_warnings:
-            warnings.warn(f"skipped corrupt sample: {rec}", SkippedSampleWarning, stacklevel=3)
+            warnings.warn(f"skipped corrupt sample: {rec}", SkippedSampleWarning, stacklevel=2)
         elif self._warned == self.max_warnings:
             warnings.warn(
                 f"more than {self.max_warnings} skipped samples in this process; further ones are "
-                "only counted (SkipCounter.count / .examples)", SkippedSampleWarning, stacklevel=3,
+                "only counted (SkipCounter.count / .examples)", SkippedSampleWarning, stacklevel=2,
             )
         self._warned += 1
         return rec
@@ -469,6 +473,10 @@ def write_shards(
         ]
         if mismatch:
             name, have, want = mismatch[0]
+            if name == "info" and isinstance(have, dict):
+                fields = sorted(k for k in {*have, *want} if have.get(k) != want.get(k))
+                name = "info." + ",".join(fields)
+                have, want = {k: have.get(k) for k in fields}, {k: want.get(k) for k in fields}
             raise ShardError(
                 f"{out_dir} already holds shards made differently ({name}: {have!r} there, {want!r} now). "
                 "Fix: write to a new folder, or pass overwrite=True (--overwrite) to replace them."
@@ -637,7 +645,8 @@ def _decode_image(sample: dict, prefix: str) -> Image.Image | None:
                     im.load()
                     return im.convert("RGB")
             except Exception as err:  # PIL raises many types for bad bytes
-                raise SampleError(f"unreadable image {sample['__key__']}.{name}: {type(err).__name__}: {err}") from None
+                detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", " (bytes)", str(err))
+                raise SampleError(f"unreadable image {sample['__key__']}.{name}: {type(err).__name__}: {detail}") from None
     return None
 
 
@@ -787,21 +796,39 @@ class StreamState:
 
 
 def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState) -> Iterator[dict]:
-    """The grouped samples of one shard; tar-level errors are counted and end the shard."""
-    last = {"key": None}
+    """The grouped samples of one shard; a tar-level error is counted once and ends the shard."""
+    last: dict[str, Any] = {"key": None, "seen": set()}
 
     def on_error(exn: Exception) -> bool:
-        after = f" (after key {last['key']})" if last["key"] else ""
-        skips.record(url, None, f"unreadable shard{after}: {type(exn).__name__}: {exn.args[0] if exn.args else exn}")
-        keep_going = bool(handler(exn))
-        state.stopped = state.stopped or not keep_going
-        return keep_going
+        first = str(exn.args[0]) if exn.args else str(exn)
+        what = f"{type(exn).__name__}: {first.split(' @ ')[0]}"
+        if what not in last["seen"]:  # tarfile re-raises the same error at two levels
+            last["seen"].add(what)
+            after = f" (after key {last['key']})" if last["key"] else ""
+            skips.record(url, None, f"unreadable shard{after}: {what}")
+            keep_going = bool(handler(exn))
+            state.stopped = state.stopped or not keep_going
+        return not state.stopped
 
-    opened = tariterators.url_opener([{"url": url}], handler=on_error)
-    files = tariterators.tar_file_expander(opened, handler=on_error)
-    for sample in tariterators.group_by_keys(files, handler=on_error):
-        last["key"] = sample["__key__"]
-        yield sample
+    try:
+        stream = gopen(url)
+    except (OSError, ValueError) as exn:  # missing file, unknown url scheme, ...
+        skips.record(url, None, f"cannot open shard: {type(exn).__name__}: {exn}")
+        state.stopped = not handler(exn)
+        return
+    finished = False
+    try:
+        files = tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=on_error)
+        for sample in tariterators.group_by_keys(files, handler=on_error):
+            last["key"] = sample["__key__"]
+            yield sample
+        finished = True
+    finally:
+        try:
+            stream.close()  # a pipe: url reports a failed command here
+        except OSError as exn:
+            if finished:
+                on_error(exn)
 
 
 def iter_shard(
