@@ -92,3 +92,24 @@ def test_ddp_two_processes_see_every_sample_once(tmp_path: Path, feature_shards:
     assert len(seen[0]) == len(seen[1]) == N_SAMPLES // 2
     assert not set(seen[0]) & set(seen[1])
     assert len(set(seen[0]) | set(seen[1])) == N_SAMPLES
+
+
+def test_scores_from_cached_features_equal_live_encoding(tmp_path: Path, feature_shards: Path, encoder: FrozenCLIP) -> None:
+    from dcsm.data.shards import feature_sample_pipeline, raw_sample_pipeline
+    from dcsm.evaluation import clip_scores, dcsm_scores
+    from dcsm.features import collate_mcq, encode_batch
+
+    module = setup(_cfg(tmp_path, feature_shards))[0]
+    head = module.head.eval()
+    raw_dir = feature_shards.parent / "raw"
+    live = collate_mcq(list(raw_sample_pipeline(str(raw_dir), encoder.preprocess, split_by_node=False, split_by_worker=False)))
+    cached = collate_mcq(list(feature_sample_pipeline(str(feature_shards), split_by_node=False, split_by_worker=False)))
+    assert live["key"] == cached["key"] and len(live["key"]) == N_SAMPLES
+    with torch.no_grad():
+        live_f = encode_batch(encoder, live)
+        s_live, s_cached = dcsm_scores(head, live_f), dcsm_scores(head, cached)
+        c_live, c_cached = clip_scores(live_f), clip_scores(cached)
+    assert s_live.shape == (N_SAMPLES, 4)
+    assert torch.allclose(s_cached, s_live, atol=2e-3 * s_live.abs().max().item() + 1e-4)
+    assert torch.allclose(c_cached, c_live, atol=2e-3)
+    assert torch.equal(s_cached.argmax(1), s_live.argmax(1))

@@ -994,79 +994,48 @@ def raw_sample_pipeline(
     urls: str | Path | Sequence[str | Path],
     transform: Callable | None,
     *,
-    shuffle_buffer: int = 0,
-    seed: int = 0,
-    epoch: int = 0,
-    shuffle_shards: bool | None = None,
-    split_by_node: bool = True,
-    split_by_worker: bool = True,
-    rank: int | None = None,
-    world_size: int | None = None,
-    handler: Callable[[Exception], bool] | None = None,
-    skips: SkipCounter | None = None,
     with_opposite: bool = False,
     categories: Sequence[str] | None = CATEGORIES,
     keep_meta: bool = False,
+    **stream: Any,
 ) -> ShardPipeline:
     """Raw MCQ samples ``{"images", "captions", "label", "category", "key"}`` from raw shards.
 
     Args:
         urls: brace pattern / list / ``pipe:`` url / folder with a manifest.
         transform: PIL image -> tensor (e.g. ``FrozenCLIP.preprocess``); None keeps PIL.
-        shuffle_buffer: sample shuffle buffer size (0/1 = file order).
-        seed, epoch: shard order and buffer shuffle are deterministic in ``(seed, epoch)``.
-        shuffle_shards: shuffle the shard order (default: when ``shuffle_buffer > 1``).
-        split_by_node, split_by_worker: split shards across ranks / DataLoader workers.
-        rank, world_size: the node split (default: torch.distributed, then env RANK/WORLD_SIZE).
-        handler: called with the exception after each counted skip (True: go on, False: stop,
-            raise: fail); default goes on.
-        skips: a :class:`SkipCounter` to count into (default: a new one, ``pipeline.skips``).
         with_opposite: also yield ``opposite_images``/``opposite_label`` (samples without them
             are skipped and counted).
         categories: names for the ``category`` index (None: no ``category`` key).
         keep_meta: also yield the JSON ``meta`` dict.
+        stream: :class:`ShardPipeline` options —
+            ``shuffle_buffer`` (0/1 = file order), ``seed``/``epoch`` (shard order and buffer
+            shuffle are deterministic in them), ``shuffle_shards`` (default: when
+            ``shuffle_buffer > 1``), ``split_by_node``/``split_by_worker``, ``rank``/``world_size``
+            (default: torch.distributed, then env RANK/WORLD_SIZE), ``handler`` (called with the
+            exception after each counted skip: True go on, False stop, raise fail), ``skips``
+            (a :class:`SkipCounter` to count into).
     """
-
     decode = functools.partial(
         decode_raw_sample, transform=transform, with_opposite=with_opposite, categories=categories, keep_meta=keep_meta,
     )
-
-    return ShardPipeline(
-        urls, decode, shuffle_buffer=shuffle_buffer, seed=seed, epoch=epoch, shuffle_shards=shuffle_shards,
-        split_by_node=split_by_node, split_by_worker=split_by_worker, rank=rank, world_size=world_size,
-        handler=handler, skips=skips,
-    )
+    return ShardPipeline(urls, decode, **stream)
 
 
 def feature_sample_pipeline(
     urls: str | Path | Sequence[str | Path],
     *,
-    shuffle_buffer: int = 0,
-    seed: int = 0,
-    epoch: int = 0,
-    shuffle_shards: bool | None = None,
-    split_by_node: bool = True,
-    split_by_worker: bool = True,
-    rank: int | None = None,
-    world_size: int | None = None,
-    handler: Callable[[Exception], bool] | None = None,
-    skips: SkipCounter | None = None,
     with_opposite: bool = False,
     categories: Sequence[str] | None = CATEGORIES,
     keep_meta: bool = False,
     keep_captions: bool = False,
+    **stream: Any,
 ) -> ShardPipeline:
     """Feature samples (one per item; keys as :data:`dcsm.features.FEATURE_KEYS` + ``label``,
     ``category``, ``key``) from feature shards; batch them with ``dcsm.features.collate_mcq``.
     Arguments as :func:`raw_sample_pipeline`; ``keep_captions`` also yields the caption texts."""
-
     decode = functools.partial(
         decode_feature_sample, with_opposite=with_opposite, categories=categories, keep_meta=keep_meta,
         keep_captions=keep_captions,
     )
-
-    return ShardPipeline(
-        urls, decode, shuffle_buffer=shuffle_buffer, seed=seed, epoch=epoch, shuffle_shards=shuffle_shards,
-        split_by_node=split_by_node, split_by_worker=split_by_worker, rank=rank, world_size=world_size,
-        handler=handler, skips=skips,
-    )
+    return ShardPipeline(urls, decode, **stream)
