@@ -1,9 +1,6 @@
-"""Evaluate a checkpoint: ``python evaluate.py eval.checkpoint=PATH [key=value ...]``."""
+"""Evaluate a checkpoint: ``python evaluate.py eval.checkpoint=PATH [eval.benchmark=whatsup ...] [key=value ...]``."""
 
-import logging
-
-from dcsm.cli import evaluate_main
+from dcsm.cli import evaluate_main, run_cli
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    evaluate_main()
+    run_cli(evaluate_main)

@@ -1,9 +1,6 @@
 """Train a DCSM scorer: ``python train.py [--config configs/smoke.yaml] [key=value ...]``."""
 
-import logging
-
-from dcsm.cli import train_main
+from dcsm.cli import run_cli, train_main
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train_main()
+    run_cli(train_main)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -149,6 +150,21 @@ def write_report(module: DCSMModule, checkpoint: Path, results: dict[str, Any], 
     atomic_write_json(out, report)
     atomic_write_text(out.with_suffix(".md"), table + "\n")
     return report
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a CLI entry point; user errors print one line and exit 2 (``DCSM_DEBUG=1``: traceback)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except USER_ERRORS as err:
+        if os.environ.get("DCSM_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def default_device() -> str:

@@ -180,7 +180,7 @@ def load_module(path: str, map_location: str | torch.device = "cpu", encoder: Fr
     import os
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist. Fix: pass checkpoint=<path to a .ckpt from train.py>.")
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH).")
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     if "hyper_parameters" not in ckpt or "cfg" not in ckpt["hyper_parameters"]:
         raise ValueError(f"'{path}' is not a dcsm checkpoint (no hyper_parameters.cfg).")

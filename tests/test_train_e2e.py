@@ -92,3 +92,15 @@ def test_evaluate_without_checkpoint_explains(tmp_path: Path) -> None:
         evaluate_main([])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         evaluate_main([f"eval.checkpoint={tmp_path / 'missing.ckpt'}"])
+
+
+def test_cli_prints_user_errors_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "evaluate.py"), f"eval.checkpoint={tmp_path / 'none.ckpt'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: checkpoint") and "Traceback" not in proc.stderr
