@@ -39,7 +39,12 @@ def data_config(cfg: dict) -> SyntheticDataConfig:
     """The synthetic-data view of the ``data:`` section (also used for synthetic evaluation)."""
     d = {k: v for k, v in cfg["data"].items() if k not in SHARD_ONLY and k != "source"}
     d["categories"], d["val_splits"] = tuple(d["categories"]), tuple(d["val_splits"])
-    return SyntheticDataConfig(**d)
+    return SyntheticDataConfig(**d, with_opposite=needs_opposite(cfg))
+
+
+def needs_opposite(cfg: dict) -> bool:
+    """The paired loss trains on each sample's opposite image too."""
+    return cfg["loss"]["kind"] == "paired"
 
 
 def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | ShardDataModule:
@@ -49,7 +54,10 @@ def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | Sh
         return SyntheticDataModule(data_config(cfg), encoder)
     if d["source"] in SHARD_SOURCES:
         keys = ("source", "train_shards", "val_shards", "shuffle_buffer", "seed", "batch_size", "num_workers")
-        return ShardDataModule(ShardDataConfig(categories=tuple(d["categories"]), **{k: d[k] for k in keys}), encoder)
+        return ShardDataModule(
+            ShardDataConfig(categories=tuple(d["categories"]), with_opposite=needs_opposite(cfg), **{k: d[k] for k in keys}),
+            encoder,
+        )
     raise ValueError(f"unknown data.source '{d['source']}'. Fix: use one of {DATA_SOURCES}.")
 
 

@@ -14,7 +14,9 @@ token_ids       (N, K, L)         long (functional rows are derived from these)
 text_pooled     (N, K, D)
 label           (N,)              long
 ==============  ================  =====
-Other keys (``category``, ``index``, ...) pass through unchanged.
+A raw batch may carry ``opposite_images`` (the hard-negative scenes of the paired loss); they
+become ``opposite_patches (N, P, D)`` and ``opposite_image_pooled (N, D)``.
+Other keys (``category``, ``index``, ``opposite_label``, ...) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .encoders import FrozenCLIP
 
 FEATURE_KEYS = ("patches", "image_pooled", "tokens", "token_mask", "token_ids", "text_pooled")
 CACHE_DTYPE = torch.float16
-RAW_KEYS = ("images", "captions")
+RAW_KEYS = ("images", "captions", "opposite_images")
 
 
 def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -70,8 +72,12 @@ def encode_batch(encoder: FrozenCLIP, batch: dict[str, Any]) -> dict[str, Any]:
         token_ids=txt.ids.view(n, k, -1),
         text_pooled=txt.pooled.view(n, k, -1),
     )
-    if "label" in out:
-        out["label"] = torch.as_tensor(out["label"], device=img.patches.device).long()
+    if "opposite_images" in batch:
+        opp = encoder.encode_images(batch["opposite_images"])
+        out.update(opposite_patches=opp.patches, opposite_image_pooled=opp.pooled)
+    for key in ("label", "opposite_label"):
+        if key in out:
+            out[key] = torch.as_tensor(out[key], device=img.patches.device).long()
     return out
 
 

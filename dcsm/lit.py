@@ -23,7 +23,7 @@ from .model import DCSMHead, MapConfig
 from .scorer import ScorerConfig, build_scorer
 
 ENCODER_PREFIX = "encoder."
-LOSSES = ("mcq",)
+LOSSES = ("mcq", "paired")
 
 
 def to_plain(cfg: DictConfig | dict) -> dict:
@@ -41,6 +41,29 @@ def build_head(cfg: dict, encoder: FrozenCLIP) -> DCSMHead:
         ScorerConfig(**cfg["scorer"]), encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls
     )
     return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]))
+
+
+def mcq_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiple-choice cross-entropy over each image's K options -> (loss, accuracy)."""
+    scores = dcsm_scores(head, f)  # (N, K)
+    return F.cross_entropy(scores, f["label"]), (scores.argmax(1) == f["label"]).float().mean()
+
+
+def paired_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's in-batch loss: N images + their N opposite images against the N positive
+    and N opposite captions, one ``(2N, 2N)`` all-pairs score matrix, symmetric cross-entropy
+    (image->text and text->image) with identity targets -> (loss, image->text accuracy)."""
+    n = len(f["label"])
+    rows = torch.arange(n, device=f["label"].device)
+    pick = lambda key: torch.cat([f[key][rows, f["label"]], f[key][rows, f["opposite_label"]]])  # noqa: E731
+    patches = torch.cat([f["patches"], f["opposite_patches"]])  # (2N, P, D)
+    scores = head(patches, pick("tokens"), pick("token_mask"), pick("token_ids"), pairing="all")  # (2N, 2N)
+    target = torch.arange(2 * n, device=scores.device)
+    loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+    return loss, (scores.argmax(1) == target).float().mean()
+
+
+LOSS_FNS = {"mcq": mcq_loss, "paired": paired_loss}
 
 
 class DCSMModule(L.LightningModule):
@@ -82,9 +105,7 @@ class DCSMModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         f = ensure_features(self.encoder, batch)
-        scores = dcsm_scores(self.head, f)
-        loss = F.cross_entropy(scores, f["label"])
-        acc = (scores.argmax(1) == f["label"]).float().mean()
+        loss, acc = LOSS_FNS[self.cfg["loss"]["kind"]](self.head, f)
         n = len(f["label"])
         self.samples_seen += n
         self.log("train/loss", loss, prog_bar=True, batch_size=n)

@@ -113,3 +113,10 @@ def test_scores_from_cached_features_equal_live_encoding(tmp_path: Path, feature
     assert torch.allclose(s_cached, s_live, atol=2e-3 * s_live.abs().max().item() + 1e-4)
     assert torch.allclose(c_cached, c_live, atol=2e-3)
     assert torch.equal(s_cached.argmax(1), s_live.argmax(1))
+
+
+def test_paired_loss_trains_from_feature_shards(tmp_path: Path, feature_shards: Path, encoder: FrozenCLIP) -> None:
+    rec = KeyRecorder()
+    module, trainer = _fit(_cfg(tmp_path, feature_shards, "loss.kind=paired", "trainer.max_epochs=1"), encoder, rec)
+    assert trainer.global_step == N_SAMPLES // BATCH and sorted(rec.keys) == sorted(set(rec.keys))
+    assert module.samples_seen == N_SAMPLES

@@ -104,3 +104,39 @@ def test_cli_prints_user_errors_in_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: checkpoint") and "Traceback" not in proc.stderr
+
+
+def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN001
+    import torch.nn.functional as F
+
+    from dcsm.config import load_yaml
+    from dcsm.lit import DCSMModule, paired_loss, to_plain
+
+    module = DCSMModule(to_plain(load_yaml(SMOKE)), encoder=encoder).eval()
+    caps = [["a red square above a blue circle", "a blue circle above a red square", "a cup", "no dog"],
+            ["a green triangle without a red circle", "a green triangle and a red circle", "a plate", "a cat"]]
+    g = torch.Generator().manual_seed(0)
+    batch = {"images": torch.randn(2, 3, 224, 224, generator=g), "opposite_images": torch.randn(2, 3, 224, 224, generator=g),
+             "captions": caps, "label": torch.tensor([0, 0]), "opposite_label": torch.tensor([1, 1])}
+    from dcsm.features import encode_batch
+
+    f = encode_batch(encoder, batch)
+    with torch.no_grad():
+        loss, _ = paired_loss(module.head, f)
+        images = [f["patches"][0], f["patches"][1], f["opposite_patches"][0], f["opposite_patches"][1]]
+        texts = [(0, 0), (1, 0), (0, 1), (1, 1)]  # (sample, option): positives, then opposite captions
+        scores = torch.zeros(4, 4)
+        for i, img in enumerate(images):  # one pair at a time, through the same head
+            for j, (n, k) in enumerate(texts):
+                scores[i, j] = module.head(img[None], f["tokens"][n, k][None, None], f["token_mask"][n, k][None, None],
+                                           f["token_ids"][n, k][None, None])[0, 0]
+        target = torch.arange(4)
+        manual = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+    assert torch.allclose(loss, manual, atol=1e-5)
+
+
+def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
+    report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", "loss.kind=paired", *TINY])
+    ckpt = torch.load(report["checkpoint"], weights_only=False)
+    assert ckpt["hyper_parameters"]["cfg"]["loss"]["kind"] == "paired"
+    assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted"}

@@ -36,26 +36,33 @@ class SyntheticDataConfig:
     encode_batch_size: int = 64
     num_workers: int = 0
     val_splits: tuple[str, ...] = ("val", "shifted")
+    with_opposite: bool = False  # training samples carry their opposite image (loss.kind=paired)
 
 
 class SceneMCQ(Dataset):
     """Synthetic scenes as raw MCQ samples: image tensor, K captions, label, category index."""
 
-    def __init__(self, scenes: SyntheticScenes, transform: Callable, categories: tuple[str, ...]) -> None:
+    def __init__(
+        self, scenes: SyntheticScenes, transform: Callable, categories: tuple[str, ...], with_opposite: bool = False
+    ) -> None:
         self.scenes, self.transform, self.categories = scenes, transform, tuple(categories)
+        self.with_opposite = with_opposite
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.scenes[i]
-        return {
+        sample = {
             "images": self.transform(s.image),
             "captions": list(s.captions),
             "label": s.label,
             "category": self.categories.index(s.category),
             "index": i,
         }
+        if self.with_opposite:
+            sample.update(opposite_images=self.transform(s.opposite_image), opposite_label=s.opposite_label)
+        return sample
 
 
 def split_size(cfg: SyntheticDataConfig, split: str) -> int:
@@ -67,7 +74,7 @@ def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> 
         split_size(cfg, split), split=split, seed=cfg.seed, image_size=cfg.image_size,
         num_options=cfg.num_options, categories=cfg.categories,
     )
-    return SceneMCQ(scenes, transform, cfg.categories)
+    return SceneMCQ(scenes, transform, cfg.categories, with_opposite=cfg.with_opposite and split == "train")
 
 
 class SyntheticDataModule(L.LightningDataModule):

@@ -41,6 +41,7 @@ class ShardDataConfig:
     seed: int = 0
     batch_size: int = 32
     num_workers: int = 0
+    with_opposite: bool = False  # training samples carry their opposite image (loss.kind=paired)
 
 
 def count_samples(urls: str) -> int | None:
@@ -131,6 +132,7 @@ class ShardDataModule(L.LightningDataModule):
         common = dict(
             shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=self.cfg.seed,
             shuffle_shards=shuffle, skips=self.skips, categories=self.cfg.categories,
+            with_opposite=self.cfg.with_opposite and shuffle,  # train stream only
         )
         if self.cfg.source == "features":
             return feature_sample_pipeline(urls, **common)
