@@ -33,6 +33,9 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+PAD_ROWS = ("zero", "eot")
+
+
 class UnsupportedModelError(ValueError):
     """The requested open_clip model family has no per-patch/per-token code path yet."""
 
@@ -53,6 +56,10 @@ class EncoderSpec:
         keep_cls: prepend the pooled image embedding as map column 0 (the reference's 197
             columns for ViT-B/16).
         seed: seed for random init when ``pretrained`` is ``None`` (reproducible tests).
+        pad_rows: ``zero``: rows past EOT are padding (masked, zero in the map); ``eot``: the
+            reference's layout — captions padded to ``max_tokens`` with the EOT token, padded
+            positions encoded with Hugging Face's padding mask (they attend to the real tokens
+            only) and kept in the map as ordinary rows.
     """
 
     model: str = "ViT-B-16"
@@ -60,6 +67,7 @@ class EncoderSpec:
     max_tokens: int = 30
     keep_cls: bool = False
     seed: int = 0
+    pad_rows: str = "zero"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,6 +174,8 @@ class FrozenCLIP(nn.Module):
 
     def __init__(self, spec: EncoderSpec) -> None:
         super().__init__()
+        if spec.pad_rows not in PAD_ROWS:
+            raise ValueError(f"unknown encoder.pad_rows '{spec.pad_rows}'. Fix: use one of {PAD_ROWS}.")
         self.spec = spec
         model, self.preprocess, self.tokenizer = build_open_clip(spec)
         model.visual.output_tokens = True
@@ -232,8 +242,21 @@ class FrozenCLIP(nn.Module):
             kept = F.pad(kept, (0, L - kept.shape[1]))
         return kept, kept != 0
 
+    def _eot_padded(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids padded with EOT up to ``max_tokens`` (as HF's CLIP tokenizer pads) and the real-token mask."""
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        pad = (ids == 0) & (positions < self.spec.max_tokens)
+        eot = ids.max(dim=1, keepdim=True).values  # CLIP's EOT is the highest id (open_clip's argmax pooling)
+        return torch.where(pad, eot.expand_as(ids), ids), ids != 0
+
+    @staticmethod
+    def _real_mask(ids: torch.Tensor) -> torch.Tensor:
+        """SOT..first EOT of EOT-padded ids ``(C, n)`` -> bool ``(C, n)``."""
+        first_eot = ids.argmax(dim=1, keepdim=True)  # argmax returns the first maximal position
+        return torch.arange(ids.shape[1], device=ids.device) <= first_eot
+
     @torch.no_grad()
-    def encode_token_ids(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_token_ids(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token and pooled text embeddings of full-context ids ``(C, context)``.
 
         Returns unit-norm ``(C, n, D)`` token embeddings for the first ``n`` positions (n = the
@@ -248,10 +271,15 @@ class FrozenCLIP(nn.Module):
         cast = m.transformer.get_cast_dtype()
         x = m.token_embedding(ids_n).to(cast) + m.positional_embedding[:n].to(cast)
         mask = m.attn_mask[:n, :n] if m.attn_mask is not None else None
+        if key_mask is not None:  # HF-style padding: no query attends to a padded key
+            blocked = torch.zeros(len(ids_n), 1, n, device=x.device, dtype=x.dtype).masked_fill(
+                ~key_mask[:, :n].to(x.device).unsqueeze(1), float("-inf"))
+            mask = (mask.to(x.dtype) + blocked).repeat_interleave(m.transformer.resblocks[0].attn.num_heads, dim=0)
         x = m.ln_final(m.transformer(x, attn_mask=mask))  # (C, n, width)
         proj = m.text_projection
         x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (C, n, D)
-        pooled = open_clip.transformer.text_global_pool(x, ids_n, m.text_pool_type, eos_token_id=m.text_eos_id)
+        pool_ids = ids_n if key_mask is None else ids_n * key_mask[:, :n].to(ids_n.device)  # first EOT, not a pad
+        pooled = open_clip.transformer.text_global_pool(x, pool_ids, m.text_pool_type, eos_token_id=m.text_eos_id)
         return F.normalize(x.float(), dim=-1), F.normalize(pooled.float(), dim=-1)
 
     @torch.no_grad()
@@ -266,10 +294,14 @@ class FrozenCLIP(nn.Module):
     @torch.no_grad()
     def encode_ids(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> TextEmbeddings:
         """As :meth:`encode_texts`, from full-context ids ``(C, context)``."""
-        uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
-        tok_u, pooled_u = self.encode_token_ids(uniq)
-        tokens, pooled = tok_u[inverse.to(tok_u.device)], pooled_u[inverse.to(pooled_u.device)]
+        eot = self.spec.pad_rows == "eot"
         kept, mask = self.truncate(ids, captions)
+        if eot:
+            ids, key_mask = self._eot_padded(ids)
+            kept, mask = ids[:, : self.spec.max_tokens], torch.ones_like(mask)  # pad rows are map rows
+        uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
+        tok_u, pooled_u = self.encode_token_ids(uniq, key_mask=self._real_mask(uniq) if eot else None)
+        tokens, pooled = tok_u[inverse.to(tok_u.device)], pooled_u[inverse.to(pooled_u.device)]
         L = self.spec.max_tokens
         tokens = tokens[:, :L]
         if tokens.shape[1] < L:

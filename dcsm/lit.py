@@ -197,14 +197,21 @@ class DCSMModule(L.LightningModule):
 
 
 def load_module(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> DCSMModule:
-    """Load a dcsm checkpoint; the encoder is rebuilt from the stored spec (or the given one)."""
+    """Load a dcsm checkpoint (or an authors' DCSM_Ideal_CLIP checkpoint, see :mod:`dcsm.reference`);
+    the encoder is rebuilt from the stored spec (or the given one is used)."""
     import os
 
+    from .reference import is_reference_checkpoint, lenient_pickle, module_from_reference
+
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH).")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if "hyper_parameters" not in ckpt or "cfg" not in ckpt["hyper_parameters"]:
-        raise ValueError(f"'{path}' is not a dcsm checkpoint (no hyper_parameters.cfg).")
+        raise FileNotFoundError(
+            f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH)."
+        )
+    ckpt = torch.load(path, map_location=map_location, weights_only=False, pickle_module=lenient_pickle)
+    if is_reference_checkpoint(ckpt):
+        return module_from_reference(ckpt, path, encoder)
+    if not isinstance(ckpt, dict) or "cfg" not in ckpt.get("hyper_parameters", {}):
+        raise ValueError(f"'{path}' is neither a dcsm checkpoint (no hyper_parameters.cfg) nor a DCSM_Ideal_CLIP one.")
     hp = ckpt["hyper_parameters"]
     module = DCSMModule(hp["cfg"], categories=hp.get("categories", ()), val_names=hp.get("val_names", ("val",)), encoder=encoder)
     module.on_load_checkpoint(ckpt)

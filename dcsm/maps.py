@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-STANDARDIZE_MODES = ("map", "row", "batch", "none")
+STANDARDIZE_MODES = ("map", "row", "image", "batch", "none")
 PAIRINGS = ("all", "paired")
 
 
@@ -43,7 +43,9 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
 
     ``map``: one mean/std per map; ``row``: one mean/std per row over the patch axis (keeps
     only *where* a token matches, which suits encoders whose patch embeddings share a large
-    common component, e.g. random-init towers); ``batch``: one mean/std over the whole tensor, padded rows
+    common component, e.g. random-init towers); ``image``: one mean/std over all maps of an
+    image ``(B, C, L, P)`` -> per b, pad rows included (the reference's evaluation, which
+    scores one image against its options at a time); ``batch``: one mean/std over the whole tensor, padded rows
     included (the reference's behaviour); ``none``: only zero the padded rows.
     """
     m = mask.unsqueeze(-1).to(maps.dtype)  # (..., L, 1)
@@ -55,6 +57,10 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     elif mode == "row":
         mean = maps.mean(dim=-1, keepdim=True)
         maps = (maps - mean) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
+    elif mode == "image":
+        flat = maps.flatten(1)
+        shape = (-1,) + (1,) * (maps.dim() - 1)
+        return (maps - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + eps)  # unbiased, as the reference
     elif mode == "batch":
         maps = (maps - maps.mean()) / (maps.std() + eps)
         return maps  # reference keeps its (non-zero) pad rows in the statistics and the map
