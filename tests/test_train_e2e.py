@@ -140,3 +140,11 @@ def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
     ckpt = torch.load(report["checkpoint"], weights_only=False)
     assert ckpt["hyper_parameters"]["cfg"]["loss"]["kind"] == "paired"
     assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted"}
+
+
+def test_gradient_accumulation_reaches_the_trainer(tmp_path: Path) -> None:
+    report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY,
+                         "trainer.accumulate_grad_batches=2", "eval.splits=[]"])
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4  # 3 batches per epoch -> optimizer steps after batch 2 and 3, x 2 epochs
+    assert ckpt["dcsm"]["samples_seen"] == 2 * 24 and report["metrics"] == {}
