@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from . import __version__
 from .benchmark_eval import BENCHMARKS, format_benchmark_table, run_benchmark_from_config
-from .config import parse_cli
+from .config import ConfigError, parse_cli
 from .data.module import SyntheticDataConfig, SyntheticDataModule, scene_dataset
 from .data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from .encoders import EncoderSpec, FrozenCLIP
@@ -94,16 +94,41 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     )
 
 
+MODEL_SECTIONS = ("encoder", "functional_rows", "maps", "scorer", "loss")  # what a resumed run may not change
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} in the checkpoint, {new!r} now"]
+
+
+def check_resumable(cfg: dict, ckpt_path: str) -> None:
+    """Refuse to resume a checkpoint whose model-defining config differs from ``cfg``."""
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("cfg", {})
+    diffs = [d for sec in MODEL_SECTIONS for d in _differences(saved.get(sec), cfg.get(sec), f"{sec}.")]
+    if diffs:
+        raise ConfigError(
+            f"'{ckpt_path}' was trained with another model config ({'; '.join(diffs[:4])}). "
+            f"Fix: give this run its own run_dir=..., or resume=null to start over in {cfg['run_dir']}."
+        )
+
+
 def resume_path(cfg: dict, run_dir: Path) -> str | None:
+    """The checkpoint to resume from (``resume: auto|null|PATH``), checked against ``cfg``."""
     r = cfg.get("resume")
     if r in (None, False, "null"):
         return None
     if r == "auto":
         last = run_dir / "checkpoints" / LAST_CKPT
-        return str(last) if last.is_file() else None
-    if not os.path.isfile(r):
+        path = str(last) if last.is_file() else None
+    elif not os.path.isfile(r):
         raise FileNotFoundError(f"resume checkpoint '{r}' does not exist. Fix: resume=auto, resume=null or an existing path.")
-    return str(r)
+    else:
+        path = str(r)
+    if path is not None:
+        check_resumable(cfg, path)
+    return path
 
 
 def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, L.LightningDataModule, L.Trainer, Path]:
@@ -118,10 +143,13 @@ def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, L.LightningDataModule, L.
     return module, dm, build_trainer(cfg, run_dir), run_dir
 
 
-def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path]:
-    """Train; returns the module (best weights loaded) and the checkpoint path used."""
+def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path] | None:
+    """Train; returns the module (best weights loaded) and its checkpoint path on global rank 0,
+    None on the other ranks (checkpoints live on rank 0's file system)."""
     module, dm, trainer, run_dir = setup(cfg)
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(to_plain(cfg), run_dir))
+    if not trainer.is_global_zero:
+        return None
     cb = trainer.checkpoint_callback
     best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
     return load_module(best, encoder=module.encoder), Path(best)
@@ -181,7 +209,10 @@ def default_device() -> str:
 
 def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = to_plain(parse_cli(argv))
-    module, ckpt = fit(cfg)
+    trained = fit(cfg)
+    if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
+        return {}
+    module, ckpt = trained
     results = evaluate_synthetic(module, cfg["eval"]["splits"], cfg["eval"]["batch_size"], default_device())
     out = Path(cfg["run_dir"]) / "metrics.json"
     report = write_report(module, ckpt, results, out)

@@ -220,6 +220,12 @@ class FrozenCLIP(nn.Module):
             raise ValueError(f"captions must be strings; caption {bad[0]} is {type(captions[bad[0]]).__name__}.")
         return self.tokenizer(list(captions))
 
+    @staticmethod
+    def lengths(ids: torch.Tensor) -> torch.Tensor:
+        """Real tokens (SOT..EOT) per row of ``(C, n)`` ids. Not ``ids != 0``: id 0 is the token "!".
+        EOT is CLIP's highest id, and argmax returns its first position."""
+        return ids.argmax(dim=1) + 1
+
     def truncate(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the first ``max_tokens`` positions of ``(C, context)`` ids -> ids, mask ``(C, L)``.
 
@@ -227,7 +233,7 @@ class FrozenCLIP(nn.Module):
         in the map; a warning names them. The pooled embedding is unaffected.
         """
         L = self.spec.max_tokens
-        lengths = (ids != 0).sum(dim=1)
+        lengths = self.lengths(ids)
         too_long = (lengths > L).nonzero().flatten().tolist()
         if too_long:
             first = too_long[0]
@@ -240,14 +246,16 @@ class FrozenCLIP(nn.Module):
         kept = ids[:, :L]
         if kept.shape[1] < L:
             kept = F.pad(kept, (0, L - kept.shape[1]))
-        return kept, kept != 0
+        mask = torch.arange(L, device=ids.device) < lengths.unsqueeze(1)
+        return kept * mask, mask
 
     def _eot_padded(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Ids padded with EOT up to ``max_tokens`` (as HF's CLIP tokenizer pads) and the real-token mask."""
         positions = torch.arange(ids.shape[1], device=ids.device)
-        pad = (ids == 0) & (positions < self.spec.max_tokens)
+        real = positions < self.lengths(ids).unsqueeze(1)
+        pad = ~real & (positions < self.spec.max_tokens)
         eot = ids.max(dim=1, keepdim=True).values  # CLIP's EOT is the highest id (open_clip's argmax pooling)
-        return torch.where(pad, eot.expand_as(ids), ids), ids != 0
+        return torch.where(pad, eot.expand_as(ids), ids), real
 
     @staticmethod
     def _real_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -266,7 +274,7 @@ class FrozenCLIP(nn.Module):
         """
         m = self.model
         ids = ids.to(self.device)
-        n = int((ids != 0).sum(dim=1).max()) if m.attn_mask is not None else ids.shape[1]
+        n = int(self.lengths(ids).max()) if m.attn_mask is not None else ids.shape[1]
         ids_n = ids[:, :n]
         cast = m.transformer.get_cast_dtype()
         x = m.token_embedding(ids_n).to(cast) + m.positional_embedding[:n].to(cast)

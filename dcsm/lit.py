@@ -136,7 +136,9 @@ class DCSMModule(L.LightningModule):
         self._val_stats[dataloader_idx] = stats if prev is None else prev + stats
 
     def on_validation_epoch_end(self) -> None:
-        for idx, stats in sorted(self._val_stats.items()):
+        n_rows = max(len(self.categories), 1) + 1
+        for idx in range(len(self.val_names)):  # every rank reduces every loader, even one it saw no batch of
+            stats = self._val_stats.get(idx, torch.zeros(n_rows, 3, device=self.device))
             stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
             name = self.val_names[idx]
             names = [*(self.categories or ()), "all"] if self.categories else ["", "all"]

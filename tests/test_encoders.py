@@ -131,3 +131,15 @@ def test_local_checkpoint_file_loads(tmp_path, encoder: FrozenCLIP) -> None:
 def test_resnet_tower_is_rejected_clearly() -> None:
     with pytest.raises(UnsupportedModelError, match="ResNet"):
         build_open_clip(EncoderSpec(model="RN50", pretrained=None))
+
+
+def test_exclamation_mark_token_is_not_padding(encoder: FrozenCLIP) -> None:
+    """BPE id 0 is "!": masks and lengths must come from the EOT position, not from id != 0."""
+    caps = ['wow!"" a dog', "a cup"]
+    ids = encoder.tokenize(caps)
+    assert (ids[0, 1:int(ids[0].argmax())] == 0).any(), "test premise: the caption holds token id 0"
+    emb = encoder.encode_texts(caps)
+    n = int(ids[0].argmax()) + 1
+    assert emb.mask[0].sum() == n and emb.mask[0, :n].all()
+    ref = F.normalize(encoder.model.encode_text(ids), dim=-1)
+    assert torch.allclose(emb.pooled, ref, atol=1e-5)

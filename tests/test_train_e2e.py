@@ -148,3 +148,9 @@ def test_gradient_accumulation_reaches_the_trainer(tmp_path: Path) -> None:
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 4  # 3 batches per epoch -> optimizer steps after batch 2 and 3, x 2 epochs
     assert ckpt["dcsm"]["samples_seen"] == 2 * 24 and report["metrics"] == {}
+
+
+def test_resume_refuses_a_run_with_another_model_config(trained: tuple[Path, dict]) -> None:
+    run_dir, _ = trained
+    with pytest.raises(ConfigError, match="scorer.channels: 32 in the checkpoint, 8 now"):
+        train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=none", *TINY, "scorer.channels=8"])
