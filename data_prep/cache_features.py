@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default="openai", help="open_clip tag, checkpoint path, or 'none' (random init)")
     p.add_argument("--max-tokens", type=int, default=30)
     p.add_argument("--keep-cls", action="store_true")
+    p.add_argument("--pad-rows", default="zero", choices=("zero", "eot"), help="eot: the reference preset's EOT pad rows")
     p.add_argument("--seed", type=int, default=0, help="random-init seed (pretrained none)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     pretrained = None if args.pretrained.lower() in ("none", "null", "") else args.pretrained
     spec = EncoderSpec(model=args.model, pretrained=pretrained, max_tokens=args.max_tokens, keep_cls=args.keep_cls,
-                       seed=args.seed)
+                       seed=args.seed, pad_rows=args.pad_rows)
     encoder = FrozenCLIP(spec).to(args.device)
     manifest = cache_shards(encoder, args.shards, args.out, args.batch_size, with_opposite=not args.no_opposite,
                             overwrite=args.overwrite)

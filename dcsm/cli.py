@@ -31,7 +31,7 @@ LOGGERS = ("wandb", "csv", "none")
 LAST_CKPT = "last.ckpt"
 
 
-SHARD_ONLY = ("train_shards", "val_shards", "shuffle_buffer")
+SHARD_ONLY = ("train_shards", "val_shards", "shuffle_buffer", "samples_per_epoch")
 DATA_SOURCES = ("synthetic", *SHARD_SOURCES)
 
 
@@ -53,7 +53,7 @@ def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | Sh
     if d["source"] == "synthetic":
         return SyntheticDataModule(data_config(cfg), encoder)
     if d["source"] in SHARD_SOURCES:
-        keys = ("source", "train_shards", "val_shards", "shuffle_buffer", "seed", "batch_size", "num_workers")
+        keys = ("source", "train_shards", "val_shards", "shuffle_buffer", "samples_per_epoch", "seed", "batch_size", "num_workers")
         return ShardDataModule(
             ShardDataConfig(categories=tuple(d["categories"]), with_opposite=needs_opposite(cfg), **{k: d[k] for k in keys}),
             encoder,

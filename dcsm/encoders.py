@@ -187,6 +187,7 @@ class FrozenCLIP(nn.Module):
         self.grid_size: tuple[int, int] = tuple(grid)
         self.embed_dim: int = model.visual.output_dim
         self.image_size: tuple[int, int] = tuple(model.visual.image_size)
+        self._warned_truncation = False
 
     def train(self, mode: bool = True) -> "FrozenCLIP":  # noqa: ARG002 - frozen: always eval
         return super().train(False)
@@ -235,12 +236,13 @@ class FrozenCLIP(nn.Module):
         L = self.spec.max_tokens
         lengths = self.lengths(ids)
         too_long = (lengths > L).nonzero().flatten().tolist()
-        if too_long:
+        if too_long and not self._warned_truncation:  # once per encoder: not once per batch
+            self._warned_truncation = True
             first = too_long[0]
             name = repr(captions[first]) if captions is not None else f"#{first}"
             log.warning(
                 "%d caption(s) exceed max_tokens=%d and are truncated in the map, e.g. caption %s "
-                "(%d tokens). Raise encoder.max_tokens to keep them whole.",
+                "(%d tokens). Raise encoder.max_tokens to keep them whole. Further truncations are not reported.",
                 len(too_long), L, name, int(lengths[first]),
             )
         kept = ids[:, :L]

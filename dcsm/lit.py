@@ -120,7 +120,7 @@ class DCSMModule(L.LightningModule):
         dcsm = dcsm_scores(self.head, f)
         loss = F.cross_entropy(dcsm, f["label"])
         name = self.val_names[dataloader_idx]
-        self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False)
+        self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False, sync_dist=True)
         # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all
         n_cat = max(len(self.categories), 1)
         cat = f.get("category", torch.zeros_like(f["label"]))
@@ -157,18 +157,19 @@ class DCSMModule(L.LightningModule):
         warmup, floor = int(o["warmup_steps"]), o["min_lr_ratio"]
         horizon: list[int] = []
 
-        def total_steps() -> int:
+        def total_steps() -> float:
             # Read lazily: asking for estimated_stepping_batches here would build the train loader
             # before a resumed run restores its loop state, and its stream position would be lost.
             if not horizon:
-                horizon.append(max(int(self.trainer.estimated_stepping_batches), warmup + 1))
+                est = float(self.trainer.estimated_stepping_batches)
+                horizon.append(max(est, warmup + 1) if math.isfinite(est) and est > 0 else math.inf)
             return horizon[0]
 
         def lr_lambda(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            if step == warmup:
-                return 1.0  # cosine starts at its peak whatever the horizon
+            if step == warmup or not math.isfinite(total_steps()):
+                return 1.0  # cosine starts at its peak; unbounded runs (max_epochs=-1) keep it
             progress = min((step - warmup) / max(total_steps() - warmup, 1), 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -46,7 +46,9 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     common component, e.g. random-init towers); ``image``: one mean/std over all maps of an
     image ``(B, C, L, P)`` -> per b, pad rows included (the reference's evaluation, which
     scores one image against its options at a time); ``batch``: one mean/std over the whole tensor, padded rows
-    included (the reference's behaviour); ``none``: only zero the padded rows.
+    included (the reference's behaviour); ``none``: only zero the padded rows. ``image`` and
+    ``batch`` take their statistics over every row, as the reference does (its pad rows are real
+    EOT rows, ``encoder.pad_rows=eot``, where the mask is all true); masked rows end up zero.
     """
     m = mask.unsqueeze(-1).to(maps.dtype)  # (..., L, 1)
     if mode == "map":
@@ -60,10 +62,9 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     elif mode == "image":
         flat = maps.flatten(1)
         shape = (-1,) + (1,) * (maps.dim() - 1)
-        return (maps - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + eps)  # unbiased, as the reference
+        maps = (maps - flat.mean(1).view(shape)) / (flat.std(1).view(shape) + eps)  # unbiased, as the reference
     elif mode == "batch":
         maps = (maps - maps.mean()) / (maps.std() + eps)
-        return maps  # reference keeps its (non-zero) pad rows in the statistics and the map
     elif mode != "none":
         raise ValueError(f"unknown standardize mode '{mode}'. Fix: use one of {STANDARDIZE_MODES}.")
     return maps * m

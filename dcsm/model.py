@@ -53,6 +53,10 @@ class DCSMHead(nn.Module):
         self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "paired"
     ) -> torch.Tensor:
         """Scores ``(B, K)`` for paired options or ``(B, C)`` for all pairs."""
-        maps = self.maps(patches.float(), tokens.float(), mask, ids, pairing)
+        # Maps and their z-scores in fp32 even under bf16/fp16 autocast: they are small
+        # differences of cosines; the CNN then runs in whatever precision the trainer chose.
+        with torch.autocast(device_type=patches.device.type, enabled=False):
+            maps = self.maps(patches.float(), tokens.float(), mask, ids, pairing)
         lead = maps.shape[:-2]
-        return self.scorer(maps.flatten(0, -3)).view(lead)
+        weight_dtype = next(self.scorer.parameters()).dtype  # bf16-true / 16-true keep half weights
+        return self.scorer(maps.flatten(0, -3).to(weight_dtype)).view(lead).float()

@@ -67,7 +67,10 @@ def test_map_standardisation_is_per_map_and_batch_independent() -> None:
     assert torch.all(z[..., -2:, :] == 0)
     assert torch.allclose(standardize(maps[:1], mask[:1], "map"), z[:1])  # no dependence on the batch
     zb = standardize(maps, mask, "batch")
-    assert zb.mean().abs() < 1e-5
+    expected = (maps - maps.mean()) / (maps.std() + 1e-6) * mask.unsqueeze(-1)  # stats over all rows, pads zeroed
+    assert torch.allclose(zb, expected, atol=1e-5)
+    zi = standardize(maps, torch.ones_like(mask), "image")
+    assert torch.allclose(zi[1].mean(), torch.tensor(0.0), atol=1e-5) and (zi[1].std() - 1).abs() < 1e-4
 
 
 @pytest.mark.parametrize(("layout", "channels"), [("grid", 32), ("map", 4), ("reference", 4)])

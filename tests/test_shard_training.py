@@ -120,3 +120,52 @@ def test_paired_loss_trains_from_feature_shards(tmp_path: Path, feature_shards: 
     module, trainer = _fit(_cfg(tmp_path, feature_shards, "loss.kind=paired", "trainer.max_epochs=1"), encoder, rec)
     assert trainer.global_step == N_SAMPLES // BATCH and sorted(rec.keys) == sorted(set(rec.keys))
     assert module.samples_seen == N_SAMPLES
+
+
+def _module_for(urls: str, encoder, world: int, **cfg) -> "ShardDataModule":  # noqa: ANN001, F821
+    from types import SimpleNamespace
+
+    from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
+
+    dm = ShardDataModule(ShardDataConfig(train_shards=urls, shuffle_buffer=0, batch_size=BATCH, **cfg), encoder)
+    dm.trainer = SimpleNamespace(world_size=world, current_epoch=0, fit_loop=None)
+    return dm
+
+
+def test_uneven_shards_give_every_rank_the_same_batches(tmp_path: Path, encoder: FrozenCLIP, monkeypatch) -> None:  # noqa: ANN001
+    make_synthetic_shards(["--out", str(tmp_path), "--num-samples", "13", "--samples-per-shard", "4", "--image-size", "64"])
+    seen = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        dm = _module_for(str(tmp_path), encoder, world=2, source="shards")
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        batches = [b["key"] for b in loader]
+        assert len(batches) == len(loader)
+        seen[rank] = [k for b in batches for k in b]
+    # shards of 4, 4, 4, 1 over 2 ranks: the smallest share is 4 + 1 -> 2 whole batches each, no duplicates
+    assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
+
+
+def test_shards_without_counts_need_samples_per_epoch(tmp_path: Path, feature_shards: Path, encoder: FrozenCLIP) -> None:
+    import shutil
+
+    shutil.copy(feature_shards / "shard-000000.tar", tmp_path / "shard-000000.tar")
+    dm = _module_for(str(tmp_path / "shard-{000000..000000}.tar"), encoder, world=1, source="features")
+    with pytest.raises(ValueError, match="data.samples_per_epoch"):
+        dm.setup("fit")
+    dm = _module_for(str(tmp_path / "shard-{000000..000000}.tar"), encoder, world=1, source="features", samples_per_epoch=4)
+    dm.setup("fit")
+    assert len(dm.train_dataloader()) == 2
+
+
+def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None:
+    from types import SimpleNamespace
+
+    from dcsm.encoders import EncoderSpec
+
+    other = SimpleNamespace(spec=EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=16))
+    dm = _module_for(str(feature_shards), other, world=1, source="features")
+    with pytest.raises(ValueError, match="max_tokens: 20 in the features, 16 configured"):
+        dm.setup("fit")

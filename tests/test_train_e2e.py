@@ -154,3 +154,11 @@ def test_resume_refuses_a_run_with_another_model_config(trained: tuple[Path, dic
     run_dir, _ = trained
     with pytest.raises(ConfigError, match="scorer.channels: 32 in the checkpoint, 8 now"):
         train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=none", *TINY, "scorer.channels=8"])
+
+
+def test_bf16_mixed_precision_trains(tmp_path: Path) -> None:
+    report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY,
+                         "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "eval.splits=[test]"])
+    assert 0.0 <= report["metrics"]["test"]["dcsm"]["all"] <= 1.0
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["state_dict"]["head.scorer.fc1.weight"].dtype == torch.float32  # mixed: fp32 master weights

@@ -1,10 +1,13 @@
 """LightningDataModule streaming WebDataset shards: raw images (live encoding) or cached
 frozen features (``data_prep/cache_features.py``; training never runs CLIP).
 
-Shards are split across ranks and DataLoader workers without duplicates (use a number of
-shards that is a multiple of ``world_size * num_workers`` so ranks stay even under DDP),
-shuffled with a buffer that is deterministic in ``(seed, epoch)``, and corrupt samples are
-skipped with a counted warning. The train loader is *stateful* in Lightning's sense
+Shards are split across ranks and DataLoader workers without duplicates, shuffled with a
+buffer that is deterministic in ``(seed, epoch)``, and corrupt samples are skipped with a
+counted warning. Sample counts come from the shards' ``manifest.json`` (or
+``data.samples_per_epoch``). Under DDP every (rank, worker) stream yields the same whole
+number of batches — the most that the smallest possible shard share holds — so no rank runs
+out while another waits in a collective; with equal shards, a multiple of
+``world_size x num_workers`` of them, nothing is dropped but a last partial batch. The train loader is *stateful* in Lightning's sense
 (``state_dict``/``load_state_dict``): a run resumed from a mid-epoch checkpoint skips exactly
 the batches it had consumed, so the step count and the data stream continue where they were.
 """
@@ -14,8 +17,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
@@ -41,67 +45,100 @@ class ShardDataConfig:
     seed: int = 0
     batch_size: int = 32
     num_workers: int = 0
+    samples_per_epoch: int | None = None  # when the shards have no manifest.json (remote urls)
     with_opposite: bool = False  # training samples carry their opposite image (loss.kind=paired)
 
 
-def count_samples(urls: str) -> int | None:
-    """Total samples from the shards' ``manifest.json`` (None when there is none)."""
-    try:
-        return int(read_manifest(urls)["num_samples"])
-    except Exception:  # a url pattern without a local manifest: length unknown
-        return None
+ENCODER_FIELDS = ("model", "pretrained", "max_tokens", "keep_cls", "pad_rows")
 
 
+def shard_manifests(urls: str) -> tuple[dict[str, int] | None, list[tuple[str, dict]]]:
+    """Per-url sample counts from the ``manifest.json`` beside local shards, and the manifests
+    read; counts are None when any url has no manifest entry (e.g. ``pipe:`` / http urls)."""
+    counts: dict[str, int] = {}
+    manifests: dict[str, dict] = {}
+    for url in expand_urls(urls):
+        folder = os.path.dirname(url)
+        if folder not in manifests:
+            try:
+                manifests[folder] = read_manifest(folder) if os.path.isdir(folder) else {}
+            except Exception:  # no manifest: counts unknown
+                manifests[folder] = {}
+        entry = {e["name"]: e["count"] for e in manifests[folder].get("shards", [])}.get(os.path.basename(url))
+        if entry is None:
+            return None, [(f, m) for f, m in manifests.items() if m]
+        counts[url] = int(entry)
+    return counts, [(f, m) for f, m in manifests.items() if m]
+
+
+def equal_share(counts: Sequence[int], readers: int, batch_size: int) -> int:
+    """Samples every reader yields under DDP: whole batches out of the smallest share any
+    reader can get (each gets ``len(counts) // readers`` shards or one more, in any epoch)."""
+    per_reader = len(counts) // readers
+    floor = sum(sorted(counts)[:per_reader])
+    share = floor // batch_size * batch_size
+    if share == 0:
+        raise ValueError(
+            f"{len(counts)} shard(s) cannot give {readers} readers (ranks x workers) a batch of {batch_size} each. "
+            "Fix: write more, smaller shards (a multiple of world_size x num_workers), or lower data.num_workers."
+        )
+    return share
 class ShardStream(IterableDataset):
-    """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches.
+    """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches and stop
+    after ``limit`` samples per reader (the DDP equal share).
 
     DataLoader workers batch their own samples and the loader takes batches round-robin, so
     of the first ``n`` batches worker ``w`` (of ``W``) produced ``ceil((n - w) / W)``.
     """
 
-    def __init__(self, pipeline: ShardPipeline, batch_size: int, length: int | None) -> None:
+    def __init__(self, pipeline: ShardPipeline, batch_size: int, length: int | None, limit: int | None = None) -> None:
         super().__init__()
-        self.pipeline, self.batch_size, self.length = pipeline, batch_size, length
+        self.pipeline, self.batch_size, self.length, self.limit = pipeline, batch_size, length, limit
         self.skip_batches = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = self.pipeline.worker_info()
         mine = max(0, math.ceil((self.skip_batches - worker) / max(workers, 1)))
-        return itertools.islice(iter(self.pipeline), mine * self.batch_size, None)
+        return itertools.islice(iter(self.pipeline), mine * self.batch_size, self.limit)
 
     def __len__(self) -> int:
         if self.length is None:
-            raise TypeError("shard stream length unknown (no manifest.json next to the shards)")
+            raise TypeError("shard stream length unknown (no manifest.json and no data.samples_per_epoch)")
         return self.length
 
 
 class ResumableLoader(DataLoader):
     """DataLoader over a :class:`ShardStream` that Lightning checkpoints (its ``_Stateful``).
 
-    ``epoch_fn`` gives the epoch the stream's shuffle is seeded with when an epoch starts.
+    ``epoch_fn`` gives the epoch the stream's shuffle is seeded with when an epoch starts;
+    ``progress_fn`` the batches the trainer has processed in this epoch (what a resumed run
+    skips; counting yielded batches would include one the prefetcher fetched but no step used).
     """
 
-    def __init__(self, stream: ShardStream, epoch_fn: Callable[[], int], **kwargs: Any) -> None:
+    def __init__(
+        self, stream: ShardStream, epoch_fn: Callable[[], int], progress_fn: Callable[[], int | None], **kwargs: Any
+    ) -> None:
         super().__init__(stream, **kwargs)
-        self.epoch_fn = epoch_fn
-        self._yielded = 0
+        self.epoch_fn, self.progress_fn = epoch_fn, progress_fn
+        self._active = False
         self._resume = 0
 
     def __iter__(self) -> Iterator[Any]:
         stream: ShardStream = self.dataset  # type: ignore[assignment]
         stream.pipeline.set_epoch(self.epoch_fn())
-        stream.skip_batches, self._yielded, self._resume = self._resume, self._resume, 0
-        for batch in super().__iter__():
-            self._yielded += 1
-            yield batch
-        self._yielded = 0  # epoch complete: an end-of-epoch checkpoint resumes at the next epoch's start
-        stream.skip_batches = 0
+        stream.skip_batches, self._resume, self._active = self._resume, 0, True
+        try:
+            yield from super().__iter__()
+        finally:
+            self._active = False  # epoch complete: an end-of-epoch checkpoint resumes at the next epoch's start
+            stream.skip_batches = 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"batches_yielded": self._yielded}
+        done = self.progress_fn() if self._active else 0
+        return {"batches_done": int(done or 0)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = int(state.get("batches_yielded", 0))
+        self._resume = int(state.get("batches_done", 0))
 
 
 class ShardDataModule(L.LightningDataModule):
@@ -139,18 +176,54 @@ class ShardDataModule(L.LightningDataModule):
         return raw_sample_pipeline(urls, self.encoder.preprocess, **common)
 
     def _loader(self, urls: str, shuffle: bool) -> ResumableLoader:
-        pipeline = self._pipeline(urls, shuffle)
-        total = count_samples(urls)
+        counts, manifests = shard_manifests(urls)
+        if self.cfg.source == "features" and self.encoder is not None:
+            self._check_encoder(manifests)
         world = self.trainer.world_size if self.trainer is not None else 1
-        length = None if total is None else math.ceil(total / world)
-        expand_urls(urls)  # fail early on a bad pattern
+        readers = world * max(self.cfg.num_workers, 1)
+        total = sum(counts.values()) if counts is not None else self.cfg.samples_per_epoch
+        if total is None:
+            raise ValueError(
+                f"sample count of '{urls}' unknown: no manifest.json beside the shards. Fix: set "
+                "data.samples_per_epoch=N (all shards together), or write the shards with data_prep/ (it writes one)."
+            )
+        limit = None
+        if world > 1:  # every reader yields the same whole batches: no rank waits for another forever
+            sizes = list(counts.values()) if counts is not None else [total // readers] * readers
+            limit = equal_share(sizes, readers, self.cfg.batch_size)
+        length = limit * max(self.cfg.num_workers, 1) if limit is not None else total
+        trainer = self.trainer
+
+        def epoch() -> int:
+            return trainer.current_epoch if trainer is not None else 0
+
+        def progress() -> int | None:
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else None
+
         return ResumableLoader(
-            ShardStream(pipeline, self.cfg.batch_size, length),
-            epoch_fn=lambda: self.trainer.current_epoch if self.trainer is not None else 0,
+            ShardStream(self._pipeline(urls, shuffle), self.cfg.batch_size, length, limit),
+            epoch_fn=epoch,
+            progress_fn=progress,
             batch_size=self.cfg.batch_size,
             num_workers=self.cfg.num_workers,
             collate_fn=collate_mcq,
         )
+
+    def _check_encoder(self, manifests: list[tuple[str, dict]]) -> None:
+        """Cached features must come from the encoder this run is configured with."""
+        want = self.encoder.spec.to_dict()
+        if want["pretrained"] is None:
+            fields = (*ENCODER_FIELDS, "seed")  # a random init is defined by its seed
+        else:
+            fields = ENCODER_FIELDS
+        for folder, manifest in manifests:
+            have = {"pad_rows": "zero", **manifest.get("encoder", {})}
+            diff = [f"{k}: {have.get(k)!r} in the features, {want[k]!r} configured" for k in fields if have.get(k) != want[k]]
+            if diff:
+                raise ValueError(
+                    f"feature shards in '{folder}' were cached with another encoder ({'; '.join(diff)}). "
+                    "Fix: set encoder.* to match, or re-run data_prep/cache_features.py with this encoder."
+                )
 
     def setup(self, stage: str | None = None) -> None:
         if "train" not in self.loaders and stage in (None, "fit"):
