@@ -227,6 +227,12 @@ class FrozenCLIP(nn.Module):
         EOT is CLIP's highest id, and argmax returns its first position."""
         return ids.argmax(dim=1) + 1
 
+    @classmethod
+    def real_mask(cls, ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Bool ``(C, width)``: True on SOT..EOT of each row of ``(C, n)`` ids (width defaults to n)."""
+        width = ids.shape[1] if width is None else width
+        return torch.arange(width, device=ids.device) < cls.lengths(ids).unsqueeze(1)
+
     def truncate(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the first ``max_tokens`` positions of ``(C, context)`` ids -> ids, mask ``(C, L)``.
 
@@ -248,22 +254,15 @@ class FrozenCLIP(nn.Module):
         kept = ids[:, :L]
         if kept.shape[1] < L:
             kept = F.pad(kept, (0, L - kept.shape[1]))
-        mask = torch.arange(L, device=ids.device) < lengths.unsqueeze(1)
+        mask = self.real_mask(ids, L)
         return kept * mask, mask
 
-    def _eot_padded(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ids padded with EOT up to ``max_tokens`` (as HF's CLIP tokenizer pads) and the real-token mask."""
+    def _eot_padded(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids padded with EOT up to ``max_tokens``, as HF's CLIP tokenizer pads."""
         positions = torch.arange(ids.shape[1], device=ids.device)
-        real = positions < self.lengths(ids).unsqueeze(1)
-        pad = ~real & (positions < self.spec.max_tokens)
+        pad = ~self.real_mask(ids) & (positions < self.spec.max_tokens)
         eot = ids.max(dim=1, keepdim=True).values  # CLIP's EOT is the highest id (open_clip's argmax pooling)
-        return torch.where(pad, eot.expand_as(ids), ids), real
-
-    @staticmethod
-    def _real_mask(ids: torch.Tensor) -> torch.Tensor:
-        """SOT..first EOT of EOT-padded ids ``(C, n)`` -> bool ``(C, n)``."""
-        first_eot = ids.argmax(dim=1, keepdim=True)  # argmax returns the first maximal position
-        return torch.arange(ids.shape[1], device=ids.device) <= first_eot
+        return torch.where(pad, eot.expand_as(ids), ids)
 
     @torch.no_grad()
     def encode_token_ids(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,10 +306,10 @@ class FrozenCLIP(nn.Module):
         eot = self.spec.pad_rows == "eot"
         kept, mask = self.truncate(ids, captions)
         if eot:
-            ids, key_mask = self._eot_padded(ids)
+            ids = self._eot_padded(ids)
             kept, mask = ids[:, : self.spec.max_tokens], torch.ones_like(mask)  # pad rows are map rows
         uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
-        tok_u, pooled_u = self.encode_token_ids(uniq, key_mask=self._real_mask(uniq) if eot else None)
+        tok_u, pooled_u = self.encode_token_ids(uniq, key_mask=self.real_mask(uniq) if eot else None)
         tokens, pooled = tok_u[inverse.to(tok_u.device)], pooled_u[inverse.to(pooled_u.device)]
         L = self.spec.max_tokens
         tokens = tokens[:, :L]

@@ -8,6 +8,7 @@ spec: pretrained tag, local file, or seeded random init).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Sequence
 
 import lightning as L
@@ -178,9 +179,7 @@ class DCSMModule(L.LightningModule):
 
     # ------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        sd = checkpoint["state_dict"]
-        for key in [k for k in sd if k.startswith(ENCODER_PREFIX)]:
-            del sd[key]
+        # checkpoint["state_dict"] comes from state_dict() below, which already leaves the encoder out
         checkpoint["dcsm"] = {
             "encoder": self.encoder.spec.to_dict(),
             "lexicon": list(self.head.functional_rows.phrases),
@@ -202,8 +201,6 @@ class DCSMModule(L.LightningModule):
 def load_module(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> DCSMModule:
     """Load a dcsm checkpoint (or an authors' DCSM_Ideal_CLIP checkpoint, see :mod:`dcsm.reference`);
     the encoder is rebuilt from the stored spec (or the given one is used)."""
-    import os
-
     from .reference import is_reference_checkpoint, lenient_pickle, module_from_reference
 
     if not os.path.isfile(path):
