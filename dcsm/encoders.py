@@ -265,17 +265,20 @@ class FrozenCLIP(nn.Module):
         return torch.where(pad, eot.expand_as(ids), ids)
 
     @torch.no_grad()
-    def encode_token_ids(self, ids: torch.Tensor, key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_token_ids(
+        self, ids: torch.Tensor, key_mask: torch.Tensor | None = None, min_positions: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token and pooled text embeddings of full-context ids ``(C, context)``.
 
         Returns unit-norm ``(C, n, D)`` token embeddings for the first ``n`` positions (n = the
-        longest caption incl. EOT) and the unit-norm pooled ``(C, D)``. Running the causal
-        text transformer on only the first ``n`` positions is exact: no position attends to a
-        later one, and the EOT used for pooling lies inside the first ``n``.
+        longest caption incl. EOT, at least ``min_positions``) and the unit-norm pooled ``(C, D)``.
+        Running the causal text transformer on only the first ``n`` positions is exact: no
+        position attends to a later one, and the EOT used for pooling lies inside the first ``n``.
         """
         m = self.model
         ids = ids.to(self.device)
         n = int(self.lengths(ids).max()) if m.attn_mask is not None else ids.shape[1]
+        n = min(max(n, min_positions), ids.shape[1])
         ids_n = ids[:, :n]
         cast = m.transformer.get_cast_dtype()
         x = m.token_embedding(ids_n).to(cast) + m.positional_embedding[:n].to(cast)
@@ -309,7 +312,11 @@ class FrozenCLIP(nn.Module):
             ids = self._eot_padded(ids)
             kept, mask = ids[:, : self.spec.max_tokens], torch.ones_like(mask)  # pad rows are map rows
         uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
-        tok_u, pooled_u = self.encode_token_ids(uniq, key_mask=self.real_mask(uniq) if eot else None)
+        # eot: the padded rows are map rows, so encode all max_tokens positions whatever the
+        # batch's longest caption (else a caption's rows would depend on its batch-mates)
+        tok_u, pooled_u = self.encode_token_ids(
+            uniq, key_mask=self.real_mask(uniq) if eot else None, min_positions=self.spec.max_tokens if eot else 0
+        )
         tokens, pooled = tok_u[inverse.to(tok_u.device)], pooled_u[inverse.to(pooled_u.device)]
         L = self.spec.max_tokens
         tokens = tokens[:, :L]

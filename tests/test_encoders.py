@@ -143,3 +143,15 @@ def test_exclamation_mark_token_is_not_padding(encoder: FrozenCLIP) -> None:
     assert emb.mask[0].sum() == n and emb.mask[0, :n].all()
     ref = F.normalize(encoder.model.encode_text(ids), dim=-1)
     assert torch.allclose(emb.pooled, ref, atol=1e-5)
+
+
+def test_eot_pad_rows_do_not_depend_on_the_batch() -> None:
+    """Reference preset: a caption's EOT-padded rows are the same alone or beside a longer caption."""
+    enc = FrozenCLIP(EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=30, pad_rows="eot"))
+    short = "a red cube"
+    long_ = "a red cube to the left of a blue ball which is above a green square and below a yellow circle"
+    alone = enc.encode_texts([short])
+    both = enc.encode_texts([short, long_])
+    assert alone.mask.all() and both.mask.all()
+    assert torch.allclose(alone.tokens[0], both.tokens[0], atol=1e-5)
+    assert (alone.tokens[0].norm(dim=-1) > 0.99).all()  # every kept row is a real, encoded row
