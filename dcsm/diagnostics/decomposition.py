@@ -8,6 +8,10 @@ deviation of that final residual (as LayerNorm computes it), ``ln_post(r) = sum_
 * g / sigma + beta``; centring is linear, so every term ``c`` maps to ``((c - mean(c)) * g /
 sigma) @ proj``. The terms sum to ``encode_image`` exactly (up to float rounding).
 
+Under an active ablation (``dcsm.diagnostics.ablation``) a head's output before the
+out-projection (``z``) is replaced; its term then follows the replaced ``z`` and, per token, the
+difference from ``sum_t pattern * v`` is spread evenly over the tokens.
+
 Bias handling (``spread_bias=True``, DESIGN §3): the out-projection bias of layer ``l`` is
 spread evenly over that layer's ``H * T`` head-token terms, and ``beta @ proj`` evenly over all
 terms, so ``bias`` is zero and every term is a share of the embedding. With
@@ -111,7 +115,7 @@ def decompose(encoder: nn.Module, images: torch.Tensor, per_token: bool = True, 
     visual = model.visual
     blocks = visual.transformer.resblocks
     pats = ["visual.blocks.0.hook_resid_pre", "visual.hook_resid_final", "visual.blocks.*.hook_mlp_out",
-            "visual.blocks.*.attn.hook_v", "visual.blocks.*.attn.hook_pattern"]
+            "visual.blocks.*.attn.hook_v", "visual.blocks.*.attn.hook_pattern", "visual.blocks.*.attn.hook_z"]
 
     def keep(x: torch.Tensor, name: str) -> torch.Tensor:  # only what reaches CLS
         if name.endswith("hook_pattern"):
@@ -127,12 +131,20 @@ def decompose(encoder: nn.Module, images: torch.Tensor, per_token: bool = True, 
     inv = (1.0 / scale)[:, None]
     L, H = len(blocks), blocks[0].attn.num_heads
     B, T = images.shape[0], cache["visual.blocks.0.attn.hook_v"].shape[1]
-    eq = "bht,bthd,hde->bhte" if per_token else "bht,bthd,hde->bhe"
-    heads = torch.stack([
-        torch.einsum(eq, cache[f"visual.blocks.{l}.attn.hook_pattern"].float(),
-                     cache[f"visual.blocks.{l}.attn.hook_v"].float(), _head_readout(visual, blk))
-        for l, blk in enumerate(blocks)
-    ], dim=1)  # (B, L, H, [T,] D)
+    heads = []
+    for l, blk in enumerate(blocks):
+        # per-token values reaching CLS: pattern[h, 0, t] * v[t, h]; z (as the model ran, after any
+        # ablation hook) is their sum; a replaced z differs, and the difference is spread over tokens
+        a, v = cache[f"visual.blocks.{l}.attn.hook_pattern"].float(), cache[f"visual.blocks.{l}.attn.hook_v"].float()
+        z = cache[f"visual.blocks.{l}.attn.hook_z"].float()  # (B, H, dh)
+        R = _head_readout(visual, blk)  # (H, dh, D)
+        if per_token:
+            zt = torch.einsum("bht,bthd->bhtd", a, v)
+            zt = zt + ((z - zt.sum(dim=2)) / T)[:, :, None]
+            heads.append(torch.einsum("bhtd,hde->bhte", zt, R))
+        else:
+            heads.append(torch.einsum("bhd,hde->bhe", z, R))
+    heads = torch.stack(heads, dim=1)  # (B, L, H, [T,] D)
     heads = heads * (inv[:, :, None, None, None] if per_token else inv[:, :, None, None])
     mlps = torch.stack([readout(visual, cache[f"visual.blocks.{l}.hook_mlp_out"]) for l in range(L)], dim=1) * inv[:, None]
     embedding = readout(visual, cache["visual.blocks.0.hook_resid_pre"]) * inv
