@@ -143,9 +143,9 @@ def _log_wandb(report: dict, files: dict[str, str], run: Any, prefix: str) -> No
     import wandb
 
     data: dict[str, Any] = {}
-    for key in ("head_scores_png", "pruning_png"):
+    for key, name in (("head_scores_png", "head_score_grid"), ("pruning_png", "pruning_curves")):
         if key in files:
-            data[f"{prefix}/{key[:-4]}"] = wandb.Image(files[key])
+            data[f"{prefix}/{name}"] = wandb.Image(files[key])
     if "heads" in report:
         rows = [[f"L{s['layer']}H{s['head']}", s["score"], s["concept"], s["count"], s["similarity"], "; ".join(s["texts"])]
                 for s in report["heads"]["scores"]]
