@@ -155,10 +155,10 @@ def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> N
         "trainer.enable_progress_bar=false", "trainer.max_epochs=1", "optim.warmup_steps=1",
         "checkpoint.monitor=null",
     ]))
-    cfg["trainer"]["max_steps"] = 3  # passed to lightning.Trainer as-is
+    cfg["trainer"]["max_steps"] = 2  # passed to lightning.Trainer as-is
     module, dm, trainer, _ = setup(cfg)
     trainer.fit(module, datamodule=dm)
-    assert trainer.global_step == 3 and module.samples_seen == 6
+    assert trainer.global_step == 2 and module.samples_seen == 4
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
