@@ -21,11 +21,11 @@ from typing import Any, Sequence
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.make_pair_shards import PairRow, PairSamples, plan_samples  # noqa: E402
-from dcsm.config import CONFIG_DIR, parse_cli  # noqa: E402
-from dcsm.data.reference_layout import ReferenceLayout, scan_reference_data  # noqa: E402
-from dcsm.data.shards import write_shards  # noqa: E402
-from dcsm.lit import to_plain  # noqa: E402
+from data_prep.make_pair_shards import PairRow, PairSamples, plan_samples
+from dcsm.config import CONFIG_DIR, parse_cli
+from dcsm.data.reference_layout import ReferenceLayout, scan_reference_data
+from dcsm.data.shards import write_shards
+from dcsm.lit import to_plain
 
 CONFIG = CONFIG_DIR / "from_reference.yaml"
 SECTION = "reference_data"
@@ -72,6 +72,9 @@ def convert(cfg: dict[str, Any]) -> dict[str, dict]:
     splits = {"train": [s for s in samples if not _is_val(s["image"], layout.seed, fraction)]}
     if fraction > 0:
         splits["val"] = [s for s in samples if _is_val(s["image"], layout.seed, fraction)]
+        if not splits["val"]:
+            raise ValueError(f"{SECTION}.val_fraction={fraction} held out no image of {len(samples)} samples. "
+                             f"Fix: raise it, or {SECTION}.val_fraction=0 (no val split)")
     info = {"data_path": str(Path(cfg["data_path"]).resolve()), "sources": list(layout.sources),
             "phrasings": list(layout.phrasings), "val_fraction": fraction}
     return {

@@ -84,7 +84,7 @@ def test_clevr_bind_reads_columns_by_name_and_lists_missing_images(tmp_path: Pat
         (("file_name", "pos", "neg_0"), [["", "x", "y"]], "row 1 (line 2): field 'file_name'"),
     ],
 )
-def test_clevr_bind_malformed_names_file_row_field(tmp_path: Path, header, rows, needle) -> None:  # noqa: ANN001
+def test_clevr_bind_malformed_names_file_row_field(tmp_path: Path, header, rows, needle) -> None:
     path = tmp_path / "train.csv"
     with open(path, "w", newline="") as fh:
         csv.writer(fh).writerows([header, *rows])
@@ -230,7 +230,7 @@ def test_sugarcrepe_reads_the_id_object_in_file_order(tmp_path: Path) -> None:
         ([SC_ROWS["0"]], "top level: expected a JSON dict"),
     ],
 )
-def test_sugarcrepe_malformed_names_file_row_field(tmp_path: Path, content, needle: str) -> None:  # noqa: ANN001
+def test_sugarcrepe_malformed_names_file_row_field(tmp_path: Path, content, needle: str) -> None:
     path = tmp_path / "add_obj.json"
     path.write_text(json.dumps(content))
     with pytest.raises(BenchmarkFormatError) as err:

@@ -25,7 +25,7 @@ ALL_SOURCES = "reference_data.sources=[spatial,attributes,smallbig,negation,coco
 
 
 def _read(folder: Path) -> list[dict]:
-    decode = lambda s: decode_raw_sample(s, None, with_opposite="optional", keep_meta=True)  # noqa: E731
+    decode = lambda s: decode_raw_sample(s, None, with_opposite="optional", keep_meta=True)
     return [x for shard in sorted(folder.glob("shard-*.tar")) for x in iter_shard(str(shard), decode, SkipCounter())]
 
 
@@ -111,7 +111,7 @@ def test_malformed_layout_names_file_and_field(tmp_path: Path) -> None:
         scan_reference_data(tmp_path / "objaverse_smallbig_withbg", ReferenceLayout(sources=("coco",)))
 
 
-def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> None:  # noqa: ANN001
+def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> None:
     from dcsm.cli import setup
 
     root = draw_reference_tree(tmp_path / "data")

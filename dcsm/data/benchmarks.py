@@ -599,4 +599,4 @@ def missing_images(items: list[MCQItem] | tuple[MCQItem, ...]) -> list[str]:
 
 
 # --- further formats (CLEVR-bind, VG-Attribution, NCD, SugarCrepe): the module registers its loaders here
-from . import benchmarks_more  # noqa: E402,F401
+from . import benchmarks_more

@@ -47,7 +47,17 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from .benchmarks import BENCHMARK_LOADERS, BenchmarkFormatError, MCQItem, PathLike, _check_caption, _error, _json_row_label, _type_name, resolve_image
+from .benchmarks import (
+    BENCHMARK_LOADERS,
+    BenchmarkFormatError,
+    MCQItem,
+    PathLike,
+    _check_caption,
+    _error,
+    _json_row_label,
+    _type_name,
+    resolve_image,
+)
 from .reference_layout import IMAGE_SUFFIXES, attribute_captions
 
 __all__ = [
