@@ -13,7 +13,8 @@ DCSM authors' evaluation (public repo ``Raphoo/DCSM_Ideal_CLIP``) feeds its DCSM
 3. Then a prefix is prepended (same file, both ``evaluate_patch_model`` and
    ``evaluate_single_model``), chosen by the loader name: ``"An image of a "`` if it contains
    "clevr" (CLEVR-bind), else ``"An image of "`` if it contains "whats" (WhatsUp A/B) or
-   "vg_attr" (VG-Attribution); no prefix for COCO/GQA-spatial, NegBench or NCD. The caption's
+   "vg_attr" (VG-Attribution); no prefix for COCO/GQA-spatial, NegBench or NCD. SugarCrepe is
+   not part of their evaluation; ``reference`` gives it step 2 and no prefix. The caption's
    own casing is kept ("An image of A mug above a table").
 
 The authors' plain-CLIP baselines (``evaluate_single_model``) get steps 1 and 3 but not 2;
@@ -48,6 +49,7 @@ _FAMILY_RULES: dict[str, tuple[bool, bool, str]] = {
     "clevr_bind": (False, True, _PREFIX_ARTICLE),
     "vg_attr": (False, True, _PREFIX_PLAIN),
     "ncd": (False, True, ""),
+    "sugarcrepe": (False, True, ""),  # not in the authors' evaluation: their scorer-path word map, no prefix
     "synthetic": (False, False, ""),
 }
 
@@ -65,6 +67,9 @@ _ALIASES: dict[str, str] = {
     "negbench_coco": "negbench",
     "negbench_voc": "negbench",
     "vg_attribution": "vg_attr",
+    **{f"clevr_bind_{split}": "clevr_bind" for split in ("train", "val", "gen")},
+    **{f"sugarcrepe_{name}": "sugarcrepe" for name in (
+        "add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")},
 }
 REFERENCE_BENCHMARKS = tuple(sorted(_ALIASES))
 
