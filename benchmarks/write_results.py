@@ -163,13 +163,19 @@ def render_train(res: dict[str, Any]) -> tuple[str, str, str]:
 
 def render_cache_bytes(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = table(
-        ["model", "P x D", "opposite image", "bytes/sample (shard)", "bytes/sample (shapes, fp16)",
-         "1M samples (fp16)", "1M samples (int8 patches)"],
-        [[r["model"], f"{r['num_patches']} x {r['embed_dim']}", "yes" if r["with_opposite"] else "no",
-          r.get("shard_bytes_per_sample"), r["fp16_bytes_per_sample"], f"{r['fp16_gb_per_million']:.0f} GB",
-          f"{r['int8_gb_per_million']:.0f} GB"] for r in rows],
+        ["model", "P x D", "real token rows", "bytes/sample: shard (fp16, + opposite image)",
+         "fp16, no opposite", "int8 patches, no opposite", "1M samples: fp16 + opp / fp16 / int8",
+         "int8 score change (max abs; score std)"],
+        [[r["model"], f"{r['num_patches']} x {r['embed_dim']}", f"{r['real_tokens_per_sample']:.1f}",
+          r["shard_bytes_per_sample"], r["fp16_bytes_per_sample_no_opposite"], r["int8_bytes_per_sample_no_opposite"],
+          f"{r['fp16_gb_per_million']:.0f} / {r['fp16_gb_per_million_no_opposite']:.0f} / "
+          f"{r['int8_bytes_per_sample_no_opposite'] * 1e6 / 1e9:.0f} GB",
+          f"{r['int8_score_max_abs_diff_patches_tokens']:.1e} ({r['score_std']:.1e})"] for r in rows],
     )
-    return ["Feature cache size (one sample = 1 image + its options; tokens stored for real rows only):", "", *out]
+    return ["Feature cache size per sample (1 image + its options; only real token rows are stored). "
+            "The shard figure is a real `feature_members` shard (tar + torch.save overhead included); the others "
+            "are from the shapes. int8: `dcsm.quantize` codes + one fp16 scale per vector; score change = "
+            "int8 patches and tokens vs the fp16 features, same random-init head (default config):", "", *out]
 
 
 def render_run(res: dict[str, Any]) -> tuple[str, str, str]:
@@ -182,6 +188,60 @@ def render_run(res: dict[str, Any]) -> tuple[str, str, str]:
         lines += ["", *res["notes"]]
     lines += ["", f"Versions: {versions_line(m)}."]
     return "train.py (configs/default.yaml)", heading, "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- GPU samples
+
+
+def read_smi(path: str | Path) -> list[tuple[float, float, float]]:
+    """``nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits``
+    lines -> [(unix time, util %, MiB used)] (timestamps are local time on the same machine)."""
+    from datetime import datetime
+
+    out = []
+    for line in Path(path).read_text().splitlines():
+        parts = [x.strip() for x in line.split(",")]
+        try:
+            t = datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            out.append((t, float(parts[1]), float(parts[2])))
+        except (ValueError, IndexError):  # header or a partial last line
+            continue
+    return out
+
+
+def window_stats(samples: Sequence[tuple[float, float, float]], a: float, b: float) -> dict[str, float] | None:
+    """Mean utilisation and max memory of the samples taken in ``[a, b]`` (None: no sample there)."""
+    inside = [s for s in samples if a <= s[0] <= b]
+    if not inside:
+        return None
+    return {"util_mean": sum(s[1] for s in inside) / len(inside), "util_min": min(s[1] for s in inside),
+            "mem_max_mib": max(s[2] for s in inside), "n": len(inside)}
+
+
+def attach_gpu_samples(res: dict[str, Any], samples: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
+    """Add GPU utilisation / memory from nvidia-smi samples to the rows (throughput) or figures (run)."""
+    if res.get("kind") == "train_throughput":
+        for r in res["rows"]:
+            st = window_stats(samples, r["t_start"], r["t_end"]) if "t_start" in r else None
+            if st:
+                r.update(gpu_util_mean=st["util_mean"], gpu_mem_max_mib=st["mem_max_mib"], gpu_samples=st["n"])
+    elif res.get("kind") == "train_run":
+        w, fig = res["windows"], res["figures"]
+        run = window_stats(samples, *w["run"])
+        cache = window_stats(samples, *w["caching"])
+        epochs = [st for a, b in w["epochs"] if (st := window_stats(samples, a, b))]
+        if run:
+            fig["peak GPU memory used (nvidia-smi, whole run)"] = f"{run['mem_max_mib'] / 1024:.2f} GiB"
+        if cache:
+            fig["GPU utilisation while encoding the cache (mean)"] = f"{cache['util_mean']:.0f}%"
+        if epochs:
+            n = sum(st["n"] for st in epochs)
+            fig["GPU utilisation in train epochs (mean)"] = f"{sum(st['util_mean'] * st['n'] for st in epochs) / n:.0f}%"
+    elif res.get("kind") == "score_throughput" and res.get("started"):
+        st = window_stats(samples, res["started"], res["finished"])
+        if st:
+            res.setdefault("notes", []).append(f"GPU memory used (nvidia-smi, max over the script): {st['mem_max_mib'] / 1024:.1f} GiB.")
+    return res
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
@@ -243,12 +303,20 @@ def update_results(res: dict[str, Any], path: str | Path = RESULTS) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Render benchmark result JSON files into RESULTS.md.")
     p.add_argument("results", nargs="+", type=Path, help="JSON files written by the benchmarks / gpu_suite.sh")
-    p.add_argument("--results-md", type=Path, default=RESULTS)
+    p.add_argument("--results-md", type=Path, default=RESULTS, help="the Markdown file the sections go into")
+    p.add_argument("--smi", type=Path, default=None, help="nvidia-smi samples taken while the benchmarks ran")
+    p.add_argument("--combined", type=Path, default=None, help="also write all results (with GPU samples) as one JSON list")
     args = p.parse_args(argv)
+    samples = read_smi(args.smi) if args.smi and args.smi.is_file() else []
+    combined = []
     for f in args.results:
         data = json.loads(f.read_text())
         for res in data if isinstance(data, list) else [data]:
+            res = attach_gpu_samples(res, samples) if samples else res
+            combined.append(res)
             print(update_results(res, args.results_md), end="\n\n")
+    if args.combined:
+        atomic_write_text(args.combined, json.dumps(combined, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
