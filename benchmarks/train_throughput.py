@@ -166,7 +166,7 @@ def measure(module: DCSMModule, batches: Iterable[dict[str, Any]], device: torch
     if start is None:
         raise RuntimeError(f"the loader gave fewer than {warmup + 1} batches: raise bench.samples")
     secs = time.perf_counter() - start
-    out.update(t_end=time.time(), seconds=round(secs, 3), samples=seen, samples_s=seen / secs, final_loss=float(loss))
+    out.update(t_end=time.time(), seconds=round(secs, 3), samples=seen, samples_s=seen / secs, final_loss=float(loss.detach()))
     return out
 
 
@@ -191,6 +191,10 @@ def throughput_rows(cfg: dict, encoder: FrozenCLIP, device: torch.device, work: 
         raise ValueError(f"unknown bench.paths entry '{bad[0]}'. Fix: use some of {list(PATHS)}.")
     rows: list[dict] = []
     info: dict[str, Any] = {}
+    # loader paths: the warm-up drains what the workers prefetched meanwhile (2 batches each),
+    # so the timed batches are produced at the loader's steady rate, not taken from a full queue
+    warm = max(b["warmup"], 2 * cfg["data"]["num_workers"])
+    info["loader_warmup_batches"] = warm
     if not b["paths"]:
         return rows, info
     raw, feat, info["cache_s"] = write_shards(cfg, work, device)
@@ -209,11 +213,11 @@ def throughput_rows(cfg: dict, encoder: FrozenCLIP, device: torch.device, work: 
         bs = b["batch_sizes"][0]
         module = new_module(cfg, encoder, device, False)
         record({"path": "live", "batch_size": bs, "compile": False}, lambda: measure(
-            module, loader(cfg, "shards", str(raw), bs, b["samples"], encoder), device, b["precision"], b["warmup"],
+            module, loader(cfg, "shards", str(raw), bs, b["samples"], encoder), device, b["precision"], warm,
             b["live_batches"]))
     cached_paths = [p for p in ("resident", "cached") if p in b["paths"]]
     if cached_paths:
-        need = (b["warmup"] + b["timed_batches"] + 1) * max(b["batch_sizes"])
+        need = (warm + b["timed_batches"] + 1) * max(b["batch_sizes"])
         copies = max(1, math.ceil(need / b["samples"]))
         urls = replicated_urls(feat, copies)
         info["feature_shard_copies"] = copies
@@ -229,11 +233,12 @@ def throughput_rows(cfg: dict, encoder: FrozenCLIP, device: torch.device, work: 
                     row = {"path": path, "batch_size": bs, "compile": compile_head}
                     if path == "cached":
                         record(row, lambda: measure(module, loader(cfg, "features", urls, bs, copies * b["samples"], encoder),
-                                                    device, b["precision"], b["warmup"], b["timed_batches"]))
+                                                    device, b["precision"], warm, b["timed_batches"]))
                     else:
                         def resident() -> dict[str, Any]:
                             it = iter(loader(cfg, "features", urls[: max(1, len(urls) // copies)], bs, b["samples"], encoder))
                             held = [to_device(next(it), device) for _ in range(min(4, b["samples"] // bs or 1))]
+                            del it  # its workers stop
                             return measure(module, cycle(held), device, b["precision"], b["warmup"], b["timed_batches"])
                         record(row, resident)
                 del module

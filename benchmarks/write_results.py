@@ -148,8 +148,9 @@ def render_train(res: dict[str, Any]) -> tuple[str, str, str]:
     lines = table(["path", "batch", "compiled head", "samples timed", "seconds", "samples/s", "pairs/s", "GPU util"], rows)
     lines += [
         "",
-        f"{c['num_options']} options per sample; {c['num_workers']} loader workers; warm-up {c['warmup']} batches "
-        "(compile time excluded). live: raw image shards decoded by the workers, CLIP run every step; "
+        f"{c['num_options']} options per sample; {c['num_workers']} loader workers; untimed warm-up {c['warmup']} batches "
+        f"(resident) / {res.get('info', {}).get('loader_warmup_batches', c['warmup'])} (loader paths: drains the workers' "
+        "prefetch queue), so compilation and start-up are excluded. live: raw image shards decoded by the workers, CLIP run every step; "
         "cached: feature shards (fp16, `data_prep/cache_features.py`) streamed by the workers; resident: the same "
         "feature batches kept on the device (the head's own ceiling, no loader).",
     ]
