@@ -22,7 +22,7 @@ TINY=0
 WORKERS="${WORKERS:-12}"
 
 if [ "$TINY" = 1 ]; then
-  SCORE_MODELS=(ViT-B-32); SCORE_ARGS=(bench.batch_size=2 bench.repeats=1 bench.warmup=0)
+  SCORE_MODELS=(ViT-B-32); SCORE_ARGS=(bench.batch_size=2 bench.repeats=1 bench.warmup=0 "bench.precisions=[fp32]")
   TRAIN_ARGS=(encoder.model=ViT-B-32 bench.samples=96 bench.samples_per_shard=16 "bench.batch_sizes=[16]"
               bench.live_batches=1 bench.timed_batches=2 bench.warmup=1 bench.compile_batch_size=null data.num_workers=2)
   RUN_ARGS=(encoder.model=ViT-B-32 data.train_size=64 data.val_size=16 data.shifted_size=16 data.test_size=16

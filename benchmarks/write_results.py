@@ -114,7 +114,7 @@ def render_score(res: dict[str, Any]) -> tuple[str, str, str]:
             rows.append([r["model"], r["precision"], f"error: {r['error']}", "", "", "", ""])
             continue
         rows.append([r["model"], r["precision"], r["clip_pairs_s"], r["dcsm_pairs_s"], f"{r['ratio']:.2f}x",
-                     r["head_pairs_s"], f"{r['clip_ms']:.1f} / {r['dcsm_ms']:.1f} / {r['head_ms']:.2f}"])
+                     r["head_pairs_s"], f"{r['clip_ms']:,.1f} / {r['dcsm_ms']:,.1f} / {r['head_ms']:,.2f}"])
     body = table(["model", "precision", "(a) plain CLIP pairs/s", "(b) DCSM end to end pairs/s", "(b)/(a)",
                   "(c) head alone pairs/s", "ms per batch (a / b / c)"], rows)
     notes = [
@@ -136,6 +136,9 @@ def render_score(res: dict[str, Any]) -> tuple[str, str, str]:
 def render_train(res: dict[str, Any]) -> tuple[str, str, str]:
     """train_throughput JSON -> (section, heading, body)."""
     m, c = res["machine"], res["config"]
+    if not res["rows"]:  # a cache-size-only run
+        lines = render_cache_bytes(res.get("cache_bytes", [])) + ["", *res.get("notes", []), "", f"Versions: {versions_line(m)}."]
+        return "train_throughput.py", f"{machine_line(m)} — feature cache bytes per sample", "\n".join(lines)
     heading = f"{machine_line(m)} — {c['model']} ({c['pretrained'] or 'random init'}), {c['precision']}"
     rows = []
     for r in res["rows"]:
