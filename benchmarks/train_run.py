@@ -27,19 +27,28 @@ from write_results import machine_info
 
 
 class EpochTimer(L.Callback):
-    """Wall-clock windows of the training epochs (validation excluded)."""
+    """Wall-clock windows of the training epochs and the validation seconds inside each
+    (Lightning validates at the end of the epoch, before ``on_train_epoch_end``)."""
 
     def __init__(self) -> None:
         self.epochs: list[tuple[float, float]] = []
-        self._t0 = 0.0
+        self.val_s: list[float] = []
+        self._t0 = self._v0 = self._val = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.time()
+        self._t0, self._val = time.time(), 0.0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._v0 = time.time()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val += time.time() - self._v0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.epochs.append((self._t0, time.time()))
+        self.val_s.append(self._val)
 
 
 def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
     t_fit = time.time()
     n_train = len(dm.datasets["train"])
     k = cfg["data"]["num_options"]
-    epoch_s = [b - a for a, b in timer.epochs]
+    epoch_s = [b - a - v for (a, b), v in zip(timer.epochs, timer.val_s)]  # validation excluded
     train_s = sum(epoch_s)
     metrics = {k_: float(v) for k_, v in trainer.callback_metrics.items() if k_.endswith(("acc", "loss"))}
     figures = {
@@ -68,7 +77,8 @@ def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
         "encoding the feature cache": f"{t_cached - t0:.1f} s ({n_train + sum(len(dm.datasets[s]) for s in dm.val_names):,} scenes)",
         "fit (train + val + checkpoints)": f"{t_fit - t_cached:.1f} s",
         "epochs run": f"{len(epoch_s)} (max_epochs {cfg['trainer']['max_epochs']})",
-        "train epoch time (median)": f"{sorted(epoch_s)[len(epoch_s) // 2]:.2f} s" if epoch_s else "—",
+        "train epoch time (median; checkpoint saves in, validation out)": f"{sorted(epoch_s)[len(epoch_s) // 2]:.2f} s" if epoch_s else "—",
+        "validation per epoch (median)": f"{sorted(timer.val_s)[len(timer.val_s) // 2]:.2f} s" if epoch_s else "—",
         "training samples/s (train epochs only)": f"{n_train * len(epoch_s) / train_s:,.0f}" if train_s else "—",
         "training pairs/s": f"{n_train * len(epoch_s) * k / train_s:,.0f}" if train_s else "—",
         "peak GPU memory allocated (torch)": (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
