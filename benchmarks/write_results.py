@@ -173,12 +173,12 @@ def render_cache_bytes(rows: Sequence[dict[str, Any]]) -> list[str]:
         [[r["model"], f"{r['num_patches']} x {r['embed_dim']}", f"{r['real_tokens_per_sample']:.1f}",
           r["shard_bytes_per_sample"], r["fp16_bytes_per_sample_no_opposite"], r["int8_bytes_per_sample_no_opposite"],
           f"{r['fp16_gb_per_million']:.0f} / {r['fp16_gb_per_million_no_opposite']:.0f} / "
-          f"{r['int8_bytes_per_sample_no_opposite'] * 1e6 / 1e9:.0f} GB",
+          f"{r['fp16_gb_per_million_no_opposite'] - (r['fp16_bytes_per_sample_no_opposite'] - r['int8_bytes_per_sample_no_opposite']) / 1e3:.0f} GB",
           f"{r['int8_score_max_abs_diff_patches_tokens']:.1e} ({r['score_std']:.1e})"] for r in rows],
     )
     return ["Feature cache size per sample (1 image + its options; only real token rows are stored). "
             "The shard figure is a real `feature_members` shard (tar + torch.save overhead included); the others "
-            "are from the shapes. int8: `dcsm.quantize` codes + one fp16 scale per vector; score change = "
+            "are from the shapes; the 1M-sample disk adds the shard's measured overhead to each. int8: `dcsm.quantize` codes + one fp16 scale per vector; score change = "
             "int8 patches and tokens vs the fp16 features, same random-init head (default config):", "", *out]
 
 
