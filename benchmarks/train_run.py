@@ -1,0 +1,118 @@
+"""One timed ``train.py`` run: wall time per phase, training samples/s, peak GPU memory -> JSON.
+
+    python benchmarks/train_run.py --json run.json [--max-time-s 240] [--config FILE] [key=value ...]
+
+Builds the run with the same code as ``train.py`` (``dcsm.cli.setup``), encodes the feature
+cache on the training device first (timed on its own), then fits; epoch times exclude
+validation. ``--max-time-s`` hands Lightning a ``max_time`` so that a run on a time budget stops
+cleanly after the epoch in progress; the JSON says how many epochs ran. Post-fit evaluation is
+not part of the run (``evaluate.py`` does it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dcsm.cli import run_cli, setup
+from dcsm.config import parse_cli
+from dcsm.io import atomic_write_json
+from dcsm.lit import to_plain
+from write_results import machine_info
+
+
+class EpochTimer(L.Callback):
+    """Wall-clock windows of the training epochs and the validation seconds inside each
+    (Lightning validates at the end of the epoch, before ``on_train_epoch_end``)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[float, float]] = []
+        self.val_s: list[float] = []
+        self._t0 = self._v0 = self._val = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0, self._val = time.time(), 0.0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._v0 = time.time()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._val += time.time() - self._v0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.epochs.append((self._t0, time.time()))
+        self.val_s.append(self._val)
+
+
+def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
+    started = time.time()
+    if max_time_s:
+        cfg["trainer"]["max_time"] = {"seconds": int(max_time_s)}
+    module, dm, trainer, run_dir = setup(cfg)
+    device = trainer.strategy.root_device
+    timer = EpochTimer()
+    trainer.callbacks.append(timer)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.time()
+    module.encoder.to(device)  # the cache is encoded on the training device, as inside fit
+    dm.setup("fit")
+    t_cached = time.time()
+    trainer.fit(module, datamodule=dm)
+    t_fit = time.time()
+    n_train = len(dm.datasets["train"])
+    k = cfg["data"]["num_options"]
+    epoch_s = [b - a - v for (a, b), v in zip(timer.epochs, timer.val_s)]  # validation excluded
+    train_s = sum(epoch_s)
+    metrics = {k_: float(v) for k_, v in trainer.callback_metrics.items() if k_.endswith(("acc", "loss"))}
+    figures = {
+        "wall time (setup + caching + fit)": f"{t_fit - started:.1f} s",
+        "encoding the feature cache": f"{t_cached - t0:.1f} s ({n_train + sum(len(dm.datasets[s]) for s in dm.val_names):,} scenes)",
+        "fit (train + val + checkpoints)": f"{t_fit - t_cached:.1f} s",
+        "epochs run": f"{len(epoch_s)} (max_epochs {cfg['trainer']['max_epochs']})",
+        "train epoch time (median; checkpoint saves in, validation out)": f"{sorted(epoch_s)[len(epoch_s) // 2]:.2f} s" if epoch_s else "—",
+        "validation per epoch (median)": f"{sorted(timer.val_s)[len(timer.val_s) // 2]:.2f} s" if epoch_s else "—",
+        "training samples/s (train epochs only)": f"{n_train * len(epoch_s) / train_s:,.0f}" if train_s else "—",
+        "training pairs/s": f"{n_train * len(epoch_s) * k / train_s:,.0f}" if train_s else "—",
+        "peak GPU memory allocated (torch)": (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                                              if device.type == "cuda" else "—"),
+    }
+    figures.update({f"final {k_}": f"{v:.3f}" for k_, v in sorted(metrics.items())})
+    res = {
+        "kind": "train_run",
+        "machine": machine_info(device),
+        "model": cfg["encoder"]["model"],
+        "train_size": n_train,
+        "max_epochs": cfg["trainer"]["max_epochs"],
+        "epochs_run": len(epoch_s),
+        "config": {k_: cfg[k_] for k_ in ("encoder", "data", "trainer", "scorer", "maps", "optim")},
+        "figures": figures,
+        "windows": {"run": [started, t_fit], "caching": [t0, t_cached], "fit": [t_cached, t_fit], "epochs": timer.epochs},
+        "metrics": metrics,
+        "run_dir": str(run_dir),
+        "notes": [],
+        "started": started,
+        "finished": time.time(),
+    }
+    atomic_write_json(json_path, res)
+    print(figures)
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", required=True, type=Path, help="where the results JSON goes")
+    p.add_argument("--max-time-s", type=float, default=None, help="stop training after this many seconds")
+    args, rest = p.parse_known_args(argv)
+    return run(to_plain(parse_cli(rest)), args.json, args.max_time_s)
+
+
+if __name__ == "__main__":
+    run_cli(main)
