@@ -49,6 +49,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
+def to_plain(cfg: DictConfig | dict) -> dict:
+    """A resolved plain-dict copy of a config."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
 def parse_cli(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> DictConfig:
     """``[--config FILE] [key=value ...]`` -> resolved config."""
     args = list(sys.argv[1:] if argv is None else argv)
