@@ -47,6 +47,7 @@ from .metrics import mcq_metrics
 from .model import DCSM
 from .prompts import PROMPT_STYLES
 from .report import format_benchmark_table, nan_to_none, write_report
+from .runner import default_device
 
 __all__ = ["DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config"]
 
@@ -280,30 +281,30 @@ def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bo
     (unless a model is given), run :func:`run_benchmark` with the ``eval`` and ``logger``
     config sections; output defaults to ``<checkpoint dir>/../eval_<benchmark>_<style>.json``."""
     ev = cfg["eval"]
-    ckpt = ev.get("checkpoint")
+    ckpt = ev["checkpoint"]
     if model is None:
         if not ckpt:
             raise ValueError("evaluate.py needs eval.checkpoint=<path to a .ckpt written by train.py>.")
         model = load_dcsm(str(ckpt))[0]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if ev.get("output"):
+    device = default_device()
+    if ev["output"]:
         out = Path(ev["output"])
     elif ckpt:
         out = Path(ckpt).resolve().parent.parent / f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
     else:
-        out = Path(cfg.get("run_dir", ".")) / f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
+        out = Path(cfg["run_dir"]) / f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
     return run_benchmark(
         model,
         ev["benchmark"],
-        list(ev.get("annotation_files") or []),
-        ev.get("image_root"),
+        list(ev["annotation_files"] or []),
+        ev["image_root"],
         prompt_style=ev["prompt_style"],
         baselines=list(ev["baselines"] or []),
         batch_size=int(ev["batch_size"]),
         num_workers=int(ev["num_workers"]),
         max_failures=int(ev["max_failures"]),
         output=out,
-        logger_cfg=cfg.get("logger"),
+        logger_cfg=cfg["logger"],
         progress=progress,
         checkpoint=ckpt,
         device=device,

@@ -45,7 +45,7 @@ class KeyRecorder(L.Callback):
         self.out = out
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self.keys.extend(batch["key"])
+        self.keys.extend(batch.extras["key"])  # feature-shard batches are FeatureBatch
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         if self.out is not None:  # one file per rank and epoch

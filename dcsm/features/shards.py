@@ -16,7 +16,6 @@ and ``token_ids`` to int64, so samples batch into a :class:`FeatureBatch`. The f
 ``EncoderSpec`` dict), ``num_patches``, ``embed_dim``, ``max_tokens``, ``dtype`` and per
 shard ``count``, ``skipped``, ``source`` and ``source_bytes``.
 
-
 Feature shards are written by :func:`dcsm.features.writer.cache_shards`.
 """
 

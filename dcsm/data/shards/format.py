@@ -16,7 +16,6 @@ consecutive members sharing a key ``KEY`` (no ``.`` or ``/`` in it):
      "num_shards": S, "num_samples": N, "pattern": "shard-{000000..000003}.tar",
      "shards": [{"name": "shard-000000.tar", "count": 6, "bytes": 123456}, ...],
      "info": {...inputs that produced the shards...}, "stats": {...}}
-
 """
 
 from __future__ import annotations
