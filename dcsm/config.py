@@ -43,7 +43,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except (ConfigAttributeError, ConfigKeyError) as err:
-        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg}. "
+        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg.splitlines()[0]} "
                           "Fix: check the spelling against configs/default.yaml.") from err
     OmegaConf.set_struct(cfg, False)
     return cfg
