@@ -1,6 +1,7 @@
-"""Evaluate a checkpoint: ``python evaluate.py eval.checkpoint=PATH [eval.benchmark=whatsup ...] [key=value ...]``."""
+"""Evaluate a checkpoint: ``python evaluate.py [--config FILE] eval.checkpoint=PATH [eval.benchmark=whatsup ...] [key=value ...]``."""
 
-from dcsm.cli import evaluate_main, run_cli
+from dcsm.commands.evaluate import main
+from dcsm.runner import run_command
 
 if __name__ == "__main__":
-    run_cli(evaluate_main)
+    run_command(main)

@@ -1,6 +1,7 @@
 """Train a DCSM scorer: ``python train.py [--config configs/smoke.yaml] [key=value ...]``."""
 
-from dcsm.cli import run_cli, train_main
+from dcsm.commands.train import main
+from dcsm.runner import run_command
 
 if __name__ == "__main__":
-    run_cli(train_main)
+    run_command(main)

@@ -43,10 +43,15 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except (ConfigAttributeError, ConfigKeyError) as err:
-        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg}. "
+        raise ConfigError(f"unknown config key in overrides {list(overrides)}: {err.msg.splitlines()[0]} "
                           "Fix: check the spelling against configs/default.yaml.") from err
     OmegaConf.set_struct(cfg, False)
     return cfg
+
+
+def to_plain(cfg: DictConfig | dict) -> dict:
+    """A resolved plain-dict copy of a config."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
 def parse_cli(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> DictConfig:

@@ -1,85 +1,72 @@
-"""Multiple-choice scoring shared by validation, ``evaluate.py`` and the benchmarks.
+"""The one scoring loop, shared by validation, synthetic evaluation and the benchmarks.
 
-Every image is encoded once for all its K options and all options are scored in one batch;
-the CLIP baseline is the cosine of the same encoder's pooled embeddings.
+Every image is encoded once for all its K options and all options are scored in one batch by
+the :class:`~dcsm.model.DCSM`; the CLIP baseline is the cosine of the same encoder's pooled
+embeddings. Metrics: :mod:`dcsm.metrics`; reports: :mod:`dcsm.report`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
-from .encoders import FrozenCLIP
-from .features import ensure_features
-from .model import DCSMHead
-
-
-def clip_scores(features: dict[str, Any]) -> torch.Tensor:
-    """Baseline: cosine of pooled image ``(N, D)`` and pooled option ``(N, K, D)`` embeddings -> ``(N, K)``."""
-    return torch.einsum("nd,nkd->nk", features["image_pooled"].float(), features["text_pooled"].float())
-
-
-def dcsm_scores(head: DCSMHead, features: dict[str, Any]) -> torch.Tensor:
-    """Head scores ``(N, K)`` of a feature batch."""
-    return head(features["patches"], features["tokens"], features["token_mask"], features["token_ids"])
+from .data.module import SyntheticDataConfig, scene_dataset
+from .features.batch import FeatureBatch, collate_mcq
+from .metrics import category_accuracy
+from .model import DCSM
 
 
 @torch.no_grad()
-def score_batch(head: DCSMHead, encoder: FrozenCLIP | None, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}`` on CPU."""
-    f = ensure_features(encoder, batch)
-    return {"dcsm": dcsm_scores(head, f).cpu(), "clip": clip_scores(f).cpu(), "label": f["label"].cpu()}
+def score_batch(model: DCSM, batch: dict[str, Any] | FeatureBatch, to_cpu: bool = True) -> dict[str, torch.Tensor]:
+    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}`` plus the
+    batch's per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
+    f = model.features(batch)
+    out = {"dcsm": model(f), "clip": model.clip_scores(f), "label": f.label}
+    out.update({k: v for k, v in f.extras.items() if isinstance(v, torch.Tensor) and v.dim() == 1})
+    return {k: v.cpu() for k, v in out.items()} if to_cpu else out
 
 
-@torch.no_grad()
-def score_loader(head: DCSMHead, encoder: FrozenCLIP | None, batches: Iterable[dict[str, Any]], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Score every batch; returns concatenated ``dcsm``/``clip`` ``(N, K)`` scores, ``label`` and
-    any per-sample tensor keys of the batches (e.g. ``category``)."""
-    out: dict[str, list[torch.Tensor]] = {}
-    was_training = head.training
-    head.eval()
+def score_batches(
+    model: DCSM, batches: Iterable[dict[str, Any] | FeatureBatch], device: torch.device | str = "cpu"
+) -> Iterator[tuple[dict[str, torch.Tensor], FeatureBatch]]:
+    """The one scoring loop: every batch moved to ``device``, encoded (unless cached) and scored
+    in eval mode -> (:func:`score_batch` result on CPU, the batch's features on ``device``)."""
+    was_training = model.training
+    model.eval()
     try:
         for batch in batches:
-            moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            res = score_batch(head, encoder, moved)
-            for k, v in batch.items():
-                if isinstance(v, torch.Tensor) and v.dim() == 1 and k not in res:
-                    res[k] = v.cpu()
-            for k, v in res.items():
-                out.setdefault(k, []).append(v)
+            moved = batch.to(device) if isinstance(batch, FeatureBatch) else {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+            }
+            with torch.no_grad():
+                f = model.features(moved)
+                yield score_batch(model, f), f
     finally:
-        head.train(was_training)
+        model.train(was_training)
+
+
+def score_loader(
+    model: DCSM, batches: Iterable[dict[str, Any] | FeatureBatch], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Concatenated :func:`score_batches` results: ``dcsm``/``clip`` ``(N, K)`` scores, ``label``
+    and any per-sample tensor keys of the batches (e.g. ``category``); K must not vary."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for scores, _ in score_batches(model, batches, device):
+        for k, v in scores.items():
+            out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str], key: str = "category") -> dict[str, dict[str, float]]:
-    """Accuracy of DCSM and CLIP per category and overall.
-
-    Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n}}``.
-    """
-    label = scores["label"]
-    correct = {m: (scores[m].argmax(dim=1) == label).float() for m in ("dcsm", "clip")}
-    cat = scores[key] if key in scores else torch.zeros_like(label)
-    names = list(categories) if key in scores else ["all"]
-    result: dict[str, dict[str, float]] = {m: {"all": float(c.mean()) if len(c) else float("nan")} for m, c in correct.items()}
-    result["n"] = {"all": int(len(label))}
-    for i, name in enumerate(names):
-        sel = cat == i
-        result["n"][name] = int(sel.sum())
-        for m, c in correct.items():
-            result[m][name] = float(c[sel].mean()) if sel.any() else float("nan")
-    return result
-
-
-def format_table(results: dict[str, dict[str, dict[str, float]]], categories: Sequence[str]) -> str:
-    """Markdown table: one row per split x category, DCSM vs CLIP accuracy (%)."""
-    lines = ["| split | category | n | DCSM acc (%) | CLIP acc (%) |", "|---|---|---:|---:|---:|"]
-    for split, res in results.items():
-        for name in [*categories, "all"]:
-            if name not in res["n"]:
-                continue
-            lines.append(
-                f"| {split} | {name} | {res['n'][name]} | {100 * res['dcsm'][name]:.1f} | {100 * res['clip'][name]:.1f} |"
-            )
-    return "\n".join(lines)
+def evaluate_synthetic(
+    model: DCSM, data: SyntheticDataConfig, splits: Sequence[str], batch_size: int, device: str | torch.device
+) -> dict[str, Any]:
+    """Per-split, per-category accuracy of DCSM and the CLIP baseline on synthetic splits."""
+    model.to(device)
+    results = {}
+    for split in splits:
+        ds = scene_dataset(data, split, model.encoder.preprocess)
+        loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_mcq, num_workers=0)
+        results[split] = category_accuracy(score_loader(model, loader, device), data.categories)
+    return results

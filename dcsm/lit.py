@@ -1,64 +1,47 @@
-"""LightningModule: a frozen encoder + the trainable DCSM head, multiple-choice training.
+"""LightningModule around a :class:`~dcsm.model.DCSM`: multiple-choice training, validation
+metrics, optimiser schedule and head-only checkpoints.
 
-Checkpoints hold the head (CNN + functional-row buffers) and the full config including the
-encoder spec; the frozen CLIP weights are *not* copied into them (they are rebuilt from the
-spec: pretrained tag, local file, or seeded random init).
+Checkpoints hold the head (CNN + functional-row buffers) under ``head.*`` and the full config
+including the encoder spec; the frozen CLIP weights are *not* copied into them (they are
+rebuilt from the spec: pretrained tag, local file, or seeded random init).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .encoders import EncoderSpec, FrozenCLIP
-from .evaluation import clip_scores, dcsm_scores
-from .features import ensure_features
-from .functional_rows import FunctionalRows, resolve_lexicon
-from .model import DCSMHead, MapConfig
-from .scorer import ScorerConfig, build_scorer
+from .checkpoints import HEAD_PREFIX, head_state, load_checkpoint
+from .config import to_plain
+from .encoders import FrozenCLIP
+from .evaluation import score_batch
+from .features.batch import FeatureBatch
+from .model import DCSM, DCSMHead, build_dcsm
 
-ENCODER_PREFIX = "encoder."
+MODEL_PREFIX = "model."
 LOSSES = ("mcq", "paired")
 
 
-def to_plain(cfg: DictConfig | dict) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-
-
-def build_head(cfg: dict, encoder: FrozenCLIP) -> DCSMHead:
-    """Functional rows + CNN for this encoder's map size, from the ``functional_rows``,
-    ``maps`` and ``scorer`` config sections."""
-    fr = cfg["functional_rows"]
-    rows = FunctionalRows(
-        resolve_lexicon(fr["lexicon"]), encoder.tokenizer, encoder.num_patches, seed=fr["seed"], init=fr["init"]
-    )
-    scorer = build_scorer(
-        ScorerConfig(**cfg["scorer"]), encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls
-    )
-    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]))
-
-
-def mcq_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def mcq_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Multiple-choice cross-entropy over each image's K options -> (loss, accuracy)."""
-    scores = dcsm_scores(head, f)  # (N, K)
-    return F.cross_entropy(scores, f["label"]), (scores.argmax(1) == f["label"]).float().mean()
+    scores = model(f)  # (N, K)
+    return F.cross_entropy(scores, f.label), (scores.argmax(1) == f.label).float().mean()
 
 
-def paired_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference's in-batch loss: N images + their N opposite images against the N positive
     and N opposite captions, one ``(2N, 2N)`` all-pairs score matrix, symmetric cross-entropy
     (image->text and text->image) with identity targets -> (loss, image->text accuracy)."""
-    n = len(f["label"])
-    rows = torch.arange(n, device=f["label"].device)
-    pick = lambda key: torch.cat([f[key][rows, f["label"]], f[key][rows, f["opposite_label"]]])  # noqa: E731
-    patches = torch.cat([f["patches"], f["opposite_patches"]])  # (2N, P, D)
-    scores = head(patches, pick("tokens"), pick("token_mask"), pick("token_ids"), pairing="all")  # (2N, 2N)
+    n = len(f)
+    rows = torch.arange(n, device=f.label.device)
+    pick = lambda t: torch.cat([t[rows, f.label], t[rows, f.opposite_label]])  # noqa: E731
+    patches = torch.cat([f.patches, f.opposite_patches])  # (2N, P, D)
+    scores = model.head(patches, pick(f.tokens), pick(f.token_mask), pick(f.token_ids), pairing="all")  # (2N, 2N)
     target = torch.arange(2 * n, device=scores.device)
     loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
     return loss, (scores.argmax(1) == target).float().mean()
@@ -68,7 +51,7 @@ LOSS_FNS = {"mcq": mcq_loss, "paired": paired_loss}
 
 
 class DCSMModule(L.LightningModule):
-    """Frozen CLIP + DCSM head trained with multiple-choice cross-entropy.
+    """Trains a :class:`DCSM` (frozen CLIP + head) with the configured loss.
 
     Args:
         cfg: the full run config (plain dict or DictConfig); saved as hyper-parameters.
@@ -76,6 +59,8 @@ class DCSMModule(L.LightningModule):
         val_names: names of the validation dataloaders, in order.
         encoder: an already-built encoder to share (e.g. with a feature-caching DataModule);
             built from ``cfg["encoder"]`` when omitted.
+        model: a ready :class:`DCSM` (then ``encoder`` is ignored); built with
+            :func:`~dcsm.model.build_dcsm` when omitted.
     """
 
     def __init__(
@@ -84,6 +69,7 @@ class DCSMModule(L.LightningModule):
         categories: Sequence[str] = (),
         val_names: Sequence[str] = ("val",),
         encoder: FrozenCLIP | None = None,
+        model: DCSM | None = None,
     ) -> None:
         super().__init__()
         cfg = to_plain(cfg)
@@ -91,23 +77,30 @@ class DCSMModule(L.LightningModule):
         self.cfg = cfg
         if cfg["loss"]["kind"] not in LOSSES:
             raise ValueError(f"unknown loss.kind '{cfg['loss']['kind']}'. Fix: use one of {LOSSES}.")
-        self.encoder = encoder if encoder is not None else FrozenCLIP(EncoderSpec(**cfg["encoder"]))
-        self.head = build_head(cfg, self.encoder)
+        self.model = model if model is not None else build_dcsm(cfg, encoder)
         self.categories = tuple(categories)
         self.val_names = tuple(val_names)
         self.strict_loading = False  # the frozen encoder is rebuilt, not loaded
         self._val_stats: dict[int, torch.Tensor] = {}
         self.samples_seen = 0  # this rank's training samples; restored on resume
 
-    # ------------------------------------------------------------- steps
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Scores ``(N, K)`` of a raw or feature batch."""
-        return dcsm_scores(self.head, ensure_features(self.encoder, batch))
+    @property
+    def encoder(self) -> FrozenCLIP:
+        return self.model.encoder
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        f = ensure_features(self.encoder, batch)
-        loss, acc = LOSS_FNS[self.cfg["loss"]["kind"]](self.head, f)
-        n = len(f["label"])
+    @property
+    def head(self) -> DCSMHead:
+        return self.model.head
+
+    # ------------------------------------------------------------- steps
+    def forward(self, batch: dict[str, Any] | FeatureBatch) -> torch.Tensor:
+        """Scores ``(N, K)`` of a raw or feature batch."""
+        return self.model(batch)
+
+    def training_step(self, batch: dict[str, Any] | FeatureBatch, batch_idx: int) -> torch.Tensor:
+        f = self.model.features(batch)
+        loss, acc = LOSS_FNS[self.cfg["loss"]["kind"]](self.model, f)
+        n = len(f)
         self.samples_seen += n
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/acc", acc, prog_bar=True, batch_size=n)
@@ -116,19 +109,18 @@ class DCSMModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_stats = {}
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        f = ensure_features(self.encoder, batch)
-        dcsm = dcsm_scores(self.head, f)
-        loss = F.cross_entropy(dcsm, f["label"])
+    def validation_step(self, batch: dict[str, Any] | FeatureBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        scores = score_batch(self.model, batch, to_cpu=False)
+        dcsm, clip, label = scores["dcsm"], scores["clip"], scores["label"]
+        loss = F.cross_entropy(dcsm, label)
         name = self.val_names[dataloader_idx]
         self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False, sync_dist=True)
         # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all
         n_cat = max(len(self.categories), 1)
-        cat = f.get("category", torch.zeros_like(f["label"]))
+        cat = scores.get("category", torch.zeros_like(label))
         cat = cat if len(self.categories) else torch.zeros_like(cat)
         hits = torch.stack(
-            [torch.ones_like(dcsm[:, 0]), (dcsm.argmax(1) == f["label"]).float(),
-             (clip_scores(f).argmax(1) == f["label"]).float()], dim=1
+            [torch.ones_like(dcsm[:, 0]), (dcsm.argmax(1) == label).float(), (clip.argmax(1) == label).float()], dim=1
         )
         known = (cat >= 0) & (cat < n_cat)  # shards may carry categories outside the list (-1)
         stats = torch.zeros(n_cat + 1, 3, device=dcsm.device).index_add_(0, cat[known].long(), hits[known])
@@ -188,32 +180,27 @@ class DCSMModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.samples_seen = int(checkpoint.get("dcsm", {}).get("samples_seen", 0))
-        missing = [k for k in self.head.state_dict() if f"head.{k}" not in checkpoint["state_dict"]]
-        if missing:
-            raise KeyError(f"checkpoint lacks DCSM head weights {missing[:5]}; is it a dcsm checkpoint?")
+        head_state(checkpoint["state_dict"], "checkpoint", self.model)  # raises when head weights are missing
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Head only: the frozen encoder is rebuilt from its spec, never saved."""
+        """Head only, as ``head.*``: the frozen encoder is rebuilt from its spec, never saved."""
         sd = super().state_dict(*args, **kwargs)
-        return type(sd)((k, v) for k, v in sd.items() if not k.startswith(ENCODER_PREFIX))
+        keep = MODEL_PREFIX + HEAD_PREFIX
+        return type(sd)((k[len(MODEL_PREFIX):], v) for k, v in sd.items() if k.startswith(keep))
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True, **kwargs: Any) -> Any:
+        """Inverse of :meth:`state_dict` (the encoder's weights are not in it, hence never strict)."""
+        ours = {MODEL_PREFIX + k: v for k, v in state_dict.items() if k.startswith(HEAD_PREFIX)}
+        return super().load_state_dict(ours, strict=False, **kwargs)
 
 
 def load_module(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> DCSMModule:
-    """Load a dcsm checkpoint (or an authors' DCSM_Ideal_CLIP checkpoint, see :mod:`dcsm.reference`);
+    """A checkpoint (ours or the authors', see :mod:`dcsm.checkpoints`) as a :class:`DCSMModule`;
     the encoder is rebuilt from the stored spec (or the given one is used)."""
-    from .reference import is_reference_checkpoint, lenient_pickle, module_from_reference
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH)."
-        )
-    ckpt = torch.load(path, map_location=map_location, weights_only=False, pickle_module=lenient_pickle)
-    if is_reference_checkpoint(ckpt):
-        return module_from_reference(ckpt, path, encoder)
-    if not isinstance(ckpt, dict) or "cfg" not in ckpt.get("hyper_parameters", {}):
-        raise ValueError(f"'{path}' is neither a dcsm checkpoint (no hyper_parameters.cfg) nor a DCSM_Ideal_CLIP one.")
-    hp = ckpt["hyper_parameters"]
-    module = DCSMModule(hp["cfg"], categories=hp.get("categories", ()), val_names=hp.get("val_names", ("val",)), encoder=encoder)
-    module.on_load_checkpoint(ckpt)
-    module.head.load_state_dict({k[len("head."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("head.")})
+    loaded = load_checkpoint(path, map_location, encoder)
+    hp = loaded.hyper_parameters
+    module = DCSMModule(
+        loaded.cfg, categories=hp.get("categories", ()), val_names=hp.get("val_names", ("val",)), model=loaded.model
+    )
+    module.samples_seen = int(loaded.extra.get("samples_seen", 0))
     return module.eval()

@@ -3,7 +3,7 @@
 Two pairings, one einsum each:
 - ``all``: every image with every caption, patches ``(B, P, D)`` x tokens ``(C, L, D)`` ->
   ``(B, C, L, P)`` (retrieval, the reference's 2B x 2B training matrix);
-- ``paired``: image n with its own K options, ``(N, P, D)`` x ``(N, K, L, D)`` ->
+- ``per_image``: image n with its own K options, ``(N, P, D)`` x ``(N, K, L, D)`` ->
   ``(N, K, L, P)`` (multiple choice).
 
 Then functional rows replace the rows of functional words (one gather + where), padded rows
@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 
 STANDARDIZE_MODES = ("map", "row", "image", "batch", "none")
-PAIRINGS = ("all", "paired")
+PAIRINGS = ("all", "per_image")
 
 
-def similarity(patches: torch.Tensor, tokens: torch.Tensor, pairing: str = "paired") -> torch.Tensor:
+def similarity(patches: torch.Tensor, tokens: torch.Tensor, pairing: str = "per_image") -> torch.Tensor:
     """Cosine maps; inputs are unit-norm. See module doc for shapes."""
-    if pairing == "paired":
+    if pairing == "per_image":
         return torch.einsum("nkld,npd->nklp", tokens, patches)
     if pairing == "all":
         return torch.einsum("cld,bpd->bclp", tokens, patches)
@@ -77,7 +77,7 @@ def build_maps(
     fr_index: torch.Tensor | None,
     rows: torch.Tensor | None,
     *,
-    pairing: str = "paired",
+    pairing: str = "per_image",
     standardize_mode: str = "map",
     eps: float = 1e-6,
 ) -> torch.Tensor:
@@ -85,7 +85,7 @@ def build_maps(
 
     Args:
         patches: ``(B, P, D)`` unit-norm patch embeddings.
-        tokens: ``(C, L, D)`` for ``all`` or ``(B, K, L, D)`` for ``paired``.
+        tokens: ``(C, L, D)`` for ``all`` or ``(B, K, L, D)`` for ``per_image``.
         mask: ``(C, L)`` / ``(B, K, L)`` real-token mask.
         fr_index: same shape as mask, functional entry per position (-1 none), or None.
         rows: ``(E, P)`` functional rows, or None to skip injection.

@@ -1,23 +1,21 @@
 """Caption prompt styles for benchmark evaluation.
 
 ``raw`` leaves captions as they are in the benchmark files. ``reference`` reproduces what the
-DCSM authors' evaluation (public repo ``Raphoo/DCSM_Ideal_CLIP``) feeds its DCSM scorer:
+DCSM authors' evaluation feeds its DCSM scorer:
 
-1. WhatsUp Controlled-A/B only, in the dataset class (``whatsup_vlms/dataset_zoo/aro_datasets.py``,
-   ``Controlled_Images_original.__getitem__``): ``caption.replace(" on", " above")
+1. WhatsUp Controlled-A/B only, in their controlled-images dataset class: ``caption.replace(" on", " above")
    .replace(" under", " below")`` -- plain substring replacement, case-sensitive, no word
    boundary after the word (so " onion" would become " aboveion"; no real caption has that).
-2. Every benchmark, in ``src/evaluating/run_evals.py`` (``evaluate_patch_model``): each caption
+2. Every benchmark, in their DCSM evaluation loop: each caption
    goes through ``.replace(" behind ", " above ").replace(" in front of ", " below ")
    .replace(" bottom", " below").replace(" top", " above")`` (substring, case-sensitive).
-3. Then a prefix is prepended (same file, both ``evaluate_patch_model`` and
-   ``evaluate_single_model``), chosen by the loader name: ``"An image of a "`` if it contains
+3. Then a prefix is prepended (for the DCSM scorer and the plain-CLIP baselines alike), chosen by the loader name: ``"An image of a "`` if it contains
    "clevr" (CLEVR-bind), else ``"An image of "`` if it contains "whats" (WhatsUp A/B) or
    "vg_attr" (VG-Attribution); no prefix for COCO/GQA-spatial, NegBench or NCD. SugarCrepe is
    not part of their evaluation; ``reference`` gives it step 2 and no prefix. The caption's
    own casing is kept ("An image of A mug above a table").
 
-The authors' plain-CLIP baselines (``evaluate_single_model``) get steps 1 and 3 but not 2;
+The authors' plain-CLIP baselines get steps 1 and 3 but not 2;
 the ``reference`` style here is the DCSM-scorer path (1+2+3). ``synthetic`` scenes are not part
 of the authors' evaluation: ``reference`` returns their captions unchanged.
 """

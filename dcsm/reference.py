@@ -1,4 +1,4 @@
-"""Load the authors' released DCSM checkpoints (``Raphoo/DCSM_Ideal_CLIP``) into a dcsm model.
+"""The authors' released DCSM checkpoints (``Raphoo/DCSM_Ideal_CLIP``) as a :class:`~dcsm.model.DCSM`.
 
 Their files are ``torch.save`` pickles with ``model_state_dict`` (the ``CrossModalConvNetwork``:
 ``conv1``, ``conv2``, ``fc1``, ``fc2``), ``external_logic_token_embeddings`` (a pickled
@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .config import CONFIG_DIR, apply_overrides, load_yaml
+from .config import CONFIG_DIR, apply_overrides, load_yaml, to_plain
 from .encoders import FrozenCLIP
-from .lit import DCSMModule, to_plain
+from .model import DCSM, build_dcsm
 
 REFERENCE_CONFIG = CONFIG_DIR / "reference.yaml"
 STUBBED_PACKAGES = ("transformers", "tokenizers")  # pickled tokenizer objects we do not use
@@ -70,8 +70,8 @@ def _rows_tensor(obj: Any, path: str) -> torch.Tensor:
 
 def load_reference_checkpoint(
     path: str | Path, encoder: FrozenCLIP | None = None, overrides: Sequence[str] = ()
-) -> DCSMModule:
-    """Authors' checkpoint -> :class:`DCSMModule` (head weights and functional rows loaded).
+) -> DCSM:
+    """Authors' checkpoint -> :class:`DCSM` (head weights and functional rows loaded).
 
     Args:
         path: their ``.pt`` file (e.g. ``pretrained_models/dcsm_obja_ckpt.pt``).
@@ -83,34 +83,34 @@ def load_reference_checkpoint(
     if not Path(path).is_file():
         raise FileNotFoundError(f"reference checkpoint '{path}' does not exist.")
     raw = torch.load(path, map_location="cpu", weights_only=False, pickle_module=lenient_pickle)
-    return module_from_reference(raw, path, encoder, overrides)
+    return dcsm_from_reference(raw, path, encoder, overrides)[0]
 
 
 def is_reference_checkpoint(raw: Any) -> bool:
     return isinstance(raw, dict) and all(k in raw for k in REQUIRED_KEYS)
 
 
-def module_from_reference(
+def dcsm_from_reference(
     raw: Any, path: str, encoder: FrozenCLIP | None = None, overrides: Sequence[str] = ()
-) -> DCSMModule:
-    """An unpickled authors' checkpoint -> :class:`DCSMModule` (see :func:`load_reference_checkpoint`)."""
+) -> tuple[DCSM, dict]:
+    """An unpickled authors' checkpoint -> (:class:`DCSM`, its config); see :func:`load_reference_checkpoint`."""
     missing = [k for k in REQUIRED_KEYS if not isinstance(raw, dict) or k not in raw]
     if missing:
         raise ReferenceCheckpointError(f"{path}: missing field(s) {missing}; not a DCSM_Ideal_CLIP checkpoint.")
     if raw.get("learned_lookup") is not None:
         raise ReferenceCheckpointError(f"{path}: field 'learned_lookup' is set; learned lookups are not supported yet.")
     cfg = to_plain(apply_overrides(load_yaml(REFERENCE_CONFIG), list(overrides)))
-    module = DCSMModule(cfg, encoder=encoder)
+    model = build_dcsm(cfg, encoder)
     rows = _rows_tensor(raw["external_logic_token_embeddings"], path)
-    ours = module.head.functional_rows.rows
+    ours = model.head.functional_rows.rows
     if rows.shape != ours.shape:
         raise ReferenceCheckpointError(
             f"{path}: field 'external_logic_token_embeddings' has shape {tuple(rows.shape)}, the preset expects "
             f"{tuple(ours.shape)} (11 words x 197 map columns)."
         )
     try:
-        module.head.scorer.load_state_dict(raw["model_state_dict"])
+        model.head.scorer.load_state_dict(raw["model_state_dict"])
     except RuntimeError as err:
         raise ReferenceCheckpointError(f"{path}: field 'model_state_dict' does not fit the reference CNN: {err}") from err
     ours.copy_(rows)
-    return module.eval()
+    return model.eval(), cfg

@@ -26,11 +26,13 @@ PADDING = 1  # 'same' convolutions: the flattened size is layout-determined
 
 @dataclass(frozen=True)
 class ScorerConfig:
-    layout: str = "grid"
-    channels: int = 32
-    hidden: int = 128
-    dropout: float = 0.1
-    conv_dropout: float = 0.1
+    """The ``scorer:`` config section (defaults live in ``configs/default.yaml``)."""
+
+    layout: str
+    channels: int
+    hidden: int
+    dropout: float
+    conv_dropout: float
 
 
 class MapCNN(nn.Module):

@@ -19,20 +19,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from dcsm.benchmark_eval import (
-    BenchmarkDataset,
-    format_benchmark_table,
-    load_items,
-    parse_baseline,
-    render_heatmap,
-    run_benchmark,
-    run_benchmark_from_config,
-    spatial_heatmap,
-)
-from dcsm.config import load_yaml
+from dcsm.benchmark_eval import run_benchmark, run_benchmark_from_config
+from dcsm.config import load_yaml, to_plain
+from dcsm.data.benchmark_dataset import BenchmarkDataset, load_items, parse_baseline
 from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.lit import DCSMModule, to_plain
+from dcsm.heatmaps import render_heatmap, spatial_heatmap
+from dcsm.model import DCSM, build_dcsm
 from dcsm.prompts import apply_prompt_style
+from dcsm.report import format_benchmark_table
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -74,10 +68,10 @@ def smoke_cfg() -> dict:
 
 
 @pytest.fixture(scope="module")
-def module(smoke_cfg, encoder) -> DCSMModule:
+def module(smoke_cfg, encoder) -> DCSM:
     assert encoder.spec.to_dict() == EncoderSpec(**smoke_cfg["encoder"]).to_dict()
     torch.manual_seed(0)
-    return DCSMModule(smoke_cfg, categories=["spatial"], val_names=["val"], encoder=encoder).eval()
+    return build_dcsm(smoke_cfg, encoder).eval()
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +116,7 @@ def _cached_texts(enc: FrozenCLIP, captions: list[str]) -> dict[str, torch.Tenso
 
 
 @torch.no_grad()
-def loop_scores(module: DCSMModule, image: Path, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def loop_scores(module: DCSM, image: Path, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """(dcsm (K,), clip (K,)) of one image and its options, one image at a time."""
     img = _cached_image(module.encoder, image)
     txt = _cached_texts(module.encoder, captions)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcsm.benchmark_metrics import mcq_metrics
+from dcsm.metrics import mcq_metrics
 from dcsm.data.benchmarks import (
     BenchmarkFormatError,
     MCQItem,

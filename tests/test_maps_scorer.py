@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from dcsm.maps import build_maps, inject_rows, similarity, standardize
+from dcsm.config import DEFAULT_CONFIG, load_yaml, to_plain
 from dcsm.scorer import MAX_PARAMS, ScorerConfig, build_scorer, count_params
+
+DEFAULT_SCORER = to_plain(load_yaml(DEFAULT_CONFIG))["scorer"]
+
+
+def scorer_cfg(**overrides: object) -> ScorerConfig:
+    """The default.yaml scorer section with ``overrides``."""
+    return ScorerConfig(**{**DEFAULT_SCORER, **overrides})
 
 B, C, K, L, P, D, E = 3, 5, 4, 6, 16, 8, 4
 
@@ -25,9 +33,9 @@ def test_all_pairs_map_equals_per_pair_matmul() -> None:
             assert torch.allclose(maps[b, c], tokens[c] @ patches[b].T, atol=1e-6)
 
 
-def test_paired_map_equals_per_pair_matmul() -> None:
+def test_per_image_map_equals_per_pair_matmul() -> None:
     patches, tokens = _unit(B, P, D), _unit(B, K, L, D, seed=1)
-    maps = similarity(patches, tokens, "paired")
+    maps = similarity(patches, tokens, "per_image")
     assert maps.shape == (B, K, L, P)
     assert torch.allclose(maps[2, 3], tokens[2, 3] @ patches[2].T, atol=1e-6)
     assert maps.abs().max() <= 1 + 1e-6
@@ -41,7 +49,7 @@ def test_functional_rows_injected_and_padding_masked() -> None:
     fr_index[0, 1, 2] = 3
     fr_index[1, 0, 5] = 0  # on a padded position: must be ignored
     rows = torch.rand(E, P)
-    maps = build_maps(patches, tokens, mask, fr_index, rows, pairing="paired", standardize_mode="none")
+    maps = build_maps(patches, tokens, mask, fr_index, rows, pairing="per_image", standardize_mode="none")
     assert torch.equal(maps[0, 1, 2], rows[3])
     assert torch.all(maps[..., 4:, :] == 0)
     assert torch.allclose(maps[0, 0, 1], tokens[0, 0, 1] @ patches[0].T, atol=1e-6)
@@ -75,14 +83,14 @@ def test_map_standardisation_is_per_map_and_batch_independent() -> None:
 
 @pytest.mark.parametrize(("layout", "channels"), [("grid", 32), ("map", 4), ("reference", 4)])
 def test_scorer_shapes_and_size(layout: str, channels: int) -> None:
-    cfg = ScorerConfig(layout=layout, channels=channels)
+    cfg = scorer_cfg(layout=layout, channels=channels)
     net = build_scorer(cfg, num_tokens=30, num_patches=196, grid=(14, 14), keep_cls=False)
     assert net(torch.randn(7, 30, 196)).shape == (7,)
     assert count_params(net) < MAX_PARAMS
 
 
 def test_reference_layout_matches_the_authors_parameter_shapes() -> None:
-    net = build_scorer(ScorerConfig(layout="reference", channels=4, hidden=128), 30, 197, (14, 14), keep_cls=True)
+    net = build_scorer(scorer_cfg(layout="reference", channels=4, hidden=128), 30, 197, (14, 14), keep_cls=True)
     shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     assert shapes == {
         "conv1.weight": (4, 1, 3, 3), "conv1.bias": (4,), "conv2.weight": (4, 4, 3, 3), "conv2.bias": (4,),
@@ -92,12 +100,12 @@ def test_reference_layout_matches_the_authors_parameter_shapes() -> None:
 
 def test_grid_layout_rejects_cls_column() -> None:
     with pytest.raises(ValueError, match="keep_cls=false"):
-        build_scorer(ScorerConfig(layout="grid"), 30, 197, (14, 14), keep_cls=True)
+        build_scorer(scorer_cfg(layout="grid"), 30, 197, (14, 14), keep_cls=True)
 
 
 def test_oversized_scorer_rejected() -> None:
     with pytest.raises(ValueError, match="parameters"):
-        build_scorer(ScorerConfig(layout="map", channels=64, hidden=512), 77, 197, (14, 14), keep_cls=True)
+        build_scorer(scorer_cfg(layout="map", channels=64, hidden=512), 77, 197, (14, 14), keep_cls=True)
 
 
 def _train(net: torch.nn.Module, maps: torch.Tensor, labels: torch.Tensor, steps: int, lr: float = 1e-3) -> list[float]:
@@ -119,7 +127,7 @@ def test_scorer_overfits_a_fixed_batch() -> None:
     maps = torch.randn(8, 4, 12, 49, generator=g)
     labels = torch.randint(0, 4, (8,), generator=g)
     torch.manual_seed(0)
-    net = build_scorer(ScorerConfig(layout="grid", dropout=0.0, conv_dropout=0.0), 12, 49, (7, 7), False)
+    net = build_scorer(scorer_cfg(layout="grid", dropout=0.0, conv_dropout=0.0), 12, 49, (7, 7), False)
     losses = _train(net, maps, labels, steps=150)
     assert losses[-1] < 0.1 * losses[0]
 
@@ -146,7 +154,7 @@ def test_scorer_learns_planted_left_right_relation() -> None:
     train_maps, train_labels = _planted(256, seed=0)
     test_maps, test_labels = _planted(256, seed=1)
     torch.manual_seed(0)
-    net = build_scorer(ScorerConfig(layout="grid", channels=8, hidden=32), 8, 49, (7, 7), False)
+    net = build_scorer(scorer_cfg(layout="grid", channels=8, hidden=32), 8, 49, (7, 7), False)
     _train(net, train_maps, train_labels, steps=150, lr=3e-3)
     net.eval()
     with torch.no_grad():

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.evaluation import dcsm_scores
 from dcsm.features import encode_batch
 from dcsm.reference import ReferenceCheckpointError, load_reference_checkpoint
 
@@ -71,16 +70,16 @@ def test_loaded_reference_model_scores_options(authors_checkpoint, b16: FrozenCL
     batch = {"images": torch.randn(2, 3, 224, 224), "label": torch.tensor([0, 1]),
              "captions": [["An image of a mug above a table", "An image of a table above a mug"]] * 2}
     f = encode_batch(b16, batch)
-    assert f["tokens"].shape == (2, 2, 30, 512) and f["patches"].shape == (2, 197, 512)
-    assert f["token_mask"].all()  # the reference keeps its EOT pad rows in the map
+    assert f.tokens.shape == (2, 2, 30, 512) and f.patches.shape == (2, 197, 512)
+    assert f.token_mask.all()  # the reference keeps its EOT pad rows in the map
     with torch.no_grad():
-        scores = dcsm_scores(module.head, f)
-        maps = module.head.maps(f["patches"], f["tokens"], f["token_mask"], f["token_ids"])
+        scores = module(f)
+        maps = module.maps(f)
     assert scores.shape == (2, 2) and torch.isfinite(scores).all()
     # per-image z-score over all of that image's maps (their evaluation), unbiased std
     assert maps[0].mean().abs() < 1e-5 and (maps[0].std() - 1).abs() < 1e-4
     above = module.head.functional_rows.phrases.index("above")
-    idx = module.head.functional_rows.index(f["token_ids"][0, 0])
+    idx = module.head.functional_rows.index(f.token_ids[0, 0])
     assert (idx == above).sum() == 1  # "above" marked at its BPE position
 
 

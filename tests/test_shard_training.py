@@ -9,12 +9,12 @@ import lightning as L
 import pytest
 import torch
 
-from data_prep.cache_features import cache_shards
-from data_prep.make_synthetic_shards import main as make_synthetic_shards
-from dcsm.cli import setup
+from dcsm.commands.synthetic_shards import main as make_synthetic_shards
+from dcsm.features.writer import cache_shards
+from dcsm.commands.train import setup
 from dcsm.config import load_yaml, apply_overrides
 from dcsm.encoders import FrozenCLIP
-from dcsm.lit import to_plain
+from dcsm.config import to_plain
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES, PER_SHARD, BATCH = 16, 4, 2
@@ -23,8 +23,8 @@ N_SAMPLES, PER_SHARD, BATCH = 16, 4, 2
 @pytest.fixture(scope="module")
 def feature_shards(tmp_path_factory: pytest.TempPathFactory, encoder: FrozenCLIP) -> Path:
     root = tmp_path_factory.mktemp("shards")
-    make_synthetic_shards(["--out", str(root / "raw"), "--num-samples", str(N_SAMPLES),
-                           "--samples-per-shard", str(PER_SHARD), "--image-size", "224"])
+    make_synthetic_shards([f"synthetic_shards.out={root / 'raw'}", f"synthetic_shards.num_samples={N_SAMPLES}",
+                           f"synthetic_shards.samples_per_shard={PER_SHARD}", "synthetic_shards.image_size=224"])
     raw = sorted(str(p) for p in (root / "raw").glob("shard-*.tar"))
     cache_shards(encoder, raw, root / "feat", batch_size=8)
     return root / "feat"
@@ -45,7 +45,7 @@ class KeyRecorder(L.Callback):
         self.out = out
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self.keys.extend(batch["key"])
+        self.keys.extend(batch.extras["key"])  # feature-shard batches are FeatureBatch
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         if self.out is not None:  # one file per rank and epoch
@@ -58,7 +58,7 @@ def _fit(cfg: dict, encoder: FrozenCLIP, recorder: KeyRecorder, **trainer_overri
     cfg["trainer"].update(trainer_overrides)
     module, dm, trainer, run_dir = setup(cfg)
     trainer.callbacks.append(recorder)
-    from dcsm.cli import resume_path
+    from dcsm.commands.train import resume_path
 
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, run_dir))
     return module, trainer
@@ -95,20 +95,20 @@ def test_ddp_two_processes_see_every_sample_once(tmp_path: Path, feature_shards:
 
 
 def test_scores_from_cached_features_equal_live_encoding(tmp_path: Path, feature_shards: Path, encoder: FrozenCLIP) -> None:
-    from dcsm.data.shards import feature_sample_pipeline, raw_sample_pipeline
-    from dcsm.evaluation import clip_scores, dcsm_scores
+    from dcsm.data.shards import raw_sample_pipeline
     from dcsm.features import collate_mcq, encode_batch
+    from dcsm.features.shards import feature_sample_pipeline
 
     module = setup(_cfg(tmp_path, feature_shards))[0]
-    head = module.head.eval()
+    model = module.model.eval()
     raw_dir = feature_shards.parent / "raw"
     live = collate_mcq(list(raw_sample_pipeline(str(raw_dir), encoder.preprocess, split_by_node=False, split_by_worker=False)))
     cached = collate_mcq(list(feature_sample_pipeline(str(feature_shards), split_by_node=False, split_by_worker=False)))
-    assert live["key"] == cached["key"] and len(live["key"]) == N_SAMPLES
+    assert live["key"] == cached.extras["key"] and len(live["key"]) == N_SAMPLES
     with torch.no_grad():
         live_f = encode_batch(encoder, live)
-        s_live, s_cached = dcsm_scores(head, live_f), dcsm_scores(head, cached)
-        c_live, c_cached = clip_scores(live_f), clip_scores(cached)
+        s_live, s_cached = model(live_f), model(cached)
+        c_live, c_cached = model.clip_scores(live_f), model.clip_scores(cached)
     assert s_live.shape == (N_SAMPLES, 4)
     assert torch.allclose(s_cached, s_live, atol=2e-3 * s_live.abs().max().item() + 1e-4)
     assert torch.allclose(c_cached, c_live, atol=2e-3)
@@ -127,13 +127,16 @@ def _module_for(urls: str, encoder, world: int, **cfg) -> "ShardDataModule":  # 
 
     from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
 
-    dm = ShardDataModule(ShardDataConfig(train_shards=urls, shuffle_buffer=0, batch_size=BATCH, **cfg), encoder)
+    run_cfg = to_plain(load_yaml(REPO / "configs" / "smoke.yaml"))
+    run_cfg["data"].update(train_shards=urls, shuffle_buffer=0, batch_size=BATCH, num_workers=0, **cfg)
+    dm = ShardDataModule(ShardDataConfig.from_config(run_cfg), encoder)
     dm.trainer = SimpleNamespace(world_size=world, current_epoch=0, fit_loop=None)
     return dm
 
 
 def test_uneven_shards_give_every_rank_the_same_batches(tmp_path: Path, encoder: FrozenCLIP, monkeypatch) -> None:  # noqa: ANN001
-    make_synthetic_shards(["--out", str(tmp_path), "--num-samples", "13", "--samples-per-shard", "4", "--image-size", "64"])
+    make_synthetic_shards([f"synthetic_shards.out={tmp_path}", "synthetic_shards.num_samples=13",
+                           "synthetic_shards.samples_per_shard=4", "synthetic_shards.image_size=64"])
     seen = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tarfile
 import types
 from pathlib import Path
@@ -36,7 +35,6 @@ from dcsm.data.shards import (
     SkipCounter,
     SkippedSampleWarning,
     count_tar_samples,
-    feature_sample_pipeline,
     raw_sample_pipeline,
     read_manifest,
     shard_subset,
@@ -45,16 +43,16 @@ from dcsm.data.shards import (
 )
 from dcsm.data.synthetic import CATEGORIES, make_scene
 from dcsm.features import collate_mcq, encode_batch
+from dcsm.features.shards import feature_sample_pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from data_prep import cache_features, make_pair_shards, make_synthetic_shards  # noqa: E402
+from dcsm.commands import pair_shards as make_pair_shards
+from dcsm.commands import synthetic_shards as make_synthetic_shards
+from dcsm.features import writer as cache_features
 
 N, PER_SHARD, SEED, SIZE = 20, 6, 3, 64
-SYNTH_ARGS = ["--num-samples", str(N), "--samples-per-shard", str(PER_SHARD), "--split", "train",
-              "--seed", str(SEED), "--image-size", str(SIZE), "--num-options", "4"]
+SYNTH_ARGS = [f"synthetic_shards.num_samples={N}", f"synthetic_shards.samples_per_shard={PER_SHARD}",
+              "synthetic_shards.split=train", f"synthetic_shards.seed={SEED}", f"synthetic_shards.image_size={SIZE}",
+              "synthetic_shards.num_options=4"]
 
 
 def _members(path: Path) -> list[tuple[str, bytes]]:
@@ -75,7 +73,7 @@ def _mtimes(folder: Path) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "raw"
-    make_synthetic_shards.main(["--out", str(out), *SYNTH_ARGS])
+    make_synthetic_shards.main([f"synthetic_shards.out={out}", *SYNTH_ARGS])
     return out
 
 
@@ -108,7 +106,7 @@ def test_rerun_skips_complete_shards_and_ignores_temp_files(synth: Path, tmp_pat
     shutil.copytree(synth, out)
     before = _mtimes(out)
     manifest_before = (out / "manifest.json").read_text()
-    make_synthetic_shards.main(["--out", str(out), *SYNTH_ARGS])
+    make_synthetic_shards.main([f"synthetic_shards.out={out}", *SYNTH_ARGS])
     assert _mtimes(out) == before
     assert (out / "manifest.json").read_text() == manifest_before
 
@@ -119,7 +117,7 @@ def test_rerun_skips_complete_shards_and_ignores_temp_files(synth: Path, tmp_pat
     _rewrite(out / "shard-000003.tar", lambda n, d: d if n.startswith("train-00000018") else None)
     assert count_tar_samples(out / "shard-000003.tar") == 1
     kept = {k: v for k, v in _mtimes(out).items() if k in ("shard-000000.tar", "shard-000001.tar")}
-    m = make_synthetic_shards.main(["--out", str(out), *SYNTH_ARGS])
+    m = make_synthetic_shards.main([f"synthetic_shards.out={out}", *SYNTH_ARGS])
     after = _mtimes(out)
     assert {k: after[k] for k in kept} == kept
     assert sorted(after) == [f"shard-{i:06d}.tar" for i in range(4)]
@@ -130,7 +128,8 @@ def test_rerun_skips_complete_shards_and_ignores_temp_files(synth: Path, tmp_pat
         assert (out / name).read_bytes() == (synth / name).read_bytes()
 
     with pytest.raises(ShardError, match="image_size"):
-        make_synthetic_shards.main(["--out", str(out), *SYNTH_ARGS[:-4], "--image-size", "32", "--num-options", "4"])
+        make_synthetic_shards.main([f"synthetic_shards.out={out}", *SYNTH_ARGS[:-2], "synthetic_shards.image_size=32",
+                                    "synthetic_shards.num_options=4"])
 
 
 def test_write_shards_from_iterable_and_validation(tmp_path: Path) -> None:
@@ -364,8 +363,8 @@ def test_pair_shards(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pairs = tmp_path / "pairs.json"
     pairs.write_text(json.dumps(rows))
     out = tmp_path / "pairs"
-    argv = ["--input", str(pairs), "--image-root", str(root), "--out", str(out), "--num-options", "4",
-            "--samples-per-shard", "3", "--seed", "0"]
+    argv = [f"pair_shards.input={pairs}", f"pair_shards.image_root={root}", f"pair_shards.out={out}",
+            "pair_shards.num_options=4", "pair_shards.samples_per_shard=3", "pair_shards.seed=0"]
     m = make_pair_shards.main(argv)
     printed = capsys.readouterr().out
     assert str(root / "gone" / "missing.jpg") in printed and "sunset" in printed
@@ -432,8 +431,9 @@ def test_pair_input_errors(tmp_path: Path) -> None:
 
 def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    make_synthetic_shards.main(["--out", str(raw), "--num-samples", "3", "--samples-per-shard", "2",
-                                "--image-size", "64", "--num-options", "2"])
+    make_synthetic_shards.main([f"synthetic_shards.out={raw}", "synthetic_shards.num_samples=3",
+                                "synthetic_shards.samples_per_shard=2", "synthetic_shards.image_size=64",
+                                "synthetic_shards.num_options=2"])
     pattern = str(raw / "shard-{000000..000001}.tar")
     feat = tmp_path / "feat"
     m = cache_features.cache_shards(encoder, pattern, feat, batch_size=1)  # batch boundary inside a shard
@@ -464,11 +464,11 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
         assert c["patches"].dtype == torch.float16 and c["patches"].shape == (49, 512)
         assert c["tokens"].shape == (2, 20, 512) and c["token_ids"].dtype == torch.long
         for k in ("patches", "image_pooled", "tokens", "text_pooled"):
-            torch.testing.assert_close(c[k].float(), ref[k][i].float(), atol=2e-3, rtol=0, msg=k)
-        assert torch.equal(c["token_mask"], ref["token_mask"][i]) and torch.equal(c["token_ids"], ref["token_ids"][i])
-        assert c["label"] == int(ref["label"][i]) and c["category"] == int(batch["category"][i])
+            torch.testing.assert_close(c[k].float(), getattr(ref, k)[i].float(), atol=2e-3, rtol=0, msg=k)
+        assert torch.equal(c["token_mask"], ref.token_mask[i]) and torch.equal(c["token_ids"], ref.token_ids[i])
+        assert c["label"] == int(ref.label[i]) and c["category"] == int(batch["category"][i])
         torch.testing.assert_close(c["opposite_patches"].float(), opp.patches[i], atol=2e-3, rtol=0)
         torch.testing.assert_close(c["opposite_image_pooled"].float(), opp.pooled[i], atol=2e-3, rtol=0)
     fb = collate_mcq(list(feature_sample_pipeline(feat)))  # batches like dcsm.features feature batches
-    assert fb["tokens"].shape == (3, 2, 20, 512) and fb["label"].dtype == torch.long
-    assert not any(k.startswith("opposite") for k in fb)
+    assert fb.tokens.shape == (3, 2, 20, 512) and fb.label.dtype == torch.long
+    assert not any(k.startswith("opposite") for k in fb.tensors())

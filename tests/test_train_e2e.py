@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcsm.cli import evaluate_main, train_main
+from dcsm.commands.evaluate import main as evaluate_main
+from dcsm.commands.train import main as train_main
 from dcsm.config import ConfigError, parse_cli
 from dcsm.lit import load_module
 
@@ -110,7 +111,8 @@ def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN00
     import torch.nn.functional as F
 
     from dcsm.config import load_yaml
-    from dcsm.lit import DCSMModule, paired_loss, to_plain
+    from dcsm.config import to_plain
+    from dcsm.lit import DCSMModule, paired_loss
 
     module = DCSMModule(to_plain(load_yaml(SMOKE)), encoder=encoder).eval()
     caps = [["a red square above a blue circle", "a blue circle above a red square", "a cup", "no dog"],
@@ -122,14 +124,14 @@ def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN00
 
     f = encode_batch(encoder, batch)
     with torch.no_grad():
-        loss, _ = paired_loss(module.head, f)
-        images = [f["patches"][0], f["patches"][1], f["opposite_patches"][0], f["opposite_patches"][1]]
+        loss, _ = paired_loss(module.model, f)
+        images = [f.patches[0], f.patches[1], f.opposite_patches[0], f.opposite_patches[1]]
         texts = [(0, 0), (1, 0), (0, 1), (1, 1)]  # (sample, option): positives, then opposite captions
         scores = torch.zeros(4, 4)
         for i, img in enumerate(images):  # one pair at a time, through the same head
             for j, (n, k) in enumerate(texts):
-                scores[i, j] = module.head(img[None], f["tokens"][n, k][None, None], f["token_mask"][n, k][None, None],
-                                           f["token_ids"][n, k][None, None])[0, 0]
+                scores[i, j] = module.head(img[None], f.tokens[n, k][None, None], f.token_mask[n, k][None, None],
+                                           f.token_ids[n, k][None, None])[0, 0]
         target = torch.arange(4)
         manual = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
     assert torch.allclose(loss, manual, atol=1e-5)

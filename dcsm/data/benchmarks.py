@@ -2,8 +2,8 @@
 
 Supported formats (semantics follow the original code; nothing is copied from it):
 
-* **WhatsUp Controlled-A / Controlled-B** (``amitakamath/whatsup_vlms``,
-  ``dataset_zoo/aro_datasets.py``, class ``Controlled_Images``): a JSON list of
+* **WhatsUp Controlled-A / Controlled-B** (the WhatsUp benchmark's controlled-images
+  loader): a JSON list of
   ``{"image_path": "data/controlled_images/<obj1>_<relation>_<obj2>.jpeg",
   "caption_options": [correct, wrong1, wrong2, wrong3]}``. The original opens ``image_path``
   relative to the repository root whose ``data/`` folder is the data root, i.e. the leading
@@ -12,14 +12,13 @@ Supported formats (semantics follow the original code; nothing is copied from it
   else ``under`` (A); ``left_of``, ``right_of``, ``_in-front_of_`` else ``behind`` (B). The
   object pair used for pair/set accuracy is (first ``_`` field, last ``_`` field without its
   extension) of the file name; the relation slot is the second ``_`` field.
-* **WhatsUp COCO-spatial / GQA-spatial** (classes ``COCO_QA`` and ``VG_QA``): a JSON list of
+* **WhatsUp COCO-spatial / GQA-spatial** (its COCO and GQA question loaders): a JSON list of
   ``[image_id, correct_caption, wrong_caption]``; images ``val2017/{id:012d}.jpg`` (COCO) and
   ``vg_images/{id}.jpg`` (GQA). Groups are the original's per-preposition labels: the last
   word of the correct caption for one-object files; for two-object files ``left``/``right``
   (``"left of"``/``"right of"``), then ``above`` else ``below`` (COCO) or ``front``
   (``"front of"``), ``behind`` else ``top`` (GQA).
-* **NegBench MCQ** (``m1k2zoo/negbench``, ``benchmarks/src/training/data.py``
-  ``CsvMCQDataset`` and ``benchmarks/src/evaluation/mcq.py``): CSV with header
+* **NegBench MCQ** (the NegBench MCQ loader and evaluation): CSV with header
   ``image_path,correct_answer,caption_0..caption_3,correct_answer_template``; columns are
   looked up by name; ``correct_answer`` is the index of the right caption and
   ``correct_answer_template`` the question type (``positive``/``negative``/``hybrid``).

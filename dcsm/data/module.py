@@ -12,31 +12,44 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..encoders import FrozenCLIP
-from ..features import FeatureDataset, cache_dataset, collate_mcq
-from .synthetic import CATEGORIES, SyntheticScenes
+from ..features.batch import collate_mcq
+from ..features.memory import FeatureDataset, cache_dataset
+from .synthetic import SyntheticScenes
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SyntheticDataConfig:
-    """``data:`` section for ``source: synthetic``."""
+    """The ``data:`` section for ``source: synthetic`` (defaults live in ``configs/default.yaml``)."""
 
-    source: str = "synthetic"
-    train_size: int = 2000
-    val_size: int = 300
-    test_size: int = 300
-    shifted_size: int = 300
-    image_size: int = 224
-    num_options: int = 4
-    categories: tuple[str, ...] = CATEGORIES
-    seed: int = 0
-    cache_features: bool = True
-    batch_size: int = 32
-    encode_batch_size: int = 64
-    num_workers: int = 0
-    val_splits: tuple[str, ...] = ("val", "shifted")
-    with_opposite: bool = False  # training samples carry their opposite image (loss.kind=paired)
+    train_size: int
+    val_size: int
+    test_size: int
+    shifted_size: int
+    image_size: int
+    num_options: int
+    categories: tuple[str, ...]
+    seed: int
+    cache_features: bool
+    batch_size: int
+    encode_batch_size: int
+    num_workers: int
+    val_splits: tuple[str, ...]
+    with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SyntheticDataConfig":
+        """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``."""
+        d = cfg["data"]
+        names = set(cls.__dataclass_fields__) - {"with_opposite"}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+        return cls(**kw, with_opposite=needs_opposite(cfg))
+
+
+def needs_opposite(cfg: dict) -> bool:
+    """The paired loss trains on each sample's opposite image too."""
+    return cfg["loss"]["kind"] == "paired"
 
 
 class SceneMCQ(Dataset):
@@ -119,7 +132,7 @@ class SyntheticDataModule(L.LightningDataModule):
             batch_size=self.cfg.batch_size,
             shuffle=shuffle,
             num_workers=0 if cached else self.cfg.num_workers,  # cached tensors: workers only add IPC
-            collate_fn=None if cached else collate_mcq,
+            collate_fn=collate_mcq,
             persistent_workers=False,
             generator=torch.Generator().manual_seed(self.cfg.seed) if shuffle else None,
         )

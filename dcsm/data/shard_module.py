@@ -25,9 +25,10 @@ import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
 from ..encoders import FrozenCLIP
-from ..features import collate_mcq
-from .shards import ShardPipeline, SkipCounter, expand_urls, feature_sample_pipeline, raw_sample_pipeline, read_manifest
-from .synthetic import CATEGORIES
+from ..features.batch import collate_mcq
+from ..features.shards import check_encoder, feature_sample_pipeline
+from .shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
+from .module import needs_opposite
 
 log = logging.getLogger(__name__)
 SHARD_SOURCES = ("shards", "features")
@@ -35,21 +36,28 @@ SHARD_SOURCES = ("shards", "features")
 
 @dataclass(frozen=True)
 class ShardDataConfig:
-    """``data:`` section for ``source: shards`` (raw image shards) or ``features`` (feature shards)."""
+    """The ``data:`` section for ``source: shards`` (raw image shards) or ``features`` (feature
+    shards); defaults live in ``configs/default.yaml``."""
 
-    source: str = "features"
-    train_shards: str | None = None
-    val_shards: str | None = None
-    shuffle_buffer: int = 1000
-    categories: tuple[str, ...] = CATEGORIES
-    seed: int = 0
-    batch_size: int = 32
-    num_workers: int = 0
-    samples_per_epoch: int | None = None  # when the shards have no manifest.json (remote urls)
-    with_opposite: bool = False  # training samples carry their opposite image (loss.kind=paired)
+    source: str
+    train_shards: str | None
+    val_shards: str | None
+    shuffle_buffer: int
+    categories: tuple[str, ...]
+    seed: int
+    batch_size: int
+    num_workers: int
+    samples_per_epoch: int | None  # when the shards have no manifest.json (remote urls)
+    with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ShardDataConfig":
+        """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``."""
+        d = cfg["data"]
+        names = set(cls.__dataclass_fields__) - {"with_opposite"}
+        kw = {k: tuple(v) if k == "categories" else v for k, v in d.items() if k in names}
+        return cls(**kw, with_opposite=needs_opposite(cfg))
 
-ENCODER_FIELDS = ("model", "pretrained", "max_tokens", "keep_cls", "pad_rows")
 
 
 def shard_manifests(urls: str) -> tuple[dict[str, int] | None, list[tuple[str, dict]]]:
@@ -83,6 +91,8 @@ def equal_share(counts: Sequence[int], readers: int, batch_size: int) -> int:
             "Fix: write more, smaller shards (a multiple of world_size x num_workers), or lower data.num_workers."
         )
     return share
+
+
 class ShardStream(IterableDataset):
     """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches and stop
     after ``limit`` samples per reader (the DDP equal share).
@@ -178,7 +188,7 @@ class ShardDataModule(L.LightningDataModule):
     def _loader(self, urls: str, shuffle: bool) -> ResumableLoader:
         counts, manifests = shard_manifests(urls)
         if self.cfg.source == "features" and self.encoder is not None:
-            self._check_encoder(manifests)
+            check_encoder(manifests, self.encoder)
         world = self.trainer.world_size if self.trainer is not None else 1
         readers = world * max(self.cfg.num_workers, 1)
         total = sum(counts.values()) if counts is not None else self.cfg.samples_per_epoch
@@ -208,22 +218,6 @@ class ShardDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             collate_fn=collate_mcq,
         )
-
-    def _check_encoder(self, manifests: list[tuple[str, dict]]) -> None:
-        """Cached features must come from the encoder this run is configured with."""
-        want = self.encoder.spec.to_dict()
-        if want["pretrained"] is None:
-            fields = (*ENCODER_FIELDS, "seed")  # a random init is defined by its seed
-        else:
-            fields = ENCODER_FIELDS
-        for folder, manifest in manifests:
-            have = {"pad_rows": "zero", **manifest.get("encoder", {})}
-            diff = [f"{k}: {have.get(k)!r} in the features, {want[k]!r} configured" for k in fields if have.get(k) != want[k]]
-            if diff:
-                raise ValueError(
-                    f"feature shards in '{folder}' were cached with another encoder ({'; '.join(diff)}). "
-                    "Fix: set encoder.* to match, or re-run data_prep/cache_features.py with this encoder."
-                )
 
     def setup(self, stage: str | None = None) -> None:
         if "train" not in self.loaders and stage in (None, "fit"):

@@ -1,8 +1,10 @@
-"""Multiple-choice metrics for benchmark items (dcsm.data.benchmarks.MCQItem).
+"""Multiple-choice metrics, for every evaluation (validation, synthetic splits, benchmarks).
 
-Overall, per-subset and per-group accuracy, plus the WhatsUp Controlled-A/B pair and set
-accuracy computed as ``Controlled_Images.evaluate_scores`` in ``amitakamath/whatsup_vlms``
-(``dataset_zoo/aro_datasets.py``) does:
+:func:`category_accuracy`: DCSM and CLIP accuracy per category of scored synthetic/shard samples.
+
+:func:`mcq_metrics`: benchmark items (:class:`dcsm.data.benchmarks.MCQItem`): overall,
+per-subset and per-group accuracy, plus the WhatsUp Controlled-A/B pair and set accuracy
+defined as in the WhatsUp benchmark's own evaluation:
 
 * each object pair (``MCQItem.pair_key``) has four relation slots, initially "wrong"; each item
   sets its slot to whether it was answered correctly (a later duplicate overwrites);
@@ -23,9 +25,9 @@ from typing import Any, Sequence
 
 import torch
 
-from dcsm.data.benchmarks import MCQItem
+from .data.benchmarks import MCQItem
 
-__all__ = ["mcq_metrics", "CONTROLLED_PAIRS"]
+__all__ = ["category_accuracy", "mcq_metrics", "CONTROLLED_PAIRS"]
 
 #: Controlled subsets -> the two relation pairs whose joint correctness makes a "pair".
 CONTROLLED_PAIRS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
@@ -55,7 +57,7 @@ def _accuracy(correct: int, total: int) -> float:
 
 
 def _pair_and_set(items: list[MCQItem], correct: list[bool], subset: str) -> tuple[float, float]:
-    """Pair and set accuracy of one controlled subset, as whatsup_vlms computes them."""
+    """Pair and set accuracy of one controlled subset, as the WhatsUp evaluation computes them."""
     pairs = CONTROLLED_PAIRS[subset]
     slots = [rel for pair in pairs for rel in pair]
     table: dict[str, dict[str, bool]] = {}
@@ -130,3 +132,22 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
         "pair_accuracy": pair_accuracy,
         "set_accuracy": set_accuracy,
     }
+
+
+def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str], key: str = "category") -> dict[str, dict[str, float]]:
+    """Accuracy of DCSM and CLIP per category and overall.
+
+    Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n}}``.
+    """
+    label = scores["label"]
+    correct = {m: (scores[m].argmax(dim=1) == label).float() for m in ("dcsm", "clip")}
+    cat = scores[key] if key in scores else torch.zeros_like(label)
+    names = list(categories) if key in scores else ["all"]
+    result: dict[str, dict[str, float]] = {m: {"all": float(c.mean()) if len(c) else float("nan")} for m, c in correct.items()}
+    result["n"] = {"all": int(len(label))}
+    for i, name in enumerate(names):
+        sel = cat == i
+        result["n"][name] = int(sel.sum())
+        for m, c in correct.items():
+            result[m][name] = float(c[sel].mean()) if sel.any() else float("nan")
+    return result

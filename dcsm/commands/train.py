@@ -1,63 +1,46 @@
-"""Typed setup and small ``fit`` / ``evaluate`` functions behind ``train.py`` and ``evaluate.py``."""
+"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.lit.DCSMModule`, trainer),
+``fit`` with resume, then the synthetic evaluation report of the best checkpoint."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
-from . import __version__
-from .benchmark_eval import BENCHMARKS, format_benchmark_table, run_benchmark_from_config
-from .config import ConfigError, parse_cli
-from .data.module import SyntheticDataConfig, SyntheticDataModule, scene_dataset
-from .data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
-from .encoders import EncoderSpec, FrozenCLIP
-from .evaluation import category_accuracy, format_table, score_loader
-from .features import collate_mcq
-from .io import AtomicCheckpointIO, atomic_write_json, atomic_write_text
-from .lit import DCSMModule, load_module, to_plain
+from .. import __version__
+from ..config import ConfigError, to_plain
+from ..data.module import SyntheticDataConfig, SyntheticDataModule
+from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
+from ..encoders import EncoderSpec, FrozenCLIP
+from ..evaluation import evaluate_synthetic
+from ..io import AtomicCheckpointIO
+from ..lit import DCSMModule, load_module
+from ..model import DCSM
+from ..report import format_synthetic_table, write_report
+from ..runner import command_config, default_device
 
 log = logging.getLogger("dcsm")
 LOGGERS = ("wandb", "csv", "none")
 LAST_CKPT = "last.ckpt"
 
 
-SHARD_ONLY = ("train_shards", "val_shards", "shuffle_buffer", "samples_per_epoch")
 DATA_SOURCES = ("synthetic", *SHARD_SOURCES)
-
-
-def data_config(cfg: dict) -> SyntheticDataConfig:
-    """The synthetic-data view of the ``data:`` section (also used for synthetic evaluation)."""
-    d = {k: v for k, v in cfg["data"].items() if k not in SHARD_ONLY and k != "source"}
-    d["categories"], d["val_splits"] = tuple(d["categories"]), tuple(d["val_splits"])
-    return SyntheticDataConfig(**d, with_opposite=needs_opposite(cfg))
-
-
-def needs_opposite(cfg: dict) -> bool:
-    """The paired loss trains on each sample's opposite image too."""
-    return cfg["loss"]["kind"] == "paired"
 
 
 def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | ShardDataModule:
     """``data.source`` -> the DataModule that owns the loaders."""
     d = cfg["data"]
     if d["source"] == "synthetic":
-        return SyntheticDataModule(data_config(cfg), encoder)
+        return SyntheticDataModule(SyntheticDataConfig.from_config(cfg), encoder)
     if d["source"] in SHARD_SOURCES:
-        keys = ("source", "train_shards", "val_shards", "shuffle_buffer", "samples_per_epoch", "seed", "batch_size", "num_workers")
-        return ShardDataModule(
-            ShardDataConfig(categories=tuple(d["categories"]), with_opposite=needs_opposite(cfg), **{k: d[k] for k in keys}),
-            encoder,
-        )
+        return ShardDataModule(ShardDataConfig.from_config(cfg), encoder)
     raise ValueError(f"unknown data.source '{d['source']}'. Fix: use one of {DATA_SOURCES}.")
 
 
@@ -155,23 +138,10 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path] | None:
     return load_module(best, encoder=module.encoder), Path(best)
 
 
-def evaluate_synthetic(module: DCSMModule, splits: Sequence[str], batch_size: int, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Per-split, per-category accuracy of the DCSM head and the CLIP baseline on synthetic splits."""
-    dcfg = data_config(module.cfg)
-    module.to(device)
-    results = {}
-    for split in splits:
-        ds = scene_dataset(dcfg, split, module.encoder.preprocess)
-        loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_mcq, num_workers=0)
-        scores = score_loader(module.head, module.encoder, loader, device=device)
-        results[split] = category_accuracy(scores, dcfg.categories)
-    return results
-
-
-def write_report(module: DCSMModule, checkpoint: Path, results: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Metrics JSON (CLIP_benchmark-style keys) + Markdown table next to it, both atomic."""
-    spec = module.encoder.spec
-    report = {
+def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """The synthetic-evaluation report (CLIP_benchmark-style keys)."""
+    spec = model.encoder.spec
+    return {
         "model": spec.model,
         "pretrained": spec.pretrained,
         "dataset": "synthetic",
@@ -182,64 +152,29 @@ def write_report(module: DCSMModule, checkpoint: Path, results: dict[str, Any], 
         "encoder": spec.to_dict(),
         "metrics": results,
     }
-    table = format_table(results, module.categories)
-    atomic_write_json(out, report)
-    atomic_write_text(out.with_suffix(".md"), table + "\n")
+
+
+def evaluate_and_report(
+    module: DCSMModule, checkpoint: Path, splits: Sequence[str], batch_size: int, out: Path, header: str
+) -> dict[str, Any]:
+    """Score the synthetic splits of ``module``'s own data config, write the report to ``out``, print it."""
+    data = SyntheticDataConfig.from_config(module.cfg)
+    results = evaluate_synthetic(module.model, data, splits, batch_size, default_device())
+    table = format_synthetic_table(results, module.categories)
+    report = write_report(out, synthetic_report(module.model, checkpoint, results), table)
+    print(header)
+    print(table)
     return report
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
-
-
-def run_cli(main: Callable[[], Any]) -> None:
-    """Run a CLI entry point; user errors print one line and exit 2 (``DCSM_DEBUG=1``: traceback)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except USER_ERRORS as err:
-        if os.environ.get("DCSM_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    cfg = to_plain(parse_cli(argv))
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
+    cfg = command_config(argv)
     trained = fit(cfg)
     if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
         return {}
     module, ckpt = trained
-    results = evaluate_synthetic(module, cfg["eval"]["splits"], cfg["eval"]["batch_size"], default_device())
     out = Path(cfg["run_dir"]) / "metrics.json"
-    report = write_report(module, ckpt, results, out)
-    print(f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n")
-    print(format_table(results, module.categories))
-    return report
-
-
-def evaluate_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    cfg = to_plain(parse_cli(argv))
-    ev = cfg["eval"]
-    if not ev["checkpoint"]:
-        raise ValueError("evaluate.py needs eval.checkpoint=<path to a .ckpt written by train.py>.")
-    if ev["benchmark"] in BENCHMARKS:  # whatsup | whatsup_qa | negbench: the published files
-        report = run_benchmark_from_config(cfg)
-        print(f"\nmetrics: {report['output']}\n")
-        print(format_benchmark_table(report))
-        return report
-    if ev["benchmark"] != "synthetic":
-        raise ValueError(
-            f"unknown eval.benchmark '{ev['benchmark']}'. Fix: eval.benchmark=synthetic|{'|'.join(BENCHMARKS)}."
-        )
-    module = load_module(ev["checkpoint"])
-    results = evaluate_synthetic(module, ev["splits"], ev["batch_size"], default_device())
-    ckpt = Path(ev["checkpoint"])
-    out = Path(ev["output"]) if ev["output"] else ckpt.parent.parent / f"eval_{ev['benchmark']}.json"
-    report = write_report(module, ckpt, results, out)
-    print(f"\nmetrics: {out}\n")
-    print(format_table(results, module.categories))
-    return report
+    return evaluate_and_report(
+        module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out, f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n"
+    )

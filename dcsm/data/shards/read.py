@@ -1,0 +1,276 @@
+"""Reading shards as a stream.
+
+:func:`raw_sample_pipeline` (and :func:`dcsm.features.shards.feature_sample_pipeline`) return a
+:class:`ShardPipeline` (a ``webdataset.DataPipeline``): shard list (brace patterns, lists,
+``pipe:`` urls, or a folder with a manifest) -> deterministic shard shuffle per
+``(seed, epoch)`` -> split by node (rank/world size, injectable) and by DataLoader worker ->
+tar reading -> decoding -> buffer shuffle seeded by ``(seed, epoch, rank, worker)``.
+A corrupt sample (unreadable image, invalid JSON, missing member, bad tensor file) or an
+unreadable shard is skipped with a :class:`SkippedSampleWarning` naming shard and key, and
+counted in the pipeline's :class:`SkipCounter` (shared with DataLoader worker processes).
+Call :meth:`ShardPipeline.set_epoch` before each epoch (the epoch is shared with persistent
+workers too).
+
+Every shard gets the same shard order on all ranks, so the rank/worker split is a partition:
+each key is read exactly once per epoch across all ranks and workers. With DDP, use a number
+of shards divisible by ``world_size * num_workers`` so that ranks see equal sample counts
+(a warning says when it is not).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import webdataset as wds
+from webdataset import tariterators
+from webdataset.gopen import gopen
+
+from ..synthetic import CATEGORIES
+from .format import SampleError, ShardError, decode_raw_sample
+from .manifest import expand_urls, shard_subset
+from .skips import SkipCounter, _SharedInt
+
+log = logging.getLogger(__name__)
+
+
+def _default_handler(exn: Exception) -> bool:
+    return True
+
+
+class StreamState:
+    """Set by :func:`iter_shard` when a handler asked to stop the whole stream."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+
+def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState) -> Iterator[dict]:
+    """The grouped samples of one shard; a tar-level error is counted once and ends the shard."""
+    last: dict[str, Any] = {"key": None, "seen": set()}
+
+    def on_error(exn: Exception) -> bool:
+        first = str(exn.args[0]) if exn.args else str(exn)
+        what = f"{type(exn).__name__}: {first.split(' @ ')[0]}"
+        if what not in last["seen"]:  # tarfile re-raises the same error at two levels
+            last["seen"].add(what)
+            after = f" (after key {last['key']})" if last["key"] else ""
+            skips.record(url, None, f"unreadable shard{after}: {what}")
+            keep_going = bool(handler(exn))
+            state.stopped = state.stopped or not keep_going
+        return not state.stopped
+
+    try:
+        stream = gopen(url)
+    except (OSError, ValueError) as exn:  # missing file, unknown url scheme, ...
+        skips.record(url, None, f"cannot open shard: {type(exn).__name__}: {exn}")
+        state.stopped = not handler(exn)
+        return
+    finished = False
+    try:
+        files = tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=on_error)
+        for sample in tariterators.group_by_keys(files, handler=on_error):
+            last["key"] = sample["__key__"]
+            yield sample
+        finished = True
+    finally:
+        try:
+            stream.close()  # a pipe: url reports a failed command here
+        except OSError as exn:
+            if finished:
+                on_error(exn)
+
+
+def iter_shard(
+    url: str,
+    decode: Callable[[dict], dict],
+    skips: SkipCounter,
+    handler: Callable[[Exception], bool] = _default_handler,
+    state: StreamState | None = None,
+) -> Iterator[dict]:
+    """Decoded samples of one shard in file order; corrupt ones are skipped and counted.
+
+    ``handler(exn)`` is called after each skip (after counting and warning): return True to
+    go on, False to stop (``state.stopped`` is set), or raise (e.g.
+    ``webdataset.reraise_exception``) for strict mode.
+    """
+    state = state if state is not None else StreamState()
+    for sample in _tar_samples(url, skips, handler, state):
+        try:
+            yield decode(sample)
+        except SampleError as err:
+            skips.record(url, sample.get("__key__"), str(err))
+            if not handler(err):
+                state.stopped = True
+        if state.stopped:
+            return
+
+
+def _buffer_shuffle(src: Iterable[dict], bufsize: int, rng: np.random.Generator) -> Iterator[dict]:
+    if bufsize <= 1:
+        yield from src
+        return
+    buf: list[dict] = []
+    for sample in src:
+        if len(buf) < bufsize:
+            buf.append(sample)
+            continue
+        i = int(rng.integers(len(buf)))
+        buf[i], sample = sample, buf[i]
+        yield sample
+    order = rng.permutation(len(buf))
+    for i in order:
+        yield buf[i]
+
+
+def _dist_info() -> tuple[int, int] | None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return None
+
+
+class ShardPipeline(wds.DataPipeline):
+    """Iterable dataset over shards: split by node/worker, decode, skip+count, buffer shuffle.
+
+    Attributes:
+        urls: all shard urls (before splitting).
+        skips: the :class:`SkipCounter` (shared with DataLoader workers).
+        epoch: current epoch (shared with persistent DataLoader workers); see :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        urls: str | Path | Sequence[str | Path],
+        decode: Callable[[dict], dict],
+        *,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        epoch: int = 0,
+        shuffle_shards: bool | None = None,
+        split_by_node: bool = True,
+        split_by_worker: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        handler: Callable[[Exception], bool] | None = None,
+        skips: SkipCounter | None = None,
+    ) -> None:
+        super().__init__()
+        if (rank is None) != (world_size is None):
+            raise ShardError("give both rank and world_size, or neither (then torch.distributed / env decide)")
+        if shuffle_buffer < 0:
+            raise ShardError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
+        self.urls = expand_urls(urls)
+        self.decode = decode
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.seed = int(seed)
+        self._epoch = _SharedInt(epoch)
+        self.shuffle_shards = self.shuffle_buffer > 1 if shuffle_shards is None else bool(shuffle_shards)
+        self.split_by_node = split_by_node
+        self.split_by_worker = split_by_worker
+        if rank is None and split_by_node:
+            info = _dist_info()
+            if info is not None:
+                rank, world_size = info
+        self.rank, self.world_size = rank, world_size
+        self.handler = handler or _default_handler
+        self.skips = skips if skips is not None else SkipCounter()
+        self.pipeline = [self._shards, self._samples, self._shuffle]
+
+    # -- epoch
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shard order and shuffle buffer depend on ``(seed, epoch)``; call before each epoch."""
+        self._epoch.value = epoch
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if state["rank"] is None and self.split_by_node:  # resolve in the main process before spawning
+            info = _dist_info()
+            if info is not None:
+                state["rank"], state["world_size"] = info
+        return state
+
+    # -- stages
+    def node_info(self) -> tuple[int, int]:
+        if not self.split_by_node:
+            return 0, 1
+        if self.rank is not None:
+            return self.rank, self.world_size
+        info = _dist_info()
+        if info is not None:
+            return info
+        rank, world, _, _ = wds.utils.pytorch_worker_info()
+        return rank, world
+
+    def worker_info(self) -> tuple[int, int]:
+        if not self.split_by_worker:
+            return 0, 1
+        winfo = torch.utils.data.get_worker_info()
+        if winfo is not None:
+            return winfo.id, winfo.num_workers
+        _, _, worker, num_workers = wds.utils.pytorch_worker_info()
+        return worker, num_workers
+
+    def _shards(self) -> Iterator[str]:
+        rank, world = self.node_info()
+        worker, nworkers = self.worker_info()
+        if len(self.urls) % (world * nworkers) and (world > 1 or nworkers > 1) and rank == 0 and worker == 0:
+            log.warning(
+                "%d shards over %d rank(s) x %d worker(s): readers get unequal shard counts "
+                "(with DDP, use a multiple of world_size * num_workers shards)", len(self.urls), world, nworkers,
+            )
+        yield from shard_subset(
+            self.urls, rank=rank, world_size=world, worker=worker, num_workers=nworkers,
+            seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards,
+        )
+
+    def _samples(self, urls: Iterable[str]) -> Iterator[dict]:
+        state = StreamState()
+        for url in urls:
+            yield from iter_shard(url, self.decode, self.skips, self.handler, state)
+            if state.stopped:
+                return
+
+    def _shuffle(self, src: Iterable[dict]) -> Iterator[dict]:
+        rank, worker = self.node_info()[0], self.worker_info()[0]
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 1])
+        return _buffer_shuffle(src, self.shuffle_buffer, rng)
+
+
+def raw_sample_pipeline(
+    urls: str | Path | Sequence[str | Path],
+    transform: Callable | None,
+    *,
+    with_opposite: bool = False,
+    categories: Sequence[str] | None = CATEGORIES,
+    keep_meta: bool = False,
+    **stream: Any,
+) -> ShardPipeline:
+    """Raw MCQ samples ``{"images", "captions", "label", "category", "key"}`` from raw shards.
+
+    Args:
+        urls: brace pattern / list / ``pipe:`` url / folder with a manifest.
+        transform: PIL image -> tensor (e.g. ``FrozenCLIP.preprocess``); None keeps PIL.
+        with_opposite: also yield ``opposite_images``/``opposite_label`` (samples without them
+            are skipped and counted).
+        categories: names for the ``category`` index (None: no ``category`` key).
+        keep_meta: also yield the JSON ``meta`` dict.
+        stream: :class:`ShardPipeline` options —
+            ``shuffle_buffer`` (0/1 = file order), ``seed``/``epoch`` (shard order and buffer
+            shuffle are deterministic in them), ``shuffle_shards`` (default: when
+            ``shuffle_buffer > 1``), ``split_by_node``/``split_by_worker``, ``rank``/``world_size``
+            (default: torch.distributed, then env RANK/WORLD_SIZE), ``handler`` (called with the
+            exception after each counted skip: True go on, False stop, raise fail), ``skips``
+            (a :class:`SkipCounter` to count into).
+    """
+    decode = functools.partial(
+        decode_raw_sample, transform=transform, with_opposite=with_opposite, categories=categories, keep_meta=keep_meta,
+    )
+    return ShardPipeline(urls, decode, **stream)

@@ -1,0 +1,132 @@
+"""The typed batch every scorer consumes: :class:`FeatureBatch`, and how samples become batches.
+
+A *raw batch* is ``{"images": (N, 3, H, W), "captions": N lists of K strings, "label": (N,),
+...}`` (what datasets yield before the frozen encoder). A :class:`FeatureBatch` holds what the
+head needs, so training never has to re-run CLIP. In caches floats are :data:`CACHE_DTYPE`
+(fp16); live-encoded batches are fp32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+
+#: The encoder outputs of one sample, in the order they are stored and documented.
+FEATURE_KEYS = ("patches", "image_pooled", "tokens", "token_mask", "token_ids", "text_pooled")
+#: Optional per-sample tensors of the paired loss (each sample's opposite image and its caption).
+OPPOSITE_KEYS = ("opposite_patches", "opposite_image_pooled", "opposite_label")
+#: Float dtype of every feature cache (in memory and on disk).
+CACHE_DTYPE = torch.float16
+#: Keys of a raw batch that the encoder consumes (they never reach a FeatureBatch).
+RAW_KEYS = ("images", "captions", "opposite_images")
+
+
+@dataclass
+class FeatureBatch:
+    """Frozen-encoder features of N multiple-choice samples with K options each.
+
+    Attributes:
+        patches: ``(N, P, D)`` float, unit-norm patch embeddings (P includes CLS with ``keep_cls``).
+        image_pooled: ``(N, D)`` float, unit-norm pooled image embeddings.
+        tokens: ``(N, K, L, D)`` float, unit-norm token embeddings of every option (zero on padding).
+        token_mask: ``(N, K, L)`` bool, real (scored) token rows.
+        token_ids: ``(N, K, L)`` long, BPE ids (functional rows are found from these).
+        text_pooled: ``(N, K, D)`` float, unit-norm pooled caption embeddings.
+        label: ``(N,)`` long, index of the true option (None when unknown).
+        opposite_patches: ``(N, P, D)`` float, the opposite (hard-negative) image of each sample.
+        opposite_image_pooled: ``(N, D)`` float.
+        opposite_label: ``(N,)`` long, the option true for the opposite image.
+        extras: per-sample values passed through unchanged (``category`` ``(N,)``, ``index``,
+            ``item_index``, ``key`` list, ...).
+    """
+
+    patches: torch.Tensor
+    image_pooled: torch.Tensor
+    tokens: torch.Tensor
+    token_mask: torch.Tensor
+    token_ids: torch.Tensor
+    text_pooled: torch.Tensor
+    label: torch.Tensor | None = None
+    opposite_patches: torch.Tensor | None = None
+    opposite_image_pooled: torch.Tensor | None = None
+    opposite_label: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.patches.shape[0])
+
+    @property
+    def has_opposite(self) -> bool:
+        return self.opposite_patches is not None and self.opposite_label is not None
+
+    def tensors(self) -> dict[str, Any]:
+        """Every set field and extra as one flat dict (None fields left out)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
+        out = {k: v for k, v in out.items() if v is not None}
+        out.update(self.extras)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeatureBatch":
+        """Fields from their keys; every other key goes to :attr:`extras`."""
+        missing = [k for k in FEATURE_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"feature batch lacks {missing}. Fix: encode the batch first (DCSM.encode).")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
+        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
+
+    def map(self, fn: Any) -> "FeatureBatch":
+        """Apply ``fn`` to every tensor (fields and extras); other values are kept."""
+        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
+        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
+
+    def to(self, device: torch.device | str, **kwargs: Any) -> "FeatureBatch":
+        """Every tensor on ``device`` (Lightning calls this to move batches)."""
+        return self.map(lambda t: t.to(device, **kwargs))
+
+    def to_cache(self) -> "FeatureBatch":
+        """Detached CPU copy with floats in :data:`CACHE_DTYPE`."""
+        return self.map(lambda t: t.detach().cpu().to(CACHE_DTYPE) if t.is_floating_point() else t.detach().cpu())
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` as a flat dict (what a dataset yields; :func:`collate_mcq` batches it)."""
+        return {k: v[i] for k, v in self.tensors().items()}
+
+    @classmethod
+    def cat(cls, batches: Iterable["FeatureBatch"]) -> "FeatureBatch":
+        """Concatenate along N (tensors cat, lists extended)."""
+        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
+
+
+def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Concatenate dict batches along N (tensors cat, lists extended)."""
+    merged: dict[str, list] = {}
+    for b in batches:
+        for k, v in b.items():
+            merged.setdefault(k, []).append(v)
+    return {k: torch.cat(v) if isinstance(v[0], torch.Tensor) else [x for part in v for x in part] for k, v in merged.items()}
+
+
+def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBatch:
+    """Batch samples: tensors stacked, numbers to tensors, ``captions`` kept as N lists of K
+    strings (default_collate would transpose them). Feature samples (they hold ``patches``)
+    become a :class:`FeatureBatch`; raw samples stay a dict for the encoder."""
+    out: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key == "captions":
+            ks = {len(v) for v in values}
+            if len(ks) != 1:
+                raise ValueError(f"all samples of a batch need the same number of caption options, got {sorted(ks)}.")
+            out[key] = [list(v) for v in values]
+        elif isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float, bool)):
+            out[key] = torch.tensor(values)
+        else:
+            out[key] = values
+    return FeatureBatch.from_dict(out) if "patches" in out else out

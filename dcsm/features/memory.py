@@ -1,0 +1,37 @@
+"""In-memory feature cache: encode a raw dataset once, then serve its feature samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..encoders import FrozenCLIP
+from .batch import FeatureBatch, collate_mcq
+from .encode import encode_batch
+
+
+class FeatureDataset(Dataset):
+    """Samples of an in-memory feature cache (one concatenated :class:`FeatureBatch`);
+    batch them with :func:`~dcsm.features.batch.collate_mcq`."""
+
+    def __init__(self, features: FeatureBatch) -> None:
+        self.features = features
+        self._flat = features.tensors()
+        self.n = len(features)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self._flat.items()}
+
+
+def cache_dataset(
+    encoder: FrozenCLIP, dataset: Dataset, batch_size: int, num_workers: int, desc: str = "caching features"
+) -> FeatureBatch:
+    """Encode a raw MCQ dataset once -> concatenated CPU feature batch (cache dtype floats)."""
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mcq)
+    batches = tqdm(loader, desc=desc, unit="batch", disable=None, mininterval=5.0)
+    return FeatureBatch.cat(encode_batch(encoder, b).to_cache() for b in batches)

@@ -1,0 +1,46 @@
+"""The one command-line runner behind ``train.py``, ``evaluate.py`` and ``data_prep/*``.
+
+Every command takes ``[--config FILE] [key=value ...]`` (defaults: ``configs/default.yaml``;
+every knob has its one home there). A command is ``main(argv) -> result``: it reads its
+config with :func:`command_config` and raises on bad input; :func:`run_command` runs it from a
+script, printing user errors as one line and exiting with status 2 (``DCSM_DEBUG=1``: traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .config import parse_cli, to_plain
+
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
+USAGE_EXIT = 2
+AUTO_DEVICE = "auto"
+
+
+def command_config(argv: Sequence[str] | None = None) -> dict:
+    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved plain config dict."""
+    return to_plain(parse_cli(argv))
+
+
+def default_device(device: str | None = AUTO_DEVICE) -> str:
+    """``auto`` (or None) -> ``cuda`` when available, else ``cpu``; any other name as given."""
+    if device in (None, AUTO_DEVICE):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
+    """Run a command's ``main``; user errors print ``error: ...`` on one line and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(argv)
+    except USER_ERRORS as err:
+        if os.environ.get("DCSM_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
