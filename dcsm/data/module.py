@@ -27,6 +27,7 @@ class SyntheticDataConfig:
     val_size: int = 300
     test_size: int = 300
     shifted_size: int = 300
+    heldout_size: int = 300
     image_size: int = 224
     num_options: int = 4
     categories: tuple[str, ...] = CATEGORIES
@@ -66,7 +67,8 @@ class SceneMCQ(Dataset):
 
 
 def split_size(cfg: SyntheticDataConfig, split: str) -> int:
-    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size}[split]
+    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size,
+            "heldout": cfg.heldout_size}[split]
 
 
 def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> SceneMCQ:
