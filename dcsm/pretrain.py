@@ -70,7 +70,7 @@ class ContrastiveCLIP(L.LightningModule):
         every = self.trainer.log_every_n_steps if self._trainer is not None else 0
         if every and self.global_step % every == 0:  # plain progress lines (no logger, no progress bar)
             log.info("step %d/%d loss %.4f in-batch acc %.3f logit_scale %.1f %.0fs", self.global_step,
-                     self.optim["steps"], float(loss), float(acc), float(out["logit_scale"].detach()), time.perf_counter() - self._t0)
+                     self.optim["steps"], float(loss.detach()), float(acc), float(out["logit_scale"].detach()), time.perf_counter() - self._t0)
         return loss
 
     def on_train_start(self) -> None:
