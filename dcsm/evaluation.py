@@ -22,7 +22,8 @@ def clip_scores(features: dict[str, Any]) -> torch.Tensor:
 
 def dcsm_scores(head: DCSMHead, features: dict[str, Any]) -> torch.Tensor:
     """Head scores ``(N, K)`` of a feature batch."""
-    return head(features["patches"], features["tokens"], features["token_mask"], features["token_ids"])
+    return head(features["patches"], features["tokens"], features["token_mask"], features["token_ids"],
+                image_pooled=features.get("image_pooled"), text_pooled=features.get("text_pooled"))
 
 
 @torch.no_grad()

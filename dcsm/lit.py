@@ -21,7 +21,7 @@ from .evaluation import clip_scores, dcsm_scores
 from .features import ensure_features
 from .functional_rows import FunctionalRows, resolve_lexicon
 from .model import DCSMHead, MapConfig
-from .scorer import ScorerConfig, build_scorer
+from .scorer import ScorerConfig, build_pooled, build_scorer
 
 ENCODER_PREFIX = "encoder."
 LOSSES = ("mcq", "paired")
@@ -38,10 +38,10 @@ def build_head(cfg: dict, encoder: FrozenCLIP) -> DCSMHead:
     rows = FunctionalRows(
         resolve_lexicon(fr["lexicon"]), encoder.tokenizer, encoder.num_patches, seed=fr["seed"], init=fr["init"]
     )
-    scorer = build_scorer(
-        ScorerConfig(**cfg["scorer"]), encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls
-    )
-    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]))
+    sc = ScorerConfig(**cfg["scorer"])
+    scorer = build_scorer(sc, encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls)
+    pooled = build_pooled(sc, scorer, float(encoder.model.logit_scale.exp()))
+    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]), pooled)
 
 
 def mcq_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +58,8 @@ def paired_loss(head: DCSMHead, f: dict[str, Any]) -> tuple[torch.Tensor, torch.
     rows = torch.arange(n, device=f["label"].device)
     pick = lambda key: torch.cat([f[key][rows, f["label"]], f[key][rows, f["opposite_label"]]])  # noqa: E731
     patches = torch.cat([f["patches"], f["opposite_patches"]])  # (2N, P, D)
-    scores = head(patches, pick("tokens"), pick("token_mask"), pick("token_ids"), pairing="all")  # (2N, 2N)
+    scores = head(patches, pick("tokens"), pick("token_mask"), pick("token_ids"), pairing="all",
+                  image_pooled=torch.cat([f["image_pooled"], f["opposite_image_pooled"]]), text_pooled=pick("text_pooled"))  # (2N, 2N)
     target = torch.arange(2 * n, device=scores.device)
     loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
     return loss, (scores.argmax(1) == target).float().mean()
