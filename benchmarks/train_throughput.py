@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> str:
     cache_shards(encoder, raw, work / "feat", batch_size=args.batch_size)
     cache_s = time.perf_counter() - t0
 
-    cfg = to_plain(apply_overrides(load_yaml(REPO / "configs" / "smoke.yaml"), [
+    cfg = to_plain(apply_overrides(load_yaml(REPO / "configs" / "smoke_random.yaml"), [
         f"encoder.model={args.model}", "encoder.max_tokens=20",
     ]))
     cfg["encoder"]["pretrained"] = args.pretrained
