@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
+from . import toy_clip  # registers the package's small offline CLIP config with open_clip
+
 log = logging.getLogger(__name__)
 
 
@@ -139,7 +141,7 @@ def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
             f"unknown open_clip model name '{spec.model}'. Fix: use one of open_clip.list_models(), "
             f"e.g. {close or ['ViT-B-16', 'ViT-B-32']}."
         )
-    pretrained = spec.pretrained
+    pretrained = toy_clip.resolve_pretrained(spec.model, spec.pretrained)  # 'toy' -> shipped file
     looks_like_path = pretrained is not None and (
         os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
     )

@@ -41,7 +41,8 @@ def paired_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tenso
     rows = torch.arange(n, device=f.label.device)
     pick = lambda t: torch.cat([t[rows, f.label], t[rows, f.opposite_label]])  # noqa: E731
     patches = torch.cat([f.patches, f.opposite_patches])  # (2N, P, D)
-    scores = model.head(patches, pick(f.tokens), pick(f.token_mask), pick(f.token_ids), pairing="all")  # (2N, 2N)
+    scores = model.head(patches, pick(f.tokens), pick(f.token_mask), pick(f.token_ids), pairing="all",
+                        image_pooled=torch.cat([f.image_pooled, f.opposite_image_pooled]), text_pooled=pick(f.text_pooled))  # (2N, 2N)
     target = torch.arange(2 * n, device=scores.device)
     loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
     return loss, (scores.argmax(1) == target).float().mean()

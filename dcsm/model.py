@@ -24,7 +24,7 @@ from .features.batch import FeatureBatch
 from .features.encode import encode_batch, ensure_features
 from .functional_rows import FunctionalRows, resolve_lexicon
 from .maps import build_maps
-from .scorer import ScorerConfig, build_scorer
+from .scorer import PooledResidual, ScorerConfig, build_pooled, build_scorer
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,17 @@ class DCSMHead(nn.Module):
         rows: the functional-row module (lexicon + fixed rows, part of the state dict).
         scorer: CNN mapping ``(N, L, P)`` maps to ``(N,)`` scores.
         map_cfg: standardisation mode and whether functional rows are injected.
+        pooled: optional CLIP-logit residual (``scorer.pooled=residual``); forward then needs
+            the pooled embeddings.
     """
 
-    def __init__(self, rows: FunctionalRows, scorer: nn.Module, map_cfg: MapConfig) -> None:
+    def __init__(self, rows: FunctionalRows, scorer: nn.Module, map_cfg: MapConfig, pooled: PooledResidual | None = None) -> None:
         super().__init__()
         self.functional_rows = rows
         self.scorer = scorer
         self.map_cfg = map_cfg
+        if pooled is not None:  # registered only when used: state dicts without it are unchanged
+            self.pooled = pooled
 
     def maps(
         self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "per_image"
@@ -72,10 +76,20 @@ class DCSMHead(nn.Module):
             return self.maps(patches.float(), tokens.float(), mask, ids, pairing)
 
     def forward(
-        self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "per_image"
+        self, patches: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, pairing: str = "per_image",
+        image_pooled: torch.Tensor | None = None, text_pooled: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores ``(B, K)`` for each image's own options or ``(B, C)`` for all pairs."""
-        return self.score_maps(self.fp32_maps(patches, tokens, mask, ids, pairing))
+        """Scores ``(B, K)`` for each image's own options or ``(B, C)`` for all pairs.
+
+        ``image_pooled`` ``(B, D)`` and ``text_pooled`` (``(B, K, D)`` per_image, ``(C, D)`` all)
+        are read by the pooled residual only (``scorer.pooled=residual``)."""
+        scores = self.score_maps(self.fp32_maps(patches, tokens, mask, ids, pairing))
+        if "pooled" not in self._modules:
+            return scores
+        if image_pooled is None or text_pooled is None:
+            raise ValueError("scorer.pooled=residual needs the pooled image and caption embeddings (image_pooled, text_pooled).")
+        eq = "bd,bkd->bk" if pairing == "per_image" else "bd,cd->bc"
+        return self.pooled(scores, torch.einsum(eq, image_pooled.float(), text_pooled.float()))
 
     def score_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """Maps ``(..., L, P)`` -> scores ``(...)`` (fp32)."""
@@ -113,7 +127,7 @@ class DCSM(nn.Module):
     def forward(self, x: torch.Tensor | FeatureBatch | dict[str, Any], options: list[list[str]] | None = None) -> torch.Tensor:
         """DCSM scores ``(N, K)`` of each image's K options."""
         f = self.features(x, options)
-        return self.head(f.patches, f.tokens, f.token_mask, f.token_ids)
+        return self.head(f.patches, f.tokens, f.token_mask, f.token_ids, image_pooled=f.image_pooled, text_pooled=f.text_pooled)
 
     def maps(self, x: torch.Tensor | FeatureBatch | dict[str, Any], options: list[list[str]] | None = None) -> torch.Tensor:
         """The maps :meth:`forward` scores: ``(N, K, L, P)`` fp32."""
@@ -134,10 +148,10 @@ def build_head(cfg: dict, encoder: FrozenCLIP) -> DCSMHead:
     rows = FunctionalRows(
         resolve_lexicon(fr["lexicon"]), encoder.tokenizer, encoder.num_patches, seed=fr["seed"], init=fr["init"]
     )
-    scorer = build_scorer(
-        ScorerConfig(**cfg["scorer"]), encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls
-    )
-    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]))
+    sc = ScorerConfig(**cfg["scorer"])
+    scorer = build_scorer(sc, encoder.spec.max_tokens, encoder.num_patches, encoder.grid_size, encoder.spec.keep_cls)
+    pooled = build_pooled(sc, scorer, float(encoder.model.logit_scale.exp()))
+    return DCSMHead(rows, scorer, MapConfig(**cfg["maps"]), pooled)
 
 
 def build_dcsm(cfg: dict, encoder: FrozenCLIP | None = None) -> DCSM:

@@ -8,6 +8,14 @@ Layouts (``scorer.layout``):
   equal theirs (``conv1``, ``conv2``, ``fc1``, ``fc2``), so their state dicts load.
 - ``grid``: P reshaped to its ``g x g`` patch grid, the L token rows as channels, so the
   convolutions see true 2-D neighbourhoods (needs ``keep_cls: false``).
+
+Pooled similarity (``scorer.pooled``), any layout:
+- ``none``: the CNN's score alone (maps only; the default, the reference's behaviour);
+- ``residual``: ``score = CNN(map) + s * cos(pooled image, pooled caption)``, the CNN's last
+  layer zero-initialised and ``s`` a learned scale starting at the encoder's own CLIP logit
+  scale, so an untrained head ranks exactly as CLIP does and training learns a correction
+  on top of it: the scorer starts from what CLIP's pooled embedding knows instead of having
+  to rediscover it from the maps.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import torch
 from torch import nn
 
 LAYOUTS = ("map", "grid", "reference")
+POOLED = ("none", "residual")
 MAX_PARAMS = 5_000_000
 KERNEL = 3
 PADDING = 1  # 'same' convolutions: the flattened size is layout-determined
@@ -33,6 +42,7 @@ class ScorerConfig:
     hidden: int
     dropout: float
     conv_dropout: float
+    pooled: str
 
 
 class MapCNN(nn.Module):
@@ -81,6 +91,30 @@ class GridCNN(nn.Module):
         x = self.dropout_conv(self.relu(self.conv2(x)))
         x = self.dropout_fc(self.relu(self.fc1(x.flatten(1))))
         return self.fc2(x).squeeze(-1)
+
+
+class PooledResidual(nn.Module):
+    """``scores + scale * pooled cosine``: CLIP's own logit as a residual under the CNN's score."""
+
+    def __init__(self, init_scale: float) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+
+    def forward(self, scores: torch.Tensor, pooled_cosine: torch.Tensor) -> torch.Tensor:
+        """scores and pooled cosines of the same shape (e.g. ``(B, K)``) -> ``(B, K)``."""
+        return scores + self.scale * pooled_cosine.to(scores.dtype)
+
+
+def build_pooled(cfg: ScorerConfig, net: nn.Module, clip_logit_scale: float) -> PooledResidual | None:
+    """The ``scorer.pooled`` module (None for ``none``); ``residual`` zero-initialises ``net.fc2``
+    so that the untrained head scores exactly ``clip_logit_scale * cos``."""
+    if cfg.pooled == "none":
+        return None
+    if cfg.pooled != "residual":
+        raise ValueError(f"unknown scorer.pooled '{cfg.pooled}'. Fix: use one of {POOLED}.")
+    nn.init.zeros_(net.fc2.weight)
+    nn.init.zeros_(net.fc2.bias)
+    return PooledResidual(clip_logit_scale)
 
 
 def count_params(module: nn.Module) -> int:

@@ -61,7 +61,7 @@ PAIRS_OF = {  # subset -> the two preposition pairs (written out, not imported)
 
 @pytest.fixture(scope="module")
 def smoke_cfg() -> dict:
-    cfg = to_plain(load_yaml(REPO / "configs" / "smoke.yaml"))
+    cfg = to_plain(load_yaml(REPO / "configs" / "smoke_random.yaml"))
     cfg["encoder"].update(model="ViT-B-32", pretrained=None)
     cfg["logger"]["kind"] = "none"
     return cfg

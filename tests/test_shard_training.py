@@ -31,7 +31,7 @@ def feature_shards(tmp_path_factory: pytest.TempPathFactory, encoder: FrozenCLIP
 
 
 def _cfg(run_dir: Path, shards: Path, *extra: str) -> dict:
-    cfg = apply_overrides(load_yaml(REPO / "configs" / "smoke.yaml"), [
+    cfg = apply_overrides(load_yaml(REPO / "configs" / "smoke_random.yaml"), [
         f"run_dir={run_dir}", "data.source=features", f"data.train_shards={shards}", "data.shuffle_buffer=8",
         f"data.batch_size={BATCH}", "data.num_workers=0", "logger.kind=none", "trainer.enable_progress_bar=false",
         "trainer.max_epochs=2", "optim.warmup_steps=1", "checkpoint.monitor=null", *extra,

@@ -14,7 +14,7 @@ from dcsm.config import ConfigError, parse_cli
 from dcsm.lit import load_module
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = str(REPO / "configs" / "smoke.yaml")
+SMOKE = str(REPO / "configs" / "smoke_random.yaml")
 TINY = [
     "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6",
     "data.batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",

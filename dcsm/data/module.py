@@ -27,6 +27,7 @@ class SyntheticDataConfig:
     val_size: int
     test_size: int
     shifted_size: int
+    heldout_size: int
     image_size: int
     num_options: int
     categories: tuple[str, ...]
@@ -79,7 +80,8 @@ class SceneMCQ(Dataset):
 
 
 def split_size(cfg: SyntheticDataConfig, split: str) -> int:
-    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size}[split]
+    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size,
+            "heldout": cfg.heldout_size}[split]
 
 
 def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> SceneMCQ:

@@ -17,7 +17,9 @@ categories, style)``.  A scene belongs to one of three categories:
 
 Rendering is randomised (background colour/noise, object size, position and colour jitter)
 by a :class:`Style`; the ``shifted`` split uses the ``shifted`` style, whose backgrounds,
-sizes and margins differ from ``default``.  Geometry is sampled in fractions of the image
+sizes and margins differ from ``default``.  The ``heldout`` split uses the ``heldout`` style
+(diagonal two-colour stripes behind white-outlined objects): a renderer that neither the DCSM
+scorer nor the small pretrained CLIP (:mod:`dcsm.data.captioned`) ever trains on.  Geometry is sampled in fractions of the image
 side, so the same ``(seed, split, index)`` gives the same scene layout at any image size.
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "SPLITS",
     "Style",
     "STYLES",
+    "draw_shape",
     "SceneSample",
     "make_scene",
     "SyntheticScenes",
@@ -94,10 +97,14 @@ NEGATION_TEMPLATES: tuple[str, ...] = (
 )
 CONJUNCTION_TEMPLATE = "{a} and {b}"
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "shifted")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "shifted", "heldout")
 SHIFTED_SPLIT = "shifted"
+HELDOUT_SPLIT = "heldout"
 DEFAULT_STYLE = "default"
 SHIFTED_STYLE = "shifted"
+HELDOUT_STYLE = "heldout"
+#: Background patterns: ``plain`` (flat colour, optional noise) or ``stripes`` (diagonal stripes).
+BACKGROUND_PATTERNS: tuple[str, ...] = ("plain", "stripes")
 
 # --------------------------------------------------------------------------- constants
 
@@ -138,6 +145,15 @@ class Style:
         position_jitter: in spatial scenes, max offset between the two object centres on the
             axis perpendicular to the relation (fraction, <= :data:`MAX_CROSS_OFFSET`).
         colour_jitter: max per-channel uniform jitter added to object colours.
+        background_pattern: ``plain`` or ``stripes`` (diagonal stripes alternating the drawn
+            background colour with ``stripe_rgb``).
+        stripe_rgb: second stripe colour (``stripes`` only).
+        stripe_period: stripe period as a fraction of the image side (``stripes`` only).
+        outline_rgb: colour of an outline drawn around every object, or None (no outline).
+        outline_width: outline width as a fraction of the image side (>= 1 pixel when set).
+
+    The last five fields default to the plain, outline-free rendering, which draws no extra
+    random numbers: ``default`` and ``shifted`` scenes are unchanged by their existence.
     """
 
     name: str
@@ -149,8 +165,15 @@ class Style:
     margin: float
     position_jitter: float
     colour_jitter: int
+    background_pattern: str = "plain"
+    stripe_rgb: RGB = (0, 0, 0)
+    stripe_period: float = 0.1
+    outline_rgb: RGB | None = None
+    outline_width: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.background_pattern not in BACKGROUND_PATTERNS:
+            raise ValueError(f"style {self.name!r}: background_pattern must be one of {BACKGROUND_PATTERNS}")
         if not self.background_palette:
             raise ValueError(f"style {self.name!r}: empty background palette")
         for lo, hi in (self.small_size, self.big_size):
@@ -210,6 +233,28 @@ STYLES: dict[str, Style] = {
         margin=0.025,
         position_jitter=0.08,
         colour_jitter=14,
+    ),
+    # Held out of every training (DCSM scorer and the small CLIP's pretraining): stripes and
+    # white outlines never occur there.
+    HELDOUT_STYLE: Style(
+        name=HELDOUT_STYLE,
+        background_palette=(
+            (150, 132, 112),  # sand
+            (112, 138, 140),  # teal-grey
+            (138, 118, 138),  # mauve-grey
+        ),
+        background_jitter=8,
+        background_noise_std=0.0,
+        small_size=(0.11, 0.14),
+        big_size=(0.24, 0.29),
+        margin=0.06,
+        position_jitter=0.07,
+        colour_jitter=10,
+        background_pattern="stripes",
+        stripe_rgb=(88, 88, 96),
+        stripe_period=0.09,
+        outline_rgb=(250, 250, 250),
+        outline_width=0.015,
     ),
 }
 
@@ -475,22 +520,45 @@ def _render_background(rng: np.random.Generator, style: Style, image_size: int) 
         arr = np.clip(base + noise * style.background_noise_std, 0, CHANNEL_MAX)
         return Image.fromarray(arr.astype(np.uint8))
     colour = tuple(int(v) for v in np.clip(base, 0, CHANNEL_MAX))
+    if style.background_pattern == "stripes":
+        return _stripes(image_size, colour, style.stripe_rgb, style.stripe_period)
     return Image.new("RGB", (image_size, image_size), colour)
 
 
-def _render(background: Image.Image, objects: Sequence[_Obj]) -> Image.Image:
+def _stripes(image_size: int, rgb: RGB, stripe_rgb: RGB, period: float) -> Image.Image:
+    """Diagonal stripes, half ``rgb`` and half ``stripe_rgb``, ``period`` x side apart."""
+    pix = max(2.0, period * image_size)
+    yy, xx = np.mgrid[0:image_size, 0:image_size]
+    on = ((xx + yy) % pix) < pix / 2.0  # (S, S)
+    arr = np.where(on[..., None], np.asarray(stripe_rgb, np.uint8), np.asarray(rgb, np.uint8))
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], rgb: RGB,
+    outline: RGB | None = None, width: int = 0,
+) -> None:
+    """Draw a filled ``shape`` into the half-open pixel box ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = box
+    kw: dict[str, Any] = {"fill": rgb}
+    if outline is not None and width > 0:
+        kw.update(outline=outline, width=width)
+    if shape == "square":
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), **kw)  # PIL boxes are inclusive
+    elif shape == "circle":
+        draw.ellipse((x0, y0, x1 - 1, y1 - 1), **kw)
+    else:  # triangle, apex up
+        draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2.0, y0)], **kw)
+
+
+def _render(background: Image.Image, objects: Sequence[_Obj], style: Style | None = None) -> Image.Image:
     image = background.copy()
     draw = ImageDraw.Draw(image)
     size = image.size[0]
+    outline = style.outline_rgb if style is not None else None
+    width = max(1, round(style.outline_width * size)) if outline is not None else 0
     for obj in objects:
-        x0, y0, x1, y1 = _pixel_box(obj, size)
-        box = (x0, y0, x1 - 1, y1 - 1)  # PIL boxes are inclusive
-        if obj.shape == "square":
-            draw.rectangle(box, fill=obj.rgb)
-        elif obj.shape == "circle":
-            draw.ellipse(box, fill=obj.rgb)
-        else:  # triangle, apex up
-            draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2.0, y0)], fill=obj.rgb)
+        draw_shape(draw, obj.shape, _pixel_box(obj, size), obj.rgb, outline, width)
     return image
 
 
@@ -544,7 +612,7 @@ def _validate(
         if cat not in CATEGORIES:
             raise ValueError(f"unknown category {cat!r}; allowed: {list(CATEGORIES)}")
     if style is None:
-        style = SHIFTED_STYLE if split == SHIFTED_SPLIT else DEFAULT_STYLE
+        style = {SHIFTED_SPLIT: SHIFTED_STYLE, HELDOUT_SPLIT: HELDOUT_STYLE}.get(split, DEFAULT_STYLE)
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; allowed: {list(STYLES)}")
     return cats, STYLES[style]
@@ -573,8 +641,8 @@ def make_scene(
         num_options: number of captions, 2..4; the positive and the opposite caption are
             always kept, then the first remaining negatives.
         categories: categories to cycle through; ``categories[index % len(categories)]``.
-        style: a key of :data:`STYLES`; ``None`` means ``"shifted"`` for the shifted split
-            and ``"default"`` otherwise.
+        style: a key of :data:`STYLES`; ``None`` means the split's own style (``shifted``,
+            ``heldout``) for those splits and ``"default"`` otherwise.
 
     Returns:
         A :class:`SceneSample`, deterministic in all arguments.
@@ -592,8 +660,8 @@ def make_scene(
 
     scene = _BUILDERS[category](rng, style_obj)
     background = _render_background(rng, style_obj, image_size)
-    image = _render(background, scene.objects)
-    opposite_image = _render(background, scene.opposite_objects)
+    image = _render(background, scene.objects, style_obj)
+    opposite_image = _render(background, scene.opposite_objects, style_obj)
 
     kept = scene.options[:num_options]
     order = [int(i) for i in rng.permutation(num_options)]
