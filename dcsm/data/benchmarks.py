@@ -596,6 +596,3 @@ def missing_images(items: list[MCQItem] | tuple[MCQItem, ...]) -> list[str]:
     """Raw image paths of the items whose image was not found, in item order."""
     return [item.raw_image_path for item in items if item.image_path is None]
 
-
-# --- further formats (CLEVR-bind, VG-Attribution, NCD, SugarCrepe): the module registers its loaders here
-from . import benchmarks_more

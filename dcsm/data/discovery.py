@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import benchmarks_more  # noqa: F401 - registers CLEVR-bind, VG-Attribution, NCD, SugarCrepe loaders
 from .benchmarks import BENCHMARK_LOADERS, MCQItem, PathLike, load_benchmark
 
 __all__ = ["SuiteEntry", "SUITE", "SUITE_SUBSETS", "discover_benchmarks", "load_found"]
