@@ -16,7 +16,8 @@ import torch
 
 from .encoders import FrozenCLIP
 from .model import DCSM, build_dcsm
-from .reference import dcsm_from_reference, is_reference_checkpoint, lenient_pickle
+from .reference import dcsm_from_reference, is_reference_checkpoint
+from .safe_load import read_checkpoint
 
 HEAD_PREFIX = "head."
 #: Config keys renamed since checkpoints were first written: (section, old name, new name).
@@ -57,7 +58,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
         raise FileNotFoundError(
             f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH)."
         )
-    ckpt = torch.load(path, map_location=map_location, weights_only=False, pickle_module=lenient_pickle)
+    ckpt = read_checkpoint(path, map_location)  # never runs code from the file (dcsm.safe_load)
     if is_reference_checkpoint(ckpt):
         model, cfg = dcsm_from_reference(ckpt, path, encoder)
         return LoadedCheckpoint(model, cfg)

@@ -14,8 +14,6 @@ therefore differ from their code for captions holding one of the 11 words.
 
 from __future__ import annotations
 
-import pickle
-import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,34 +22,14 @@ import torch
 from .config import CONFIG_DIR, apply_overrides, load_yaml, to_plain
 from .encoders import FrozenCLIP
 from .model import DCSM, build_dcsm
+from .safe_load import read_checkpoint
 
 REFERENCE_CONFIG = CONFIG_DIR / "reference.yaml"
-STUBBED_PACKAGES = ("transformers", "tokenizers")  # pickled tokenizer objects we do not use
 REQUIRED_KEYS = ("model_state_dict", "external_logic_token_embeddings")
 
 
 class ReferenceCheckpointError(ValueError):
     """The file is not an authors' DCSM checkpoint, or its shapes do not fit the preset."""
-
-
-class _Stub:
-    """Stands in for an object of a package we do not need (e.g. the pickled CLIPTokenizer)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-class _LenientUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] in STUBBED_PACKAGES:
-            return _Stub
-        return super().find_class(module, name)
-
-
-lenient_pickle = types.SimpleNamespace(Unpickler=_LenientUnpickler, load=pickle.load, __name__="dcsm_lenient_pickle")
 
 
 def _rows_tensor(obj: Any, path: str) -> torch.Tensor:
@@ -80,9 +58,7 @@ def load_reference_checkpoint(
             file as ``encoder.pretrained=/path/ViT-B-16.pt``).
     """
     path = str(path)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"reference checkpoint '{path}' does not exist.")
-    raw = torch.load(path, map_location="cpu", weights_only=False, pickle_module=lenient_pickle)
+    raw = read_checkpoint(path)  # restricted unpickler: tensors, nn.Embedding, inert tokenizer stand-ins
     return dcsm_from_reference(raw, path, encoder, overrides)[0]
 
 

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from .. import __version__
@@ -21,6 +22,9 @@ from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..evaluation import evaluate_synthetic
 from ..io import AtomicCheckpointIO
+from ..checkpoints import upgrade_config
+from ..run_lock import RunDirLock, clean_orphan_temp_files
+from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
 from ..model import DCSM
 from ..report import format_synthetic_table, write_report
@@ -72,6 +76,12 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     callbacks: list = [best, last]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    diag = cfg["diagnostics"]
+    if diag["callback"]:  # head diagnostics at validation end (dcsm.diagnostics), files under run_dir/diagnostics
+        from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
+
+        callbacks.append(DiagnosticsCallback(diag["callback"], diag, out_dir=run_dir / "diagnostics",
+                                             every_n_epochs=diag["every_n_epochs"]))
     return L.Trainer(
         **cfg["trainer"], default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
@@ -88,7 +98,9 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def check_resumable(cfg: dict, ckpt_path: str) -> None:
     """Refuse to resume a checkpoint whose model-defining config differs from ``cfg``."""
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("cfg", {})
+    ckpt = read_checkpoint(ckpt_path)  # one clear error for a corrupt or unsafe last.ckpt
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    saved = upgrade_config(hp.get("cfg", {}))
     diffs = [d for sec in MODEL_SECTIONS for d in _differences(saved.get(sec), cfg.get(sec), f"{sec}.")]
     if diffs:
         raise ConfigError(
@@ -170,11 +182,20 @@ def evaluate_and_report(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
-    trained = fit(cfg)
-    if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
-        return {}
-    module, ckpt = trained
-    out = Path(cfg["run_dir"]) / "metrics.json"
-    return evaluate_and_report(
-        module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out, f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n"
-    )
+    run_dir = Path(cfg["run_dir"])
+    rank0 = rank_zero_only.rank == 0
+    # One run per run_dir, from before the model is built until metrics.json is written (rank 0
+    # holds the lock; the other ranks belong to the same run). Temp files of a checkpoint write
+    # that a killed run left behind are removed while we hold it.
+    with RunDirLock(run_dir, enabled=rank0):
+        if rank0:
+            for folder in (run_dir, run_dir / "checkpoints"):
+                clean_orphan_temp_files(folder)
+        trained = fit(cfg)
+        if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
+            return {}
+        module, ckpt = trained
+        out = run_dir / "metrics.json"
+        return evaluate_and_report(
+            module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out, f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n"
+        )
