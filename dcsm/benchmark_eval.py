@@ -33,7 +33,7 @@ from . import __version__
 from .checkpoints import load_dcsm
 from .data.benchmark_dataset import (
     BenchmarkDataset,
-    _open_rgb,
+    open_rgb,
     load_items,
     parse_baseline,
     styled_captions,
@@ -49,7 +49,7 @@ from .prompts import PROMPT_STYLES
 from .report import format_benchmark_table, nan_to_none, write_report
 from .runner import default_device
 
-__all__ = ["DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config"]
+__all__ = ["DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _rounded(values: torch.Tensor) -> list[float]:
     return [round(float(v), SCORE_DECIMALS) for v in values]
 
 
-def _score_dcsm_and_clip(
+def score_dcsm_and_clip(
     model: DCSM, dataset: BenchmarkDataset, batch_size: int, num_workers: int, max_failures: int, progress: bool
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], list[dict[str, Any]]]:
     """One pass of the shared scoring loop: DCSM and same-encoder CLIP scores per item index,
@@ -103,7 +103,7 @@ def _score_dcsm_and_clip(
 
 
 @torch.no_grad()
-def _score_baseline(
+def score_baseline(
     encoder: FrozenCLIP, dataset: BenchmarkDataset, batch_size: int, num_workers: int, name: str, progress: bool
 ) -> dict[int, torch.Tensor]:
     """Pooled-cosine scores of an extra baseline encoder per item index."""
@@ -126,7 +126,7 @@ def _wandb_failures(report: dict[str, Any], failures: list[dict[str, Any]], item
         table = wandb.Table(columns=columns)
         for fail, rec in zip(failures, report["failures"]):
             item = items[fail["item_index"]]
-            img = _open_rgb(item.image_path)
+            img = open_rgb(item)
             table.add_data(
                 wandb.Image(img.resize((HEATMAP_SIZE, HEATMAP_SIZE))), item.source, item.row, item.subset, item.group,
                 report["prompt_style"], rec["correct_caption"], rec["predicted_caption"],
@@ -216,13 +216,13 @@ def run_benchmark(
     scores: dict[str, dict[int, torch.Tensor]] = {}
     failures: list[dict[str, Any]] = []
     if len(dataset):
-        scores[DCSM_SCORER], scores[CLIP_SCORER], failures = _score_dcsm_and_clip(
+        scores[DCSM_SCORER], scores[CLIP_SCORER], failures = score_dcsm_and_clip(
             model, dataset, batch_size, num_workers, max_failures, progress
         )
         for b in parsed:
             enc = FrozenCLIP(b.encoder_spec()).to(model.encoder.device)
             bds = BenchmarkDataset(items, enc.preprocess, prompt_style, benchmark)
-            scores[b.name] = _score_baseline(enc, bds, batch_size, num_workers, b.name, progress)
+            scores[b.name] = score_baseline(enc, bds, batch_size, num_workers, b.name, progress)
             del enc
     else:
         scores = {n: {} for n in names}

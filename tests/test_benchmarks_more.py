@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dcsm.benchmark_metrics import mcq_metrics
+from dcsm.metrics import mcq_metrics
 from dcsm.data.benchmarks import BenchmarkFormatError, load_benchmark, missing_images
 from dcsm.data.benchmarks_more import (
     BoxedMCQItem,

@@ -15,11 +15,16 @@ from torch.utils.data import DataLoader, Dataset
 from ..encoders import EncoderSpec
 from ..features.batch import collate_mcq
 from ..prompts import PROMPT_STYLES, REFERENCE_BENCHMARKS, apply_prompt_style
+from . import benchmarks_more  # noqa: F401 - registers CLEVR-bind, VG-Attribution, NCD, SugarCrepe loaders
 from .benchmarks import MCQItem, load_benchmark, missing_images
+from .benchmarks_more import open_item_image
 
 #: Benchmark names accepted by :func:`load_items`. ``whatsup`` also takes COCO/GQA-spatial
-#: files (recognised by their rows being lists); ``whatsup_qa`` takes those only.
-BENCHMARKS = ("whatsup", "whatsup_qa", "negbench")
+#: files (recognised by their rows being lists); ``whatsup_qa`` takes those only; ``ncd``
+#: takes its image folder instead of a file.
+BENCHMARKS = ("whatsup", "whatsup_qa", "negbench", "clevr_bind", "vg_attribution", "ncd", "sugarcrepe")
+#: Benchmarks whose "annotation file" is a folder.
+FOLDER_BENCHMARKS = ("ncd",)
 #: ``pretrained`` values of a baseline spec meaning random init.
 RANDOM_INIT_TAGS = ("none", "null", "")
 #: Text rows kept by baseline encoders (only their pooled embeddings are used).
@@ -57,9 +62,11 @@ def load_items(benchmark: str, annotation_files: Sequence[str | Path], image_roo
             f"no annotation files for benchmark '{name}'. Fix: eval.annotation_files=[path/to/file, ...] "
             "(the benchmark's own JSON/CSV files, unchanged)."
         )
-    absent = [str(f) for f in files if not f.is_file()]
+    want_dir = name in FOLDER_BENCHMARKS
+    absent = [str(f) for f in files if not (f.is_dir() if want_dir else f.is_file())]
     if absent:
-        raise ValueError(f"annotation file(s) not found: {absent}. Fix: check eval.annotation_files.")
+        kind = "folder(s)" if want_dir else "file(s)"
+        raise ValueError(f"annotation {kind} not found: {absent}. Fix: check eval.annotation_files.")
     items: list[MCQItem] = []
     for f in files:
         loader = "whatsup_qa" if name == "whatsup" and _is_qa_file(f) else name
@@ -80,12 +87,14 @@ def styled_captions(item: MCQItem, prompt_style: str, benchmark: str) -> list[st
     return [apply_prompt_style(c, prompt_style, target) for c in item.captions]
 
 
-def _open_rgb(path: Path) -> Image.Image:
+def open_rgb(item: MCQItem) -> Image.Image:
+    """The item's image as RGB (cropped to its box for VG-Attribution); unreadable files are named."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return open_item_image(item)
     except Exception as err:  # corrupt or unreadable file: name it
-        raise OSError(f"cannot read image '{path}': {type(err).__name__}: {err}. Fix: replace or remove the file.") from err
+        raise OSError(
+            f"cannot read image '{item.image_path}': {type(err).__name__}: {err}. Fix: replace or remove the file."
+        ) from err
 
 
 class BenchmarkDataset(Dataset):
@@ -127,7 +136,7 @@ class BenchmarkDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
         return {
-            "images": self.preprocess(_open_rgb(item.image_path)),
+            "images": self.preprocess(open_rgb(item)),
             "captions": list(self.captions[i]),
             "label": int(item.label),
             "item_index": self.indices[i],
