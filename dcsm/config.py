@@ -10,10 +10,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+def _config_dir() -> Path:
+    """``configs/`` of a source checkout, else the copy a wheel carries as ``dcsm/configs``."""
+    checkout = Path(__file__).resolve().parents[1] / "configs"
+    return checkout if (checkout / "default.yaml").is_file() else Path(__file__).resolve().parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 BASE_KEY = "base"
 
@@ -24,14 +31,31 @@ class ConfigError(ValueError):
 
 def load_yaml(path: str | Path) -> DictConfig:
     """Load a yaml file, resolving its ``base:`` chain."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist. Fix: pass --config configs/<name>.yaml.")
-    cfg = OmegaConf.load(path)
+    path = resolve_config_path(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as err:  # one line naming the file, line and column
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file '{path}'{where}: YAML syntax error: {problem}. Fix: correct the YAML there.") from None
     base = cfg.pop(BASE_KEY, None)
     if base is not None:
         cfg = OmegaConf.merge(load_yaml(path.parent / base), cfg)
     return cfg
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config path as given, else the shipped config of that name (``smoke``, ``smoke.yaml``,
+    ``configs/smoke.yaml`` all work from any directory, also after ``pip install``)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config file '{path}' does not exist. Fix: pass --config PATH.yaml or a shipped config name {names}.")
 
 
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .config import parse_cli, to_plain
+from .config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
 
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
 USAGE_EXIT = 2
@@ -34,8 +34,24 @@ def default_device(device: str | None = AUTO_DEVICE) -> str:
     return str(device)
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def usage(main: Callable[..., Any]) -> str:
+    """The help text of a command: its module's docstring and the config convention."""
+    doc = (sys.modules[main.__module__].__doc__ or main.__doc__ or "").strip()
+    return (f"{doc}\n\nusage: [--config FILE|NAME] [key=value ...]\n"
+            f"  defaults and every key: {DEFAULT_CONFIG} (shipped configs: {', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')))})\n"
+            "  bad input prints one 'error: ...' line and exits 2 (DCSM_DEBUG=1: traceback)")
+
+
 def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
-    """Run a command's ``main``; user errors print ``error: ...`` on one line and exit 2."""
+    """Run a command's ``main``; ``--help`` prints its usage; user errors print ``error: ...`` on
+    one line and exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in HELP_FLAGS for a in args):
+        print(usage(main))
+        sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return main(argv)
