@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from data_prep.from_reference import main as from_reference
-from dcsm.config import apply_overrides, load_yaml
+from dcsm.commands.from_reference import main as from_reference
+from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.data.reference_layout import (
     ReferenceLayout,
     ReferenceLayoutError,
@@ -18,7 +18,6 @@ from dcsm.data.reference_layout import (
     scan_spatial,
 )
 from dcsm.data.shards import SkipCounter, decode_raw_sample, iter_shard, read_manifest
-from dcsm.lit import to_plain
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SOURCES = "reference_data.sources=[spatial,attributes,smallbig,negation,coco]"
@@ -112,7 +111,7 @@ def test_malformed_layout_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> None:
-    from dcsm.cli import setup
+    from dcsm.commands.train import setup
 
     root = draw_reference_tree(tmp_path / "data")
     (root / "groups" / "coco" / "d.jpg").unlink()  # a missing opposite image: that row is skipped and listed
@@ -160,6 +159,11 @@ def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> N
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 2 and module.samples_seen == 4
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    # the trained checkpoint scores through the Python API
+    import dcsm
+
+    scorer = dcsm.load(tmp_path / "run" / "checkpoints" / "last.ckpt", device="cpu")
+    assert scorer.score([chair["images"]], ["a chair", "a lamp"]).shape == (1, 2)
 
 
 def test_cli_errors_name_the_key(tmp_path: Path) -> None:
