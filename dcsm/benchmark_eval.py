@@ -1,4 +1,5 @@
-"""Benchmark evaluation: WhatsUp (Controlled-A/B, COCO/GQA-spatial) and NegBench MCQ files.
+"""Benchmark evaluation: WhatsUp (Controlled-A/B, COCO/GQA-spatial), NegBench MCQ, CLEVR-bind,
+VG-Attribution, NCD and SugarCrepe files (the whole suite at once: :mod:`dcsm.benchmark_suite`).
 
 ``run_benchmark`` scores every row of the benchmark's own annotation files with
 
@@ -164,8 +165,8 @@ def run_benchmark(
 
     Args:
         model: a :class:`~dcsm.model.DCSM`, e.g. from :func:`dcsm.checkpoints.load_dcsm`.
-        benchmark: "whatsup" (Controlled-A/B and COCO/GQA-spatial files), "whatsup_qa" or
-            "negbench".
+        benchmark: "whatsup" (Controlled-A/B and COCO/GQA-spatial files), "whatsup_qa",
+            "negbench", "clevr_bind", "vg_attribution", "ncd" (the image folder) or "sugarcrepe".
         annotation_files: the benchmark's own JSON/CSV files, unchanged.
         image_root: folder the files' image paths resolve against.
         prompt_style: "raw" or "reference"; written into every output.
@@ -277,7 +278,7 @@ def run_benchmark(
 
 
 def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bool = True) -> dict[str, Any]:
-    """``evaluate.py eval.benchmark=whatsup|whatsup_qa|negbench ...``: load ``eval.checkpoint``
+    """``evaluate.py eval.benchmark=<one of BENCHMARKS> ...``: load ``eval.checkpoint``
     (unless a model is given), run :func:`run_benchmark` with the ``eval`` and ``logger``
     config sections; output defaults to ``<checkpoint dir>/../eval_<benchmark>_<style>.json``."""
     ev = cfg["eval"]
