@@ -6,58 +6,56 @@ layer x head x token, ``(B, L, H, T, D)``) and ``decompose(per_token=False)`` (`
 Outputs stay on the device (consumers reduce them there); the reconstruction error of each
 batch is checked against the plain forward.
 
-    python benchmarks/decomposition_speed.py --device cuda --out decomposition_speed.json   # ViT-B-16, 1,000 images
-    python benchmarks/decomposition_speed.py --tiny --out /tmp/tiny.json                    # CPU smoke (seconds)
+    python benchmarks/decomposition_speed.py bench.output=decomposition_speed.json   # ViT-B-16, 1,000 images
+    python benchmarks/decomposition_speed.py --config benchmarks/decomposition_speed_tiny.yaml \
+        bench.output=/tmp/tiny.json                                                  # CPU smoke (seconds)
 
-Prints a JSON line and writes it to ``--out``. Imports only torch, open_clip and dcsm (no
+Settings: ``bench:`` of ``benchmarks/decomposition_speed.yaml`` (``--config FILE``, ``key=value``).
+Prints a JSON line and writes it to ``bench.output``. Imports only torch, open_clip and dcsm (no
 lightning, no wandb).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from dcsm.diagnostics.decomposition import decompose
+from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.runner import command_config, default_device, run_command
 
-from dcsm.diagnostics.decomposition import decompose  # noqa: E402
-from dcsm.encoders import EncoderSpec, FrozenCLIP  # noqa: E402
-
-
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="ViT-B-16")
-    p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", required=True, help="JSON output path")
-    p.add_argument("--tiny", action="store_true", help="CPU smoke mode: a 3-layer 64 px ViT, 4 images, batch 2")
-    args = p.parse_args(argv)
-    if args.tiny:
-        args.model, args.images, args.batch_size, args.device = _tiny_model(), 4, 2, "cpu"
-    return args
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "decomposition_speed.yaml"
 
 
-def _tiny_model() -> str:
-    """Register a small open_clip ViT config (3 layers, width 96, 64 px) and return its name."""
-    import tempfile
+def bench_settings(argv: Sequence[str] | None = None) -> dict:
+    """``[--config FILE] [key=value ...]`` -> the ``bench:`` section (``decomposition_speed.yaml``
+    when no ``--config``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    b = command_config(args if "--config" in args else ["--config", str(DEFAULT_CONFIG), *args]).get("bench")
+    if not isinstance(b, dict):
+        raise ValueError(f"the config has no bench: section. Fix: use {DEFAULT_CONFIG.name} or a YAML with 'base: {DEFAULT_CONFIG.name}'.")
+    if not b["output"]:
+        raise ValueError("no output file. Fix: bench.output=PATH.json.")
+    if int(b["images"]) < 1 or int(b["batch_size"]) < 1:
+        raise ValueError(f"bench.images and bench.batch_size must be >= 1, got {b['images']}, {b['batch_size']}.")
+    return b
 
+
+def register_model_config(name: str, model_cfg: dict) -> None:
+    """Make ``model_cfg`` (an open_clip model config: embed_dim, vision_cfg, text_cfg) known to
+    open_clip as ``name`` (random init only: there are no weights for it)."""
     import open_clip
 
-    name = "dcsm-bench-tiny-ViT"
-    cfg = {"embed_dim": 48, "vision_cfg": {"image_size": 64, "layers": 3, "width": 96, "head_width": 32, "patch_size": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2}}
     path = Path(tempfile.mkdtemp()) / f"{name}.json"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(model_cfg))
     open_clip.add_model_config(path)
-    return name
 
 
 def _sync(device: torch.device) -> None:
@@ -78,15 +76,18 @@ def _time(fn, batches: list[torch.Tensor], device: torch.device) -> tuple[float,
     return time.perf_counter() - start, worst
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse(argv)
-    device = torch.device(args.device)
-    enc = FrozenCLIP(EncoderSpec(model=args.model, pretrained=None, seed=0)).to(device)
+def main(argv: Sequence[str] | None = None) -> dict:
+    b = bench_settings(argv)
+    if b["model_config"]:
+        register_model_config(b["model"], b["model_config"])
+    device = torch.device(default_device(b["device"]))
+    n_images, batch_size = int(b["images"]), int(b["batch_size"])
+    enc = FrozenCLIP(EncoderSpec(model=b["model"], pretrained=None, seed=b["seed"])).to(device)
     visual = enc.model.visual
     H, W = enc.image_size
-    gen = torch.Generator(device=device).manual_seed(0)
-    n_batches = -(-args.images // args.batch_size)
-    batches = [torch.randn(min(args.batch_size, args.images - i * args.batch_size), 3, H, W, device=device, generator=gen)
+    gen = torch.Generator(device=device).manual_seed(b["seed"])
+    n_batches = -(-n_images // batch_size)
+    batches = [torch.randn(min(batch_size, n_images - i * batch_size), 3, H, W, device=device, generator=gen)
                for i in range(n_batches)]
 
     @torch.no_grad()
@@ -109,22 +110,23 @@ def main(argv: list[str] | None = None) -> dict:
     t_sum, err_sum = _time(decomp(False), batches, device)
     # the error check re-runs a plain forward per batch: subtract it for the decomposition's own time
     result = {
-        "model": args.model, "pretrained": None, "images": args.images, "batch_size": args.batch_size,
+        "model": b["model"], "pretrained": None, "images": n_images, "batch_size": batch_size,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}",
         "torch": torch.__version__, "dtype": "float32", "threads": torch.get_num_threads(),
         "plain_forward_s": round(t_plain, 3),
         "decompose_per_token_s": round(t_tok - t_plain, 3),
         "decompose_per_head_s": round(t_sum - t_plain, 3),
-        "decompose_per_token_images_per_s": round(args.images / max(t_tok - t_plain, 1e-9), 1),
+        "decompose_per_token_images_per_s": round(n_images / max(t_tok - t_plain, 1e-9), 1),
         "max_relative_error_per_token": err_tok, "max_relative_error_per_head": err_sum,
         "peak_memory_gb": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None,
     }
     text = json.dumps(result)
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    out = Path(b["output"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -6,7 +6,8 @@
 #   OUT=/some/dir bash benchmarks/gpu_suite.sh           # the full suite (~8 min on one H100)
 #   OUT=/tmp/x bash benchmarks/gpu_suite.sh --tiny       # ViT-B-32, a few samples: checks the plumbing (CPU ok)
 #
-# Bring the results home with: python benchmarks/write_results.py $OUT/results.json
+# Every script takes [--config FILE] key=value (defaults: the YAML beside it).
+# Bring the results home with: python benchmarks/write_results.py "bench.inputs=[$OUT/results.json]"
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_out}"
@@ -72,7 +73,7 @@ rm -rf "$WORK/train"
 # (3) cache bytes/sample for ViT-B-16 / ViT-L-14 need no GPU: measured on CPU (benchmarks/RESULTS.md)
 
 # (4) a 20k-scene training run with configs/default.yaml settings on random-init weights
-step "train_run" "$B_RUN" "$PY" benchmarks/train_run.py --json "$WORK/run.json" --max-time-s $(( B_RUN - 70 )) \
+step "train_run" "$B_RUN" "$PY" benchmarks/train_run.py bench.output="$WORK/run.json" bench.max_time_s=$(( B_RUN - 70 )) \
   encoder.pretrained=null trainer.accelerator="$ACCEL" logger.kind=csv run_dir="$WORK/run" resume=null \
   trainer.enable_progress_bar=false "${RUN_ARGS[@]}"
 
@@ -82,8 +83,9 @@ RESULTS=()
 for f in "$WORK"/score_*.json "$WORK/train.json" "$WORK/run.json"; do [ -f "$f" ] && RESULTS+=("$f"); done
 echo "=== results: ${RESULTS[*]:-none}" | tee -a "$LOG"
 if [ "${#RESULTS[@]}" -gt 0 ]; then
-  "$PY" benchmarks/write_results.py "${RESULTS[@]}" --smi "$SMI" --combined "$OUT/results.json" \
-    --results-md "$OUT/RESULTS_gpu.md" >> "$LOG" 2>&1 || echo "write_results failed (see above)" | tee -a "$LOG"
+  INPUTS="$(IFS=,; echo "${RESULTS[*]}")"
+  "$PY" benchmarks/write_results.py "bench.inputs=[$INPUTS]" bench.smi="$SMI" bench.combined="$OUT/results.json" \
+    bench.results_md="$OUT/RESULTS_gpu.md" >> "$LOG" 2>&1 || echo "write_results failed (see above)" | tee -a "$LOG"
 fi
 [ -d "$WORK/run" ] && find "$WORK/run" -name "metrics.csv" -exec cp {} "$OUT/run_metrics.csv" \; 2>/dev/null
 rm -rf "$WORK"

@@ -3,13 +3,15 @@
     python benchmarks/score_throughput.py                                   # benchmarks/score_throughput.yaml
     python benchmarks/score_throughput.py bench.models=[ViT-B-16,ViT-L-14] bench.output=score.json
     python benchmarks/score_throughput.py bench.device=cpu bench.batch_size=16 bench.precisions=[fp32]
+    python benchmarks/score_throughput.py --config MY.yaml   # a YAML with 'base: score_throughput.yaml'
 
 Same encoder weights, same images and the same B x K captions for every path:
 
 (a) plain CLIP: open_clip ``encode_image`` + ``encode_text`` (full 77-token context), normalised
     cosine of each image with its K options;
-(b) DCSM end to end: :func:`dcsm.features.encode_batch` (patch + token embeddings) then the head;
-(c) the head alone on (b)'s features in the cache dtype (the cached training/evaluation path).
+(b) DCSM end to end: ``DCSM(images, options)`` (``DCSM.encode``: patch + token embeddings, then the head);
+(c) ``DCSM(features)`` on (b)'s :class:`~dcsm.features.FeatureBatch` in the cache dtype (the cached
+    training/evaluation path: the head alone).
 
 A pair is one (image, caption option): pairs/s = B x K / seconds per batch. Writes a JSON
 (``bench.output``) and a table into ``benchmarks/RESULTS.md`` (``bench.results_md``).
@@ -20,21 +22,18 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from dcsm.cli import run_cli
-from dcsm.config import parse_cli
 from dcsm.data.synthetic import SyntheticScenes
-from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.evaluation import clip_scores, dcsm_scores
-from dcsm.features import CACHE_DTYPE, encode_batch
+from dcsm.encoders import FrozenCLIP
+from dcsm.features import CACHE_DTYPE, FeatureBatch
 from dcsm.io import atomic_write_json
-from dcsm.lit import build_head, to_plain
-from write_results import REPO, machine_info, update_results
+from dcsm.model import DCSM, build_dcsm
+from dcsm.runner import run_command
+from write_results import REPO, bench_config, machine_info, repo_path, update_results
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "score_throughput.yaml"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -108,15 +107,15 @@ def plain_clip(encoder: FrozenCLIP, images: torch.Tensor, captions: list[list[st
 
 
 @torch.no_grad()
-def dcsm_end_to_end(head: torch.nn.Module, encoder: FrozenCLIP, images: torch.Tensor, captions: list[list[str]]) -> torch.Tensor:
-    """(b): live features + head -> scores ``(N, K)``."""
-    f = encode_batch(encoder, {"images": images, "captions": captions, "label": torch.zeros(len(captions))})
-    return dcsm_scores(head, f)
+def dcsm_scores(model: DCSM, *inputs: Any) -> torch.Tensor:
+    """(b) ``model(images, options)``: live features + head; (c) ``model(features)``: the head
+    alone -> scores ``(N, K)``."""
+    return model(*inputs)
 
 
-def cached(features: dict[str, Any]) -> dict[str, Any]:
+def cached(features: FeatureBatch) -> FeatureBatch:
     """Feature batch with floats in the cache dtype, on their device (what a cached loader yields)."""
-    return {k: v.to(CACHE_DTYPE) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in features.items()}
+    return features.map(lambda t: t.to(CACHE_DTYPE) if t.is_floating_point() else t)
 
 
 def peak_mib(device: torch.device) -> float | None:
@@ -133,8 +132,8 @@ def bench_model(cfg: dict, model_name: str, device: torch.device) -> list[dict[s
     b = cfg["bench"]
     cfg = {**cfg, "encoder": {**cfg["encoder"], "model": model_name}}
     t0 = time.perf_counter()
-    encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(device)
-    head = build_head(cfg, encoder).to(device).eval()
+    model = build_dcsm(cfg).to(device).eval()
+    encoder = model.encoder
     build_s = time.perf_counter() - t0
     images, captions = scene_batch(cfg, encoder, b["batch_size"], b["split"])
     images = images.to(device)
@@ -142,19 +141,19 @@ def bench_model(cfg: dict, model_name: str, device: torch.device) -> list[dict[s
     pairs = n * k
     unique = len({c for opts in captions for c in opts})
     # fairness check: (a)'s cosine is the CLIP baseline that (b)'s features carry too
-    f32 = encode_batch(encoder, {"images": images, "captions": captions, "label": torch.zeros(n)})
-    check = float((plain_clip(encoder, images, captions) - clip_scores(f32)).abs().max())
+    f32 = model.encode(images, captions)  # encoding runs without autograd
+    check = float((plain_clip(encoder, images, captions) - DCSM.clip_scores(f32)).abs().max())
     rows = []
     for precision in b["precisions"]:
         row: dict[str, Any] = {"model": model_name, "precision": precision, "batch_size": n, "num_options": k,
                                "unique_captions": unique, "build_s": round(build_s, 1), "clip_vs_pooled_max_abs_diff": check}
         try:
             with precision_context(precision, device):
-                feats = cached(encode_batch(encoder, {"images": images, "captions": captions, "label": torch.zeros(n)}))
+                feats = cached(model.encode(images, captions))
                 paths = {
                     "clip": lambda: plain_clip(encoder, images, captions),
-                    "dcsm": lambda: dcsm_end_to_end(head, encoder, images, captions),
-                    "head": lambda: torch.no_grad()(dcsm_scores)(head, feats),
+                    "dcsm": lambda: dcsm_scores(model, images, captions),
+                    "head": lambda: dcsm_scores(model, feats),
                 }
                 for name, fn in paths.items():
                     reset_peak(device)
@@ -168,7 +167,7 @@ def bench_model(cfg: dict, model_name: str, device: torch.device) -> list[dict[s
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if not k.endswith("times_ms")),
               flush=True)
         rows.append(row)
-    del encoder, head
+    del encoder, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return rows
@@ -197,14 +196,13 @@ def run(cfg: dict) -> dict[str, Any]:
     if b["output"]:
         atomic_write_json(b["output"], res)
     if b["results_md"]:
-        path = Path(b["results_md"])
-        print(update_results(res, path if path.is_absolute() else REPO / path))
+        print(update_results(res, repo_path(b["results_md"])))
     return res
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run(to_plain(parse_cli(argv, default=DEFAULT_CONFIG)))
+    return run(bench_config(argv, DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_command(main)

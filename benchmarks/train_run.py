@@ -1,17 +1,19 @@
 """One timed ``train.py`` run: wall time per phase, training samples/s, peak GPU memory -> JSON.
 
-    python benchmarks/train_run.py --json run.json [--max-time-s 240] [--config FILE] [key=value ...]
+    python benchmarks/train_run.py bench.output=run.json [bench.max_time_s=240] [key=value ...]
+    python benchmarks/train_run.py --config MY.yaml bench.output=run.json   # MY.yaml: 'base: train_run.yaml'
 
-Builds the run with the same code as ``train.py`` (``dcsm.cli.setup``), encodes the feature
-cache on the training device first (timed on its own), then fits; epoch times exclude
-validation. ``--max-time-s`` hands Lightning a ``max_time`` so that a run on a time budget stops
+The config is ``benchmarks/train_run.yaml``: ``configs/default.yaml`` (the run, overridable as
+for ``train.py``) plus ``bench.output`` and ``bench.max_time_s``. Builds the run with the same
+code as ``train.py`` (:func:`dcsm.commands.train.setup`), encodes the feature cache on the
+training device first (timed on its own), then fits; epoch times exclude validation.
+``bench.max_time_s`` hands Lightning a ``max_time`` so that a run on a time budget stops
 cleanly after the epoch in progress; the JSON says how many epochs ran. Post-fit evaluation is
 not part of the run (``evaluate.py`` does it).
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from dcsm.cli import run_cli, setup
-from dcsm.config import parse_cli
+from dcsm.commands.train import setup
 from dcsm.io import atomic_write_json
-from dcsm.lit import to_plain
-from write_results import machine_info
+from dcsm.runner import run_command
+from write_results import REPO, bench_config, machine_info
+
+DEFAULT_CONFIG = REPO / "benchmarks" / "train_run.yaml"
+RUN_SECTIONS = ("encoder", "data", "trainer", "scorer", "maps", "optim")  # recorded in the results JSON
 
 
 class EpochTimer(L.Callback):
@@ -51,8 +55,13 @@ class EpochTimer(L.Callback):
         self.val_s.append(self._val)
 
 
-def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
+def run(cfg: dict) -> dict[str, Any]:
+    """Time one training run of ``cfg`` (``bench:`` names the JSON and the time budget)."""
     started = time.time()
+    bench = cfg.pop("bench")  # the run itself sees the train.py config only
+    if not bench["output"]:
+        raise ValueError("no results file. Fix: bench.output=run.json.")
+    max_time_s = bench["max_time_s"]
     if max_time_s:
         cfg["trainer"]["max_time"] = {"seconds": int(max_time_s)}
     module, dm, trainer, run_dir = setup(cfg)
@@ -92,7 +101,7 @@ def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
         "train_size": n_train,
         "max_epochs": cfg["trainer"]["max_epochs"],
         "epochs_run": len(epoch_s),
-        "config": {k_: cfg[k_] for k_ in ("encoder", "data", "trainer", "scorer", "maps", "optim")},
+        "config": {k_: cfg[k_] for k_ in RUN_SECTIONS},
         "figures": figures,
         "windows": {"run": [started, t_fit], "caching": [t0, t_cached], "fit": [t_cached, t_fit], "epochs": timer.epochs},
         "metrics": metrics,
@@ -101,18 +110,14 @@ def run(cfg: dict, json_path: Path, max_time_s: float | None) -> dict[str, Any]:
         "started": started,
         "finished": time.time(),
     }
-    atomic_write_json(json_path, res)
+    atomic_write_json(Path(bench["output"]), res)
     print(figures)
     return res
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--json", required=True, type=Path, help="where the results JSON goes")
-    p.add_argument("--max-time-s", type=float, default=None, help="stop training after this many seconds")
-    args, rest = p.parse_known_args(argv)
-    return run(to_plain(parse_cli(rest)), args.json, args.max_time_s)
+    return run(bench_config(argv, DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_command(main)

@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py encoder.model=ViT-B-32 bench.samples=192 bench.batch_sizes=[32] \
         bench.precision=32-true bench.device=cpu                        # small CPU run
     python benchmarks/train_throughput.py bench.cache_bytes_models=[ViT-B-16,ViT-L-14] bench.paths=[]
+    python benchmarks/train_throughput.py --config MY.yaml   # a YAML with 'base: train_throughput.yaml'
 
 Every path runs the step ``train.py`` runs — ``DCSMModule.training_step`` + backward + AdamW —
 on batches from the shard DataModule ``train.py`` builds; only the source differs:
@@ -14,7 +15,8 @@ on batches from the shard DataModule ``train.py`` builds; only the source differ
   (``data.source=features``), streamed by the loader workers;
 - ``resident``: the same feature batches kept on the device (no loader): the head's ceiling.
 
-The shards are written by the ``data_prep`` command-line tools (run as subprocesses). The cached
+The shards are written by the ``data_prep`` command-line tools (``python -m data_prep.<tool>
+section.key=value ...`` subprocesses; the encoder settings are this config's). The cached
 paths need more samples than are worth encoding, so the feature shards are hard-linked under
 extra names until one pass holds every timed batch (page-cache speed reads, as for a cache that
 fits in memory). A *pair* is one (image, caption option): pairs/s = samples/s x options.
@@ -35,23 +37,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import torch
 
-from dcsm.cli import run_cli
-from dcsm.config import parse_cli
 from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
-from dcsm.data.shards import feature_members, write_tar
+from dcsm.data.shards import write_tar
 from dcsm.data.synthetic import SyntheticScenes
 from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.evaluation import dcsm_scores
-from dcsm.features import CACHE_DTYPE, encode_batch
+from dcsm.features import CACHE_DTYPE, FeatureBatch, encode_batch
+from dcsm.features.shards import feature_members
 from dcsm.io import atomic_write_json
-from dcsm.lit import DCSMModule, build_head, to_plain
+from dcsm.lit import DCSMModule
+from dcsm.model import build_dcsm
 from dcsm.quantize import dequantize_int8, int8_bytes, quantize_int8
-from write_results import REPO, machine_info, update_results
+from dcsm.runner import run_command
+from write_results import REPO, bench_config, machine_info, repo_path, update_results
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "train_throughput.yaml"
 PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16}
@@ -81,27 +84,39 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 # ----------------------------------------------------------------------------- data
 
 
-def data_prep(tool: str, *args: str) -> None:
-    """Run ``data_prep/<tool>.py`` with this checkout's ``dcsm`` first on the path."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    cmd = [sys.executable, str(REPO / "data_prep" / f"{tool}.py"), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+def override(key: str, value: Any) -> str:
+    """``key=value`` as the config parser reads it back (None -> null, lists -> [a,b])."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, (list, tuple)):
+        text = f"[{','.join(str(v) for v in value)}]"
+    else:
+        text = str(value)
+    return f"{key}={text}"
+
+
+def data_prep(tool: str, *overrides: str) -> None:
+    """Run ``python -m data_prep.<tool> key=value ...`` from the repository root (so this
+    checkout's ``data_prep`` and ``dcsm`` are the ones run)."""
+    cmd = [sys.executable, "-m", f"data_prep.{tool}", *overrides]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
 
 
 def write_shards(cfg: dict, work: Path, device: torch.device) -> tuple[Path, Path, float]:
     """Raw synthetic shards and their feature shards -> (raw dir, feature dir, caching seconds)."""
-    b, e = cfg["bench"], cfg["encoder"]
+    b, d = cfg["bench"], cfg["data"]
     raw, feat = work / "raw", work / "feat"
-    data_prep("make_synthetic_shards", "--out", str(raw), "--num-samples", str(b["samples"]),
-              "--samples-per-shard", str(b["samples_per_shard"]), "--num-options", str(cfg["data"]["num_options"]),
-              "--image-size", str(cfg["data"]["image_size"]))
+    data_prep("make_synthetic_shards", *(override(f"synthetic_shards.{k}", v) for k, v in {
+        "out": raw, "num_samples": b["samples"], "samples_per_shard": b["samples_per_shard"], "seed": d["seed"],
+        "num_options": d["num_options"], "image_size": d["image_size"], "categories": d["categories"]}.items()))
     t0 = time.perf_counter()
-    data_prep("cache_features", "--shards", str(raw), "--out", str(feat), "--model", e["model"],
-              "--pretrained", e["pretrained"] or "none", "--max-tokens", str(e["max_tokens"]), "--seed", str(e["seed"]),
-              "--pad-rows", e["pad_rows"], *(["--keep-cls"] if e["keep_cls"] else []),
-              "--batch-size", str(b["cache_batch_size"]), "--device", str(device), "--no-opposite")
+    data_prep("cache_features", *(override(f"encoder.{k}", v) for k, v in cfg["encoder"].items()),
+              *(override(f"cache_features.{k}", v) for k, v in {
+                  "shards": raw, "out": feat, "batch_size": b["cache_batch_size"], "device": device, "opposite": False}.items()))
     return raw, feat, time.perf_counter() - t0
 
 
@@ -125,8 +140,9 @@ def loader(cfg: dict, source: str, urls: str | list[str], batch_size: int, sampl
     """The DataModule train loader ``train.py`` would build for these shards."""
     d = cfg["data"]
     dm = ShardDataModule(ShardDataConfig(
-        source=source, train_shards=urls, shuffle_buffer=d["shuffle_buffer"], seed=d["seed"], batch_size=batch_size,
-        num_workers=d["num_workers"], samples_per_epoch=samples, categories=tuple(d["categories"]),
+        source=source, train_shards=urls, val_shards=None, shuffle_buffer=d["shuffle_buffer"], seed=d["seed"],
+        batch_size=batch_size, num_workers=d["num_workers"], samples_per_epoch=samples,
+        categories=tuple(d["categories"]), with_opposite=False,
     ), encoder)
     dm.setup("fit")
     return dm.train_dataloader()
@@ -135,11 +151,16 @@ def loader(cfg: dict, source: str, urls: str | list[str], batch_size: int, sampl
 # ----------------------------------------------------------------------------- timing
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+Batch = dict[str, Any] | FeatureBatch  # raw (live path) or feature batch (cached paths)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, FeatureBatch):
+        return batch.to(device, non_blocking=True)
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def measure(module: DCSMModule, batches: Iterable[dict[str, Any]], device: torch.device, precision: str,
+def measure(module: DCSMModule, batches: Iterable[Batch], device: torch.device, precision: str,
             warmup: int, timed: int) -> dict[str, Any]:
     """Seconds and samples of ``timed`` training steps after ``warmup`` (device-synchronised),
     with the wall-clock window (for GPU-utilisation samples) and the warm-up seconds."""
@@ -159,7 +180,7 @@ def measure(module: DCSMModule, batches: Iterable[dict[str, Any]], device: torch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        seen += len(batch["label"])
+        seen += len(batch) if isinstance(batch, FeatureBatch) else len(batch["label"])
         if i + 1 >= warmup + timed:
             break
     sync(device)
@@ -170,7 +191,7 @@ def measure(module: DCSMModule, batches: Iterable[dict[str, Any]], device: torch
     return out
 
 
-def cycle(batches: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def cycle(batches: list[Batch]) -> Iterator[Batch]:
     while True:
         yield from batches
 
@@ -178,7 +199,7 @@ def cycle(batches: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def new_module(cfg: dict, encoder: FrozenCLIP, device: torch.device, compile_head: bool) -> DCSMModule:
     module = DCSMModule(cfg, encoder=encoder).to(device)
     if compile_head:
-        module.head = torch.compile(module.head)
+        module.model.head = torch.compile(module.model.head)
     return module
 
 
@@ -260,29 +281,28 @@ def cache_bytes(cfg: dict, model_name: str, device: torch.device, work: Path) ->
     items = [scenes[i] for i in range(n)]
     raw = {"images": torch.stack([encoder.preprocess(s.image) for s in items]).to(device),
            "captions": [list(s.captions) for s in items], "label": torch.tensor([s.label for s in items])}
-    f = encode_batch(encoder, raw)
     opp = encoder.encode_images(torch.stack([encoder.preprocess(s.opposite_image) for s in items]).to(device))
-    f.update(opposite_patches=opp.patches, opposite_image_pooled=opp.pooled)
+    f = replace(encode_batch(encoder, raw), opposite_patches=opp.patches, opposite_image_pooled=opp.pooled)
     members = []
     for i, s in enumerate(items):
-        sample = {key: v[i] for key, v in f.items() if isinstance(v, torch.Tensor)}
+        sample = {key: v for key, v in f.sample(i).items() if isinstance(v, torch.Tensor)}
         members += feature_members(f"s{i:06d}", sample, {"captions": s.captions, "label": s.label, "meta": s.meta})
     shard = work / f"bytes-{model_name}.tar"
     size = write_tar(shard, members)
     P, D = encoder.num_patches, encoder.embed_dim
-    K, L = f["token_mask"].shape[1:]
-    T = float(f["token_mask"].sum()) / n  # real token rows per sample
+    K, L = f.token_mask.shape[1:]
+    T = float(f.token_mask.sum()) / n  # real token rows per sample
     fp16 = 2 * (P * D + D + T * D + K * D) + K * L + 4 * K * L + 8  # + mask (bool) + ids (int32) + label
     int8 = fp16 - 2 * P * D + int8_bytes((P, D))
     opp_fp16, opp_int8 = 2 * (P * D + D), int8_bytes((P, D)) + 2 * D
     # int8 vs fp16 features through a random-init head of the configured architecture
-    head = build_head({**cfg, "encoder": ecfg}, encoder).to(device).eval()
-    f16 = {key: v.to(CACHE_DTYPE) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for key, v in f.items()}
+    model = build_dcsm({**cfg, "encoder": ecfg}, encoder).to(device).eval()
+    f16 = f.map(lambda t: t.to(CACHE_DTYPE) if t.is_floating_point() else t)
     with torch.no_grad():
-        ref = dcsm_scores(head, f16)
-        qp = {**f16, "patches": dequantize_int8(*quantize_int8(f16["patches"]))}
-        qa = {**qp, "tokens": dequantize_int8(*quantize_int8(f16["tokens"]))}
-        sp, sa = dcsm_scores(head, qp), dcsm_scores(head, qa)
+        ref = model(f16)
+        qp = replace(f16, patches=dequantize_int8(*quantize_int8(f16.patches)))
+        qa = replace(qp, tokens=dequantize_int8(*quantize_int8(f16.tokens)))
+        sp, sa = model(qp), model(qa)
     row = {
         "model": model_name, "num_patches": P, "embed_dim": D, "num_options": K, "max_tokens": L,
         "real_tokens_per_sample": T, "samples_in_shard": n, "with_opposite": True,
@@ -298,7 +318,7 @@ def cache_bytes(cfg: dict, model_name: str, device: torch.device, work: Path) ->
         "int8_argmax_agreement": float((sa.argmax(1) == ref.argmax(1)).float().mean()),
     }
     print(" ".join(f"{a}={v:.4g}" if isinstance(v, float) else f"{a}={v}" for a, v in row.items()), flush=True)
-    del encoder, head
+    del encoder, model
     return row
 
 
@@ -351,14 +371,13 @@ def run(cfg: dict) -> dict[str, Any]:
     if b["output"]:
         atomic_write_json(b["output"], res)
     if b["results_md"]:
-        path = Path(b["results_md"])
-        print(update_results(res, path if path.is_absolute() else REPO / path))
+        print(update_results(res, repo_path(b["results_md"])))
     return res
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run(to_plain(parse_cli(argv, default=DEFAULT_CONFIG)))
+    return run(bench_config(argv, DEFAULT_CONFIG))
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_command(main)

@@ -3,7 +3,11 @@
 The benchmark scripts write a results JSON and call :func:`render` + :func:`update_results`
 themselves. Results measured elsewhere (e.g. a GPU machine) are rendered from their JSON:
 
-    python benchmarks/write_results.py RESULT.json [RESULT2.json ...] [--results benchmarks/RESULTS.md]
+    python benchmarks/write_results.py "bench.inputs=[RESULT.json,RESULT2.json]" [bench.results_md=FILE] \
+        [bench.smi=smi.csv] [bench.combined=all.json]          # benchmarks/write_results.yaml
+
+Every benchmark script takes ``[--config FILE] [key=value ...]`` (:func:`bench_config`; without
+``--config`` the YAML beside the script), through the same runner as ``train.py``.
 
 RESULTS.md layout: ``## <script>`` sections, each holding ``### <setting>`` subsections; a
 subsection with the same heading line is replaced, others are kept.
@@ -11,7 +15,6 @@ subsection with the same heading line is replaced, others are kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,10 +26,32 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dcsm.io import atomic_write_text
+from dcsm.runner import command_config, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
+DEFAULT_CONFIG = REPO / "benchmarks" / "write_results.yaml"
 HEADER = "# Benchmarks\n\nFigures written by the scripts in this folder; each section names its machine and versions.\n"
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def bench_config(argv: Sequence[str] | None, default: Path) -> dict:
+    """A benchmark's ``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved
+    plain config; ``default`` (the YAML beside the script) when no ``--config`` is given."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cfg = command_config(args if "--config" in args else ["--config", str(default), *args])
+    if not isinstance(cfg.get("bench"), dict):
+        raise ValueError(f"the config has no bench: section. Fix: use {default.name} or a YAML with "
+                         f"'base: {default.name}' (or a run config) plus its bench: section.")
+    return cfg
+
+
+def repo_path(path: str | Path) -> Path:
+    """A path from a benchmark config: absolute as given, relative to the repository root otherwise."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
 
 
 # ----------------------------------------------------------------------------- machine
@@ -304,27 +329,25 @@ def update_results(res: dict[str, Any], path: str | Path = RESULTS) -> str:
     return f"### {heading}\n\n{body}"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Render benchmark result JSON files into RESULTS.md.")
-    p.add_argument("results", nargs="+", type=Path, help="JSON files written by the benchmarks / gpu_suite.sh")
-    p.add_argument("--results-md", type=Path, default=RESULTS, help="the Markdown file the sections go into")
-    p.add_argument("--smi", type=Path, default=None, help="nvidia-smi samples taken while the benchmarks ran")
-    p.add_argument("--combined", type=Path, default=None, help="also write all results (with GPU samples) as one JSON list")
-    args = p.parse_args(argv)
-    samples = read_smi(args.smi) if args.smi and args.smi.is_file() else []
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Render the ``bench.inputs`` result JSONs into ``bench.results_md`` (GPU samples from
+    ``bench.smi`` attached); ``bench.combined`` also gets them all as one JSON list."""
+    b = bench_config(argv, DEFAULT_CONFIG)["bench"]
+    if not b["inputs"]:
+        raise ValueError("no result files. Fix: bench.inputs=[RESULT.json,...] (written by the benchmarks / gpu_suite.sh).")
+    smi = Path(b["smi"]) if b["smi"] else None
+    samples = read_smi(smi) if smi is not None and smi.is_file() else []
     combined = []
-    for f in args.results:
-        data = json.loads(f.read_text())
+    for f in b["inputs"]:
+        data = json.loads(Path(f).read_text())
         for res in data if isinstance(data, list) else [data]:
             res = attach_gpu_samples(res, samples) if samples else res
             combined.append(res)
-            print(update_results(res, args.results_md), end="\n\n")
-    if args.combined:
-        atomic_write_text(args.combined, json.dumps(combined, indent=1, default=str) + "\n")
+            print(update_results(res, repo_path(b["results_md"])), end="\n\n")
+    if b["combined"]:
+        atomic_write_text(b["combined"], json.dumps(combined, indent=1, default=str) + "\n")
+    return combined
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, KeyError) as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

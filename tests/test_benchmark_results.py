@@ -60,7 +60,8 @@ def test_gpu_samples_are_attached_to_their_time_windows(wr, tmp_path) -> None:
     res = wr.attach_gpu_samples(res, wr.read_smi(smi))
     assert res["rows"][0]["gpu_util_mean"] == pytest.approx(85.0) and res["rows"][0]["gpu_mem_max_mib"] == 102
     out = tmp_path / "all.json"
-    wr.main([str(_dump(tmp_path, res)), "--smi", str(smi), "--combined", str(out), "--results-md", str(tmp_path / "R.md")])
+    wr.main([f"bench.inputs=[{_dump(tmp_path, res)}]", f"bench.smi={smi}", f"bench.combined={out}",
+             f"bench.results_md={tmp_path / 'R.md'}"])
     assert json.loads(out.read_text())[0]["rows"][0]["gpu_samples"] == 2
     assert "| cached | 256 | no | 1 | 1.0 | 1.0 | 4.0 | 85% |" in (tmp_path / "R.md").read_text()
 
@@ -74,3 +75,14 @@ def _dump(tmp_path, res: dict):
 def test_unknown_kind_is_refused(wr) -> None:
     with pytest.raises(ValueError, match="kind"):
         wr.render({"kind": "nope"})
+
+
+def test_command_line_needs_inputs_and_a_bench_section(wr, tmp_path) -> None:
+    with pytest.raises(ValueError, match="bench.inputs"):
+        wr.main([])  # benchmarks/write_results.yaml: no inputs by default
+    with pytest.raises(ValueError, match="unknown config key"):
+        wr.main(["bench.result=[x.json]"])
+    with pytest.raises(ValueError, match="no bench: section"):
+        wr.main(["--config", str(REPO / "configs" / "default.yaml")])
+    with pytest.raises(FileNotFoundError):
+        wr.main([f"bench.inputs=[{tmp_path / 'missing.json'}]", f"bench.results_md={tmp_path / 'R.md'}"])

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from dcsm.config import load_yaml
+from dcsm.config import load_yaml, to_plain
 from dcsm.data.synthetic import SyntheticScenes
-from dcsm.evaluation import dcsm_scores
-from dcsm.features import CACHE_DTYPE, encode_batch
-from dcsm.lit import build_head, to_plain
+from dcsm.features import CACHE_DTYPE
+from dcsm.model import build_dcsm
 from dcsm.quantize import dequantize_int8, int8_bytes, quantize_int8
 from tests.conftest import REPO, TINY_SPEC
 
@@ -49,17 +50,20 @@ def test_int8_cached_features_keep_dcsm_scores_within_1e_2_of_fp16(encoder) -> N
     cfg = to_plain(load_yaml(REPO / "configs" / "default.yaml"))
     cfg["encoder"] = {**cfg["encoder"], **TINY_SPEC.to_dict()}
     torch.manual_seed(0)
-    head = build_head(cfg, encoder).eval()
+    model = build_dcsm(cfg, encoder).eval()
     scenes = SyntheticScenes(16, split="test", seed=0, image_size=224, num_options=4)
     items = [scenes[i] for i in range(16)]
-    raw = {"images": torch.stack([encoder.preprocess(s.image) for s in items]),
-           "captions": [list(s.captions) for s in items], "label": torch.tensor([s.label for s in items])}
-    f = {k: v.to(CACHE_DTYPE) if v.is_floating_point() else v for k, v in encode_batch(encoder, raw).items()}
+    images = torch.stack([encoder.preprocess(s.image) for s in items])
     with torch.no_grad():
-        ref = dcsm_scores(head, f)
-        q_patches = {**f, "patches": dequantize_int8(*quantize_int8(f["patches"]))}
-        q_all = {**q_patches, "tokens": dequantize_int8(*quantize_int8(f["tokens"]))}
+        f = model.encode(images, [list(s.captions) for s in items])
+    f = f.map(lambda t: t.to(CACHE_DTYPE) if t.is_floating_point() else t)
+    assert f.patches.dtype == CACHE_DTYPE and f.token_ids.dtype == torch.long
+    with torch.no_grad():
+        ref = model(f)
+        assert ref.shape == (16, 4)
+        q_patches = replace(f, patches=dequantize_int8(*quantize_int8(f.patches)))
+        q_all = replace(q_patches, tokens=dequantize_int8(*quantize_int8(f.tokens)))
         for q in (q_patches, q_all):
-            diff = float((dcsm_scores(head, q) - ref).abs().max())
+            diff = float((model(q) - ref).abs().max())
             assert diff < SCORE_TOL, diff
             assert diff > 0  # the quantisation did change the inputs
