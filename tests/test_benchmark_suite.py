@@ -131,8 +131,6 @@ def test_two_checkpoints_get_a_column_each(tree: Path, ckpt: Path, encoder, tmp_
     assert (tmp_path / "two.csv").read_text().splitlines()[0] == "subset,label,n,dcsm:runA,clip:ViT-B-32:none,dcsm:runB,status,expected_path"
 
 
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="dcsm.diagnostics.pruning.synthetic_task still builds SyntheticDataConfig with the pre-refactor fields")
 def test_eval_diagnostics_on_a_bare_encoder_and_a_checkpoint(tmp_path: Path, ckpt: Path, tree: Path) -> None:
     tiny = ["eval.diagnostics=[heads]", "diagnostics.image_set.size=4", "diagnostics.textspan.m=2",
             "diagnostics.heads.top_k=2", "diagnostics.batch_size=4", "encoder.model=ViT-B-32", "encoder.pretrained=null",

@@ -75,6 +75,6 @@ def test_decomposition_speed_script_tiny(tmp_path: Path) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "speed.json"
-    res = mod.main(["--tiny", "--out", str(out)])
+    res = mod.main(["--config", str(Path(__file__).parents[1] / "benchmarks" / "decomposition_speed_tiny.yaml"), f"bench.output={out}"])
     assert json.loads(out.read_text()) == res
     assert res["images"] == 4 and res["max_relative_error_per_token"] < 1e-4

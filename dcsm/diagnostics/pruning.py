@@ -42,10 +42,13 @@ class Task:
 def synthetic_task(transform: Callable, split: str, size: int, seed: int, render_size: int, num_options: int,
                    categories: Sequence[str]) -> Task:
     """Synthetic scenes (``dcsm.data``) of one split as a :class:`Task` (rendered once, kept in memory)."""
+    from ..config import DEFAULT_CONFIG, load_yaml, to_plain
     from ..data.module import SyntheticDataConfig, scene_dataset
 
-    cfg = SyntheticDataConfig(**{f"{split}_size": size}, image_size=render_size, num_options=num_options,
-                              categories=tuple(categories), seed=seed)
+    run_cfg = to_plain(load_yaml(DEFAULT_CONFIG))  # the synthetic data's one home; this task's keys on top
+    run_cfg["data"].update({f"{split}_size": size}, image_size=render_size, num_options=num_options,
+                           categories=list(categories), seed=seed)
+    cfg = SyntheticDataConfig.from_config(run_cfg)
     ds = scene_dataset(cfg, split, transform)
     items = [ds[i] for i in range(len(ds))]
     return Task(
