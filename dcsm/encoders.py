@@ -11,7 +11,7 @@ Not supported yet (a clear ``UnsupportedModelError`` is raised at load time):
 - CoCa (attentional pooler between tokens and projection) and models with a Hugging Face
   text tower (``CustomTextCLIP``).
 
-Embeddings follow DESIGN.md §1: patch tokens come from open_clip's own forward with
+Embeddings: patch tokens come from open_clip's own forward with
 ``visual.output_tokens = True`` (after ``ln_post``), projected by ``visual.proj``;
 text tokens are the transformer outputs after ``ln_final`` projected by ``text_projection``.
 All are L2-normalised.
