@@ -164,3 +164,18 @@ def test_bf16_mixed_precision_trains(tmp_path: Path) -> None:
     assert 0.0 <= report["metrics"]["test"]["dcsm"]["all"] <= 1.0
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["state_dict"]["head.scorer.fc1.weight"].dtype == torch.float32  # mixed: fp32 master weights
+
+
+def test_evaluate_honours_or_refuses_every_override(trained: tuple[Path, dict], tmp_path: Path) -> None:
+    """No silent override: data.* sets the synthetic splits scored; a model key that differs from the
+    checkpoint and a training-only key are refused with one line naming the key."""
+    _, report = trained
+    ckpt = report["checkpoint"]
+    ev = evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={tmp_path / 'e.json'}", "data.test_size=3", "eval.splits=[test]"])
+    assert ev["metrics"]["test"]["n"]["all"] == 3
+    with pytest.raises(ConfigError, match=r"encoder.model='ViT-B-16' conflicts with checkpoint .* trained with 'ViT-B-32'"):
+        evaluate_main([f"eval.checkpoint={ckpt}", "encoder.model=ViT-B-16"])
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs has no effect in evaluate.py"):
+        evaluate_main([f"eval.checkpoint={ckpt}", "trainer.max_epochs=3"])
+    evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={tmp_path / 'f.json'}", "encoder.model=ViT-B-32", "eval.splits=[test]",
+                   "data.test_size=3"])  # the checkpoint's own value is fine

@@ -11,21 +11,78 @@ or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON lands
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..benchmark_eval import run_benchmark_from_config
 from ..benchmark_suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
-from ..checkpoints import load_dcsm
-from ..config import to_plain
+from ..checkpoints import load_dcsm, upgrade_config
+from ..config import ConfigError, load_yaml, to_plain
 from ..data.benchmark_dataset import BENCHMARKS
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..model import DCSM
+from ..reference import REFERENCE_CONFIG, is_reference_checkpoint
+from ..safe_load import read_checkpoint
 from ..report import format_benchmark_table
 from ..runner import command_config, default_device
 
 SYNTHETIC = "synthetic"
 DIAGNOSTICS_DIR = "diagnostics"
+MODEL_SECTIONS = ("encoder", "functional_rows", "maps", "scorer")  # come from the checkpoint
+TRAIN_ONLY_SECTIONS = ("optim", "trainer", "checkpoint", "resume", "loss")  # nothing to evaluate with
+HONOURED_MODEL_KEYS = ("encoder.pretrained",)  # the same weights from another place (a local file)
+
+
+def command_line_keys(argv: Sequence[str] | None) -> list[str]:
+    """The keys the user set as ``key=value`` (not the config file's defaults)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:
+        i = args.index("--config")
+        del args[i: i + 2]
+    return [a.split("=", 1)[0] for a in args if "=" in a]
+
+
+def _lookup(cfg: dict, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: str) -> tuple[FrozenCLIP | None, dict]:
+    """Honour what an evaluation can honour, refuse the rest (one line naming the key).
+
+    Returns an encoder to load the checkpoint with (``encoder.pretrained`` given: the checkpoint's
+    encoder spec with those weights) or None, and the ``data.*`` overrides (synthetic splits).
+    Raises :class:`ConfigError` for training-only keys, ``data.*`` on a benchmark run, and
+    model-defining keys that differ from what the checkpoint was trained with.
+    """
+    for key in keys:
+        if key.split(".")[0] in TRAIN_ONLY_SECTIONS:
+            raise ConfigError(f"{key} has no effect in evaluate.py (it only sets training). Fix: drop {key}=...")
+        if key.startswith("data.") and bench != SYNTHETIC:
+            raise ConfigError(f"{key} has no effect on eval.benchmark={bench} (the benchmark's files set the data). Fix: drop {key}=...")
+    raw = read_checkpoint(checkpoint)
+    if is_reference_checkpoint(raw):
+        saved = to_plain(load_yaml(REFERENCE_CONFIG))
+    else:
+        hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+        saved = upgrade_config(dict(hp.get("cfg", {})))
+    for key in keys:
+        if key.split(".")[0] in MODEL_SECTIONS and key not in HONOURED_MODEL_KEYS:
+            new, old = _lookup(cfg, key), _lookup(saved, key)
+            if new != old:
+                raise ConfigError(
+                    f"{key}={new!r} conflicts with checkpoint '{checkpoint}', trained with {old!r}: evaluate.py scores the "
+                    f"model the checkpoint holds. Fix: drop {key}=..., or train a model with it."
+                )
+    encoder = None
+    pretrained = cfg["encoder"]["pretrained"]
+    if "encoder.pretrained" in keys and saved.get("encoder") and pretrained != saved["encoder"].get("pretrained"):
+        encoder = FrozenCLIP(EncoderSpec(**{**saved["encoder"], "pretrained": pretrained}))
+    data = {key.split(".", 1)[1]: _lookup(cfg, key) for key in keys if key.startswith("data.")}
+    return encoder, data
 
 
 def _run_dir(cfg: dict, checkpoint: str | None) -> Path:
@@ -71,9 +128,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          "Fix: eval.checkpoint=ONE_PATH, or eval.benchmark=all eval.data_root=DIR.")
     model = None
     diagnostics = None
+    encoder, data_overrides = None, {}
+    for ckpt in ckpts:  # every override is honoured or refused, never silently ignored
+        encoder, data_overrides = checked_overrides(cfg, command_line_keys(argv), ckpt, bench)
+    if encoder is not None and bench == SUITE_BENCHMARK:
+        raise ConfigError("encoder.pretrained=... with eval.benchmark=all is not supported yet. Fix: evaluate one benchmark at a time.")
+    if ckpts and bench in BENCHMARKS and (ev.get("diagnostics") or encoder is not None):
+        model = load_dcsm(ckpts[0], encoder=encoder)[0]  # loaded once, shared with the benchmark run
     if ev.get("diagnostics"):
-        if ckpts and bench in BENCHMARKS:
-            model = load_dcsm(ckpts[0])[0]  # loaded once, shared with the benchmark run
         diagnostics = run_eval_diagnostics(cfg, ckpts[0] if ckpts else None, model)
         if not ckpts and bench != SUITE_BENCHMARK:
             return {"diagnostics": diagnostics}
@@ -93,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from ..lit import load_module  # Lightning: the synthetic path only
         from .train import evaluate_and_report
 
-        module = load_module(ckpts[0])
+        module = load_module(ckpts[0], encoder=encoder)
+        module.cfg["data"].update(data_overrides)  # e.g. data.test_size: the splits scored
         ckpt = Path(ckpts[0])
         out = Path(ev["output"]) if ev["output"] else ckpt.parent.parent / f"eval_{bench}.json"
         report = evaluate_and_report(module, ckpt, ev["splits"], ev["batch_size"], out, f"\nmetrics: {out}\n")
