@@ -12,6 +12,11 @@ VG-Attribution, NCD and SugarCrepe files (the whole suite at once: :mod:`dcsm.be
 and reports accuracy per subset and per group (WhatsUp: preposition; NegBench: question type)
 plus WhatsUp Controlled-A/B pair and set accuracy (:func:`dcsm.metrics.mcq_metrics`).
 
+A tie for the top score counts as wrong (:data:`dcsm.metrics.TIE_RULE`, written into every
+report); tied items are counted per scorer and subset (``n_tied``). Items with options that
+differ as text but are identical after truncation to ``encoder.max_tokens`` are counted per
+subset (``n_truncation_identical``) and named in a warning: the map cannot tell them apart.
+
 Outputs, all written atomically: a metrics JSON in the CLIP_benchmark spirit (``model``,
 ``pretrained``, ``dataset``, ``task``, ``metrics`` ...), a Markdown table next to it (same
 name, ``.md``) and, with ``logger.kind=wandb`` (offline by default), a W&B run with the metrics
@@ -44,13 +49,16 @@ from .encoders import FrozenCLIP
 from .evaluation import score_batches
 from .features.encode import encode_batch
 from .heatmaps import HEATMAP_SIZE, render_heatmap, spatial_heatmap
-from .metrics import mcq_metrics
+from .metrics import TIE_RULE, mcq_metrics, top_choice
 from .model import DCSM
 from .prompts import PROMPT_STYLES
 from .report import format_benchmark_table, nan_to_none, write_report
 from .runner import default_device
 
-__all__ = ["DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline"]
+__all__ = [
+    "DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline",
+    "truncation_identical", "count_truncation_identical",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,8 @@ def score_dcsm_and_clip(
     model: DCSM, dataset: BenchmarkDataset, batch_size: int, num_workers: int, max_failures: int, progress: bool
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], list[dict[str, Any]]]:
     """One pass of the shared scoring loop: DCSM and same-encoder CLIP scores per item index,
-    and the first failures (DCSM wrong) with their heatmaps for the correct and the predicted caption."""
+    and the first failures (DCSM wrong, ties included) with their heatmaps for the correct and the
+    best-scored other caption (``"shown"``: the prediction, or for a tie a tied rival)."""
     head, spec = model.head, model.encoder.spec
     dcsm_out: dict[int, torch.Tensor] = {}
     clip_out: dict[int, torch.Tensor] = {}
@@ -84,13 +93,14 @@ def score_dcsm_and_clip(
     loader = tqdm(dataset.loader(batch_size, num_workers), desc=f"{dataset.benchmark}: dcsm+clip", unit="batch", disable=not progress)
     for scores, f in score_batches(model, loader, model.encoder.device):
         dcsm, clip, label = scores["dcsm"].float(), scores["clip"].float(), scores["label"]
-        pred = dcsm.argmax(dim=1)
+        pred = top_choice(dcsm)
+        rival = dcsm.scatter(1, label[:, None], float("-inf")).argmax(dim=1)  # best option other than the label
         for r, idx in enumerate(scores["item_index"].tolist()):
             dcsm_out[idx], clip_out[idx] = dcsm[r], clip[r]
         for r in (pred != label).nonzero().flatten().tolist():
             if len(failures) >= max_failures:
                 break
-            pair = torch.tensor([int(label[r]), int(pred[r])], device=f.tokens.device)
+            pair = torch.tensor([int(label[r]), int(rival[r])], device=f.tokens.device)
             tok, msk, ids = f.tokens[r : r + 1, pair], f.token_mask[r : r + 1, pair], f.token_ids[r : r + 1, pair]
             with torch.no_grad():
                 maps = head.fp32_maps(f.patches[r : r + 1], tok, msk, ids)[0]  # (2, L, P)
@@ -99,7 +109,7 @@ def score_dcsm_and_clip(
                 spatial_heatmap(maps[j], msk[0, j], model.encoder.grid_size, spec.keep_cls, None if fr is None else fr[j])
                 for j in range(2)
             ]
-            failures.append({"item_index": int(scores["item_index"][r]), "heatmaps": heat})
+            failures.append({"item_index": int(scores["item_index"][r]), "shown": int(rival[r]), "heatmaps": heat})
     return dcsm_out, clip_out, failures
 
 
@@ -114,6 +124,45 @@ def score_baseline(
         for r, idx in enumerate(batch["item_index"].tolist()):
             out[idx] = scores[r]
     return out
+
+
+def truncation_identical(encoder: FrozenCLIP, dataset: BenchmarkDataset) -> list[int]:
+    """Positions in ``dataset.items`` of the items with two options whose (prompt-styled) captions
+    differ but whose kept token ids (``encoder.truncate`` to ``max_tokens``, after the tokenizer's
+    own cut at CLIP's context) are identical: their maps are identical, so they tie.
+
+    All options are tokenized in one call and compared by row id (``torch.unique``), not per token.
+    """
+    if not len(dataset):
+        return []
+    flat = [c for caps in dataset.captions for c in caps]
+    kept, _ = encoder.truncate(encoder.tokenize(flat), flat)
+    row_id = torch.unique(kept, dim=0, return_inverse=True)[1].tolist()  # (C,) one id per distinct kept row
+    out, start = [], 0
+    for i, caps in enumerate(dataset.captions):
+        ids = row_id[start : start + len(caps)]
+        start += len(caps)
+        if len(set(ids)) < len(set(caps)):  # two different texts collapsed onto one kept row
+            out.append(i)
+    return out
+
+
+def count_truncation_identical(encoder: FrozenCLIP, dataset: BenchmarkDataset) -> dict[str, int]:
+    """:func:`truncation_identical` counted per subset (every scored subset listed, 0 included);
+    one warning names the first such item."""
+    counts = {it.subset: 0 for it in dataset.items}
+    found = truncation_identical(encoder, dataset)
+    for i in found:
+        counts[dataset.items[i].subset] += 1
+    if found:
+        item = dataset.items[found[0]]
+        log.warning(
+            "%d item(s) of %s have options that differ as text but are identical after truncation to "
+            "encoder.max_tokens=%d, e.g. %s row %s (%s); they score as ties, which count as wrong. "
+            "Fix: raise encoder.max_tokens (at most the text context) or shorten the options.",
+            len(found), dataset.benchmark, encoder.spec.max_tokens, item.source, item.row, dataset.captions[found[0]],
+        )
+    return counts
 
 
 def _wandb_failures(report: dict[str, Any], failures: list[dict[str, Any]], items: list[MCQItem]) -> Any:
@@ -213,6 +262,7 @@ def run_benchmark(
         )
     if len(dataset) == 0:
         log.warning("no image of %s was found under '%s': nothing scored. Fix: check eval.image_root.", benchmark, image_root)
+    n_truncation_identical = count_truncation_identical(model.encoder, dataset)
 
     scores: dict[str, dict[int, torch.Tensor]] = {}
     failures: list[dict[str, Any]] = []
@@ -230,7 +280,7 @@ def run_benchmark(
 
     scored = dataset.items
     metrics = {
-        n: mcq_metrics(scored, [int(scores[n][i].argmax()) for i in dataset.indices]) for n in names
+        n: mcq_metrics(scored, [int(top_choice(scores[n][i])) for i in dataset.indices]) for n in names
     }
 
     failure_records = []
@@ -238,12 +288,12 @@ def run_benchmark(
         idx = fail["item_index"]
         item = items[idx]
         caps = styled_captions(item, prompt_style, benchmark)
-        pred = int(scores[DCSM_SCORER][idx].argmax())
+        pred, shown = int(top_choice(scores[DCSM_SCORER][idx])), fail["shown"]
         failure_records.append({
             "source": item.source, "row": item.row, "subset": item.subset, "group": item.group,
             "raw_image_path": item.raw_image_path, "image_path": str(item.image_path),
-            "label": item.label, "prediction": pred, "clip_prediction": int(scores[CLIP_SCORER][idx].argmax()),
-            "correct_caption": caps[item.label], "predicted_caption": caps[pred], "captions": caps,
+            "label": item.label, "prediction": pred, "clip_prediction": int(top_choice(scores[CLIP_SCORER][idx])),
+            "tied": pred < 0, "correct_caption": caps[item.label], "predicted_caption": caps[shown], "captions": caps,
             "dcsm_scores": _rounded(scores[DCSM_SCORER][idx]), "clip_scores": _rounded(scores[CLIP_SCORER][idx]),
         })
 
@@ -266,6 +316,8 @@ def run_benchmark(
         "baselines": [{"name": b.name, "model": b.model, "pretrained": b.pretrained} for b in parsed],
         "encoder": spec.to_dict(),
         "metrics": metrics,
+        "tie_rule": TIE_RULE,
+        "n_truncation_identical": n_truncation_identical,
         "failures": failure_records,
         "dcsm_version": __version__,
         "output": str(output),

@@ -14,7 +14,9 @@ absent, or none of whose images is on disk, is listed as skipped with the path i
 Outputs, written atomically next to each other: the JSON (CLIP_benchmark records, one per
 (column, subset), plus the full per-group metrics and missing-image counts), a Markdown table
 (``.md``) and a CSV (``.csv``) with a row per subset and a column per scorer
-(:mod:`dcsm.suite_table`).
+(:mod:`dcsm.suite_table`). A tie for the top score counts as wrong (``tie_rule``, stated under
+the Markdown table); tied items are counted per column and subset (``n_tied``), and items whose
+options are identical after truncation per DCSM column and subset (``n_truncation_identical``).
 """
 
 from __future__ import annotations
@@ -25,17 +27,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .benchmark_eval import CLIP_SCORER, DCSM_SCORER, score_baseline, score_dcsm_and_clip
+from .benchmark_eval import CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline, score_dcsm_and_clip
 from .checkpoints import load_dcsm
 from .data.benchmark_dataset import BenchmarkDataset, parse_baseline
 from .data.benchmarks import MCQItem
 from .data.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
 from .encoders import FrozenCLIP
 from .io import atomic_write_json, atomic_write_text
-from .metrics import mcq_metrics
+from .metrics import TIE_RULE, mcq_metrics, top_choice
 from .model import DCSM
 from .prompts import PROMPT_STYLES
-from .report import nan_to_none
+from .report import nan_to_none, tie_rule_line
 from .runner import default_device
 from .suite_table import render_csv, render_markdown, suite_json
 
@@ -147,6 +149,7 @@ def run_suite(
     columns: dict[str, dict[str, Any]] = {}
     preds: dict[str, dict[str, list[int]]] = {}
     datasets: dict[str, BenchmarkDataset] = {}
+    truncated: dict[str, dict[str, int]] = {}
     clip_done: set[str] = set()
     single = len(models) == 1
     for model, ckpt in models:
@@ -165,10 +168,11 @@ def run_suite(
         for sub in loaded:
             ds = BenchmarkDataset(sub.items, model.encoder.preprocess, prompt_style, sub.loader)
             datasets.setdefault(sub.subset, ds)
+            truncated.setdefault(name, {})[sub.subset] = count_truncation_identical(model.encoder, ds).get(sub.subset, 0)
             dcsm, clip, _ = score_dcsm_and_clip(model, ds, batch_size, num_workers, 0, progress)
-            preds.setdefault(name, {})[sub.subset] = [int(dcsm[i].argmax()) for i in ds.indices]
+            preds.setdefault(name, {})[sub.subset] = [int(top_choice(dcsm[i])) for i in ds.indices]
             if clip_name:
-                preds.setdefault(clip_name, {})[sub.subset] = [int(clip[i].argmax()) for i in ds.indices]
+                preds.setdefault(clip_name, {})[sub.subset] = [int(top_choice(clip[i])) for i in ds.indices]
         model.to("cpu")  # one model on the device at a time
     for b in parsed:
         name = _unique(b.name, taken)
@@ -178,7 +182,7 @@ def run_suite(
             ds = BenchmarkDataset(sub.items, enc.preprocess, prompt_style, sub.loader)
             datasets.setdefault(sub.subset, ds)
             scores = score_baseline(enc, ds, batch_size, num_workers, f"{sub.subset} {b.name}", progress)
-            preds.setdefault(name, {})[sub.subset] = [int(scores[i].argmax()) for i in ds.indices]
+            preds.setdefault(name, {})[sub.subset] = [int(top_choice(scores[i])) for i in ds.indices]
         del enc
 
     metrics = {
@@ -188,7 +192,8 @@ def run_suite(
     counts = {s.subset: len(datasets[s.subset]) for s in loaded}
     names = list(columns)
     title = f"Benchmark suite: multiple-choice accuracy (%), prompt style `{prompt_style}`"
-    markdown = render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title)
+    n_tied = {col: {s: m["n_tied"] for s, m in per.items()} for col, per in metrics.items()}
+    markdown = render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n") + _tie_notes(n_tied, truncated) + "\n"
     report: dict[str, Any] = {
         **suite_json(accuracy, columns, counts=counts, skipped=skipped),
         "dataset": SUITE_BENCHMARK,
@@ -198,6 +203,9 @@ def run_suite(
         "accuracy": accuracy,
         "counts": counts,
         "metrics": metrics,
+        "tie_rule": TIE_RULE,
+        "n_tied": n_tied,
+        "n_truncation_identical": truncated,
         "annotation_files": {s.subset: [str(f) for f in s.files] for s in loaded},
         "missing_images": {s.subset: {"count": len(datasets[s.subset].missing), "paths": datasets[s.subset].missing}
                            for s in loaded},
@@ -212,6 +220,18 @@ def run_suite(
     atomic_write_text(output.with_suffix(".csv"), render_csv(accuracy, names, counts=counts, skipped=skipped))
     report["table"] = markdown
     return report
+
+
+def _tie_notes(n_tied: dict[str, dict[str, int]], truncated: dict[str, dict[str, int]]) -> str:
+    """Lines under the suite table: the tie rule, then the non-zero tie and truncation counts."""
+    lines = ["", "", tie_rule_line()]
+    tied = [f"{col} {s}: {n}" for col, per in n_tied.items() for s, n in per.items() if n]
+    if tied:
+        lines += ["", "Tied items (counted wrong): " + ", ".join(tied)]
+    trunc = [f"{col} {s}: {n}" for col, per in truncated.items() for s, n in per.items() if n]
+    if trunc:
+        lines += ["", "Items whose options are identical after truncation to encoder.max_tokens: " + ", ".join(trunc)]
+    return "\n".join(lines)
 
 
 def checkpoint_list(value: Any) -> list[str]:

@@ -21,6 +21,7 @@ from .config import to_plain
 from .encoders import FrozenCLIP
 from .evaluation import score_batch
 from .features.batch import FeatureBatch
+from .metrics import top_choice
 from .model import DCSM, DCSMHead, build_dcsm
 
 MODEL_PREFIX = "model."
@@ -30,7 +31,7 @@ LOSSES = ("mcq", "paired")
 def mcq_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Multiple-choice cross-entropy over each image's K options -> (loss, accuracy)."""
     scores = model(f)  # (N, K)
-    return F.cross_entropy(scores, f.label), (scores.argmax(1) == f.label).float().mean()
+    return F.cross_entropy(scores, f.label), (top_choice(scores) == f.label).float().mean()  # a tie counts wrong
 
 
 def paired_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +46,7 @@ def paired_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tenso
                         image_pooled=torch.cat([f.image_pooled, f.opposite_image_pooled]), text_pooled=pick(f.text_pooled))  # (2N, 2N)
     target = torch.arange(2 * n, device=scores.device)
     loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
-    return loss, (scores.argmax(1) == target).float().mean()
+    return loss, (top_choice(scores) == target).float().mean()
 
 
 LOSS_FNS = {"mcq": mcq_loss, "paired": paired_loss}
@@ -116,12 +117,12 @@ class DCSMModule(L.LightningModule):
         loss = F.cross_entropy(dcsm, label)
         name = self.val_names[dataloader_idx]
         self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False, sync_dist=True)
-        # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all
+        # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all; a tie counts wrong
         n_cat = max(len(self.categories), 1)
         cat = scores.get("category", torch.zeros_like(label))
         cat = cat if len(self.categories) else torch.zeros_like(cat)
         hits = torch.stack(
-            [torch.ones_like(dcsm[:, 0]), (dcsm.argmax(1) == label).float(), (clip.argmax(1) == label).float()], dim=1
+            [torch.ones_like(dcsm[:, 0]), (top_choice(dcsm) == label).float(), (top_choice(clip) == label).float()], dim=1
         )
         known = (cat >= 0) & (cat < n_cat)  # shards may carry categories outside the list (-1)
         stats = torch.zeros(n_cat + 1, 3, device=dcsm.device).index_add_(0, cat[known].long(), hits[known])

@@ -15,6 +15,12 @@ defined as in the WhatsUp benchmark's own evaluation:
 with ``n`` the number of items of that subset passed in. The original prints these as
 percentages; here every accuracy is a fraction in [0, 1]. Groups are reported per subset
 (``per_group[subset][group]``) so that e.g. NegBench COCO and VOC question types stay apart.
+
+Ties (:data:`TIE_RULE`): every evaluation turns scores into a choice with :func:`top_choice`,
+which returns :data:`TIE` when two or more options share the top score. Options that are equal
+after truncation (past ``encoder.max_tokens`` or CLIP's context) score bit-identically, and a
+plain argmax would pick the first of them, which in WhatsUp files is the answer; a tie
+therefore never counts as correct, and the tied items are counted (``n_tied``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ import torch
 
 from .data.benchmarks import MCQItem
 
-__all__ = ["category_accuracy", "mcq_metrics", "CONTROLLED_PAIRS"]
+__all__ = ["category_accuracy", "mcq_metrics", "top_choice", "TIE", "TIE_RULE", "CONTROLLED_PAIRS"]
+
+#: :func:`top_choice`'s prediction when the top score is shared; never equal to a label.
+TIE = -1
+#: The tie rule, written into every report.
+TIE_RULE = "a tie for the top score counts as wrong; tied items are counted as n_tied"
 
 #: Controlled subsets -> the two relation pairs whose joint correctness makes a "pair".
 CONTROLLED_PAIRS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
@@ -38,13 +49,27 @@ _ITEMS_PER_PAIR = 2  # denominators of the original: n / 2 pairs ...
 _ITEMS_PER_SET = 4  # ... and n / 4 sets
 
 
+def top_choice(scores: torch.Tensor) -> torch.Tensor:
+    """The chosen option of each row of scores ``(..., K)`` -> long ``(...)``.
+
+    The index of the top score when it is unique, :data:`TIE` (-1) when two or more options
+    share it (exact equality: options that are identical after truncation have identical ids and
+    embeddings, hence bit-identical scores; distinct real-valued scores practically never tie).
+    """
+    if scores.dim() == 0 or scores.shape[-1] == 0:
+        raise ValueError(f"scores must have shape (..., K) with K >= 1 options, got {tuple(scores.shape)}")
+    top = scores.max(dim=-1, keepdim=True).values
+    shared = (scores == top).sum(dim=-1) > 1
+    return torch.where(shared, torch.full_like(shared, TIE, dtype=torch.long), scores.argmax(dim=-1))
+
+
 def _as_index_list(predictions: Sequence[int] | torch.Tensor) -> list[int]:
     """Predictions as a list of Python ints; a tensor must be 1-D."""
     if isinstance(predictions, torch.Tensor):
         if predictions.dim() != 1:
             raise ValueError(
                 f"predictions must be a 1-D tensor of option indices, got shape {tuple(predictions.shape)}; "
-                "take argmax over the option scores first"
+                "take top_choice over the option scores first"
             )
         if predictions.is_floating_point():
             raise ValueError("predictions must be integer option indices, got a floating-point tensor")
@@ -80,24 +105,28 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
 
     Args:
         items: the evaluated items (the caller leaves out items without an image).
-        predictions: one predicted option index per item, aligned with ``items``.
+        predictions: one predicted option index per item, aligned with ``items``, or
+            :data:`TIE` (-1) for a tie (:func:`top_choice`), which counts as wrong.
 
     Returns:
         ``{"accuracy", "n", "per_subset": {subset: {"accuracy", "n"}},
         "per_group": {subset: {group: {"accuracy", "n"}}},
-        "pair_accuracy": {subset: float}, "set_accuracy": {subset: float}}``; the last two hold
-        WhatsUp controlled subsets only. Empty inputs give NaN accuracies.
+        "pair_accuracy": {subset: float}, "set_accuracy": {subset: float},
+        "n_tied": int, "n_tied_per_subset": {subset: int},
+        "n_tied_per_group": {subset: {group: int}}}``; pair and set accuracy hold WhatsUp
+        controlled subsets only. Empty inputs give NaN accuracies.
     """
     preds = _as_index_list(predictions)
     if len(preds) != len(items):
         raise ValueError(f"got {len(preds)} predictions for {len(items)} items; they must be aligned one to one")
     for i, (item, pred) in enumerate(zip(items, preds)):
-        if not 0 <= pred < len(item.captions):
+        if pred != TIE and not 0 <= pred < len(item.captions):
             raise ValueError(
                 f"prediction {pred} at position {i} is out of range for {len(item.captions)} options "
                 f"({item.source} row {item.row})"
             )
-    correct = [pred == item.label for item, pred in zip(items, preds)]
+    correct = [pred == item.label for item, pred in zip(items, preds)]  # a TIE is never a label
+    tied = [pred == TIE for pred in preds]
 
     by_subset: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
@@ -105,11 +134,14 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
 
     per_subset: dict[str, dict[str, float | int]] = {}
     per_group: dict[str, dict[str, dict[str, float | int]]] = {}
+    tied_subset: dict[str, int] = {}
+    tied_group: dict[str, dict[str, int]] = {}
     pair_accuracy: dict[str, float] = {}
     set_accuracy: dict[str, float] = {}
     for subset, idx in by_subset.items():
         n_ok = sum(correct[i] for i in idx)
         per_subset[subset] = {"accuracy": _accuracy(n_ok, len(idx)), "n": len(idx)}
+        tied_subset[subset] = sum(tied[i] for i in idx)
         groups: dict[str, list[int]] = defaultdict(list)
         for i in idx:
             if items[i].group is not None:
@@ -119,6 +151,7 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
                 g: {"accuracy": _accuracy(sum(correct[i] for i in gi), len(gi)), "n": len(gi)}
                 for g, gi in sorted(groups.items())
             }
+            tied_group[subset] = {g: sum(tied[i] for i in gi) for g, gi in sorted(groups.items())}
         if subset in CONTROLLED_PAIRS:
             pa, sa = _pair_and_set([items[i] for i in idx], [correct[i] for i in idx], subset)
             pair_accuracy[subset] = pa
@@ -131,23 +164,33 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
         "per_group": per_group,
         "pair_accuracy": pair_accuracy,
         "set_accuracy": set_accuracy,
+        "n_tied": sum(tied),
+        "n_tied_per_subset": tied_subset,
+        "n_tied_per_group": tied_group,
     }
 
 
 def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str], key: str = "category") -> dict[str, dict[str, float]]:
-    """Accuracy of DCSM and CLIP per category and overall.
+    """Accuracy of DCSM and CLIP per category and overall; a tie for the top score counts as
+    wrong (:func:`top_choice`).
 
-    Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n}}``.
+    Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n},
+    "n_tied": {"dcsm": {"all": n, cat: n}, "clip": {...}}}``.
     """
     label = scores["label"]
-    correct = {m: (scores[m].argmax(dim=1) == label).float() for m in ("dcsm", "clip")}
+    choice = {m: top_choice(scores[m]) for m in ("dcsm", "clip")}
+    correct = {m: (c == label).float() for m, c in choice.items()}
+    tied = {m: c == TIE for m, c in choice.items()}
     cat = scores[key] if key in scores else torch.zeros_like(label)
     names = list(categories) if key in scores else ["all"]
     result: dict[str, dict[str, float]] = {m: {"all": float(c.mean()) if len(c) else float("nan")} for m, c in correct.items()}
     result["n"] = {"all": int(len(label))}
+    n_tied = {m: {"all": int(t.sum())} for m, t in tied.items()}
     for i, name in enumerate(names):
         sel = cat == i
         result["n"][name] = int(sel.sum())
         for m, c in correct.items():
             result[m][name] = float(c[sel].mean()) if sel.any() else float("nan")
+            n_tied[m][name] = int(tied[m][sel].sum())
+    result["n_tied"] = n_tied  # type: ignore[assignment]
     return result

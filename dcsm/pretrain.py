@@ -35,6 +35,7 @@ from .data.module import SyntheticDataConfig, scene_dataset
 from .encoders import EncoderSpec, FrozenCLIP
 from .features import collate_mcq, ensure_features
 from .io import atomic_write_json
+from .metrics import top_choice
 from .model import DCSM
 
 PRETRAIN_CONFIG = CONFIG_DIR / "pretrain_toy_clip.yaml"
@@ -127,7 +128,7 @@ def clip_cosine_accuracy(
     for batch in loader:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         f = ensure_features(encoder, batch)
-        hits.append((DCSM.clip_scores(f).argmax(1) == f.label).float().cpu())
+        hits.append((top_choice(DCSM.clip_scores(f)) == f.label).float().cpu())  # a tie counts wrong
         cats.append(batch["category"].cpu())
     hit, cat = torch.cat(hits), torch.cat(cats)
     out = {name: float(hit[cat == i].mean()) for i, name in enumerate(cfg.categories) if (cat == i).any()}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .io import atomic_write_json, atomic_write_text
+from .metrics import TIE_RULE
 
 MISSING_SHOWN_IN_TABLE = 20
 SUMMARY_KEYS = ("n_items", "n_scored")
@@ -24,9 +25,16 @@ def nan_to_none(obj: Any) -> Any:
     return obj
 
 
+def tie_rule_line() -> str:
+    """The line under every Markdown table that states how ties count."""
+    return f"Ties: {TIE_RULE}."
+
+
 def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], categories: Sequence[str]) -> str:
-    """Markdown table: one row per split x category, DCSM vs CLIP accuracy (%)."""
+    """Markdown table: one row per split x category, DCSM vs CLIP accuracy (%); under it the tie
+    rule and, where any, the number of tied items per split (all categories)."""
     lines = ["| split | category | n | DCSM acc (%) | CLIP acc (%) |", "|---|---|---:|---:|---:|"]
+    tied_notes = []
     for split, res in results.items():
         for name in [*categories, "all"]:
             if name not in res["n"]:
@@ -34,6 +42,12 @@ def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], cate
             lines.append(
                 f"| {split} | {name} | {res['n'][name]} | {100 * res['dcsm'][name]:.1f} | {100 * res['clip'][name]:.1f} |"
             )
+        tied = {m: res.get("n_tied", {}).get(m, {}).get("all", 0) for m in ("dcsm", "clip")}
+        if any(tied.values()):
+            tied_notes.append(f"- {split}: n tied DCSM {tied['dcsm']}, CLIP {tied['clip']}")
+    lines += ["", tie_rule_line()]
+    if tied_notes:
+        lines += ["", "Tied items (counted wrong):", *tied_notes]
     return "\n".join(lines)
 
 
@@ -49,7 +63,8 @@ def _pct(value: Any) -> str:
 def format_benchmark_table(report: dict[str, Any]) -> str:
     """Markdown: a header naming model, checkpoint and prompt style, then one row per subset,
     per group (preposition / question type), pair and set accuracy, and overall; one accuracy
-    column (%) per scorer; then the missing images."""
+    column (%) per scorer; an ``n tied`` row per subset where a scorer had ties; the tie rule;
+    the items whose options became identical after truncation; then the missing images."""
     metrics: dict[str, Any] = report["metrics"]
     scorers = list(report.get("scorers") or metrics)
     first = metrics[scorers[0]]
@@ -76,14 +91,26 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
                 vals.append("n/a")
         lines.append(f"| {subset} | {metric} | {n} | " + " | ".join(vals) + " |")
 
+    def tied_row(subset: str, n: Any, get: Callable[[dict[str, Any]], Any]) -> None:
+        counts = [get(metrics[s]) if isinstance(metrics[s], dict) else None for s in scorers]
+        if any(counts):
+            lines.append(f"| {subset} | n tied | {n} | " + " | ".join("n/a" if c is None else str(c) for c in counts) + " |")
+
     for subset, sub in first["per_subset"].items():
         row(subset, "accuracy", sub["n"], lambda m, s=subset: m["per_subset"][s]["accuracy"])
+        tied_row(subset, sub["n"], lambda m, s=subset: m.get("n_tied_per_subset", {}).get(s))
         for group, g in first.get("per_group", {}).get(subset, {}).items():
             row(subset, group, g["n"], lambda m, s=subset, gr=group: m["per_group"][s][gr]["accuracy"])
         if subset in first.get("pair_accuracy", {}):
             row(subset, "pair accuracy", sub["n"], lambda m, s=subset: m["pair_accuracy"][s])
             row(subset, "set accuracy", sub["n"], lambda m, s=subset: m["set_accuracy"][s])
     row("all", "accuracy", first["n"], lambda m: m["accuracy"])
+    tied_row("all", first["n"], lambda m: m.get("n_tied"))
+    lines += ["", tie_rule_line()]
+    trunc = {s: n for s, n in (report.get("n_truncation_identical") or {}).items() if n}
+    if trunc:
+        lines += ["", "Items whose options differ as text but are identical after truncation to encoder.max_tokens "
+                  "(they tie): " + ", ".join(f"{s} {n}" for s, n in trunc.items())]
     if missing["count"]:
         lines += ["", f"Missing images ({missing['count']}):", ""]
         lines += [f"- `{p}`" for p in missing["paths"][:MISSING_SHOWN_IN_TABLE]]
@@ -148,7 +175,9 @@ def write_report(
 ) -> dict[str, Any]:
     """Metrics JSON at ``output`` + Markdown beside it (``.md``), both atomic; then, with
     ``logger.kind=wandb`` in ``logger_cfg``, a W&B run, recorded in the JSON as ``wandb``.
-    Results are written first, so that a W&B problem never loses them."""
+    Results are written first, so that a W&B problem never loses them. Every report states the
+    tie rule (``tie_rule``)."""
+    report.setdefault("tie_rule", TIE_RULE)
     atomic_write_json(output, report)
     atomic_write_text(output.with_suffix(".md"), markdown + "\n")
     if logger_cfg and logger_cfg.get("kind") == "wandb":
