@@ -33,7 +33,7 @@ Semantics follow the original code; nothing is copied from it.
   an object ``{id: {"filename", "caption", "negative_caption"}}`` over COCO val2017 images
   (``filename`` relative to the val2017 folder). Options ``(caption, negative_caption)``,
   label 0. Subset ``sugarcrepe_{name}``. The original counts a tie as wrong (``pos > neg``);
-  an argmax over the options counts it as right (ties do not occur with real-valued scores).
+  a tie for the top score counts as wrong (dcsm.metrics.TIE_RULE).
 """
 
 from __future__ import annotations
