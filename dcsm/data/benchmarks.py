@@ -155,8 +155,8 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _read_json_list(path: PathLike, fix: str) -> list[Any]:
-    """Parse a JSON file whose top level must be a list."""
+def _read_json(path: PathLike, expected: type, what: str, fix: str) -> Any:
+    """Parse a JSON file whose top level must be an ``expected`` (``what`` names it in the error)."""
     p = Path(path)
     try:
         with open(p, encoding=_CSV_ENCODING) as fh:
@@ -171,11 +171,16 @@ def _read_json_list(path: PathLike, fix: str) -> list[Any]:
             f"{p.name}: not valid UTF-8 ({exc.reason} at byte {exc.start}). "
             f"Fix: save the file as UTF-8 (file: {p})"
         ) from exc
-    if not isinstance(data, list):
+    if not isinstance(data, expected):
         raise BenchmarkFormatError(
-            f"{p.name}: top level: expected a JSON list of rows, got {_type_name(data)}. Fix: {fix} (file: {p})"
+            f"{p.name}: top level: expected {what}, got {_type_name(data)}. Fix: {fix} (file: {p})"
         )
     return data
+
+
+def _read_json_list(path: PathLike, fix: str) -> list[Any]:
+    """Parse a JSON file whose top level must be a list of rows."""
+    return _read_json(path, list, "a JSON list of rows", fix)
 
 
 def _check_caption(path: PathLike, row: int | str, field: str, value: Any, fix: str) -> str:

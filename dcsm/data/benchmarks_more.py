@@ -55,6 +55,7 @@ from .benchmarks import (
     _check_caption,
     _error,
     _json_row_label,
+    _read_json,
     _type_name,
     resolve_image,
 )
@@ -224,25 +225,6 @@ def load_clevr_bind(csv_path: PathLike, image_root: PathLike | None, subset: str
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_json(path: PathLike, expected: type, fix: str) -> Any:
-    p = Path(path)
-    try:
-        with open(p, encoding=_ENCODING) as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise BenchmarkFormatError(
-            f"{p.name}: line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}). "
-            f"Fix: repair the JSON syntax or re-download the file (file: {p})"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFormatError(f"{p.name}: not valid UTF-8 ({exc.reason}). Fix: save the file as UTF-8 (file: {p})") from exc
-    if not isinstance(data, expected):
-        raise BenchmarkFormatError(
-            f"{p.name}: top level: expected a JSON {expected.__name__}, got {_type_name(data)}. Fix: {fix} (file: {p})"
-        )
-    return data
-
-
 def _number(path: Path, where: str, field: str, value: Any, fix: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _error(path, where, field, f"expected a number, got {value!r}", fix)
@@ -265,7 +247,7 @@ def load_vg_attribution(json_path: PathLike, image_root: PathLike | None) -> lis
     p = Path(json_path)
     fix = ("each row must be an object with image_path, bbox_x, bbox_y, bbox_w, bbox_h, true_caption, "
            "false_caption (ARO visual_genome_attribution.json)")
-    rows = _read_json(p, list, fix)
+    rows = _read_json(p, list, "a JSON list", fix)
     items: list[MCQItem] = []
     for index, row in enumerate(rows):
         where = _json_row_label(index)
@@ -376,7 +358,7 @@ def load_sugarcrepe(json_path: PathLike, image_root: PathLike | None, subset: st
             )
         subset = SUGARCREPE_PREFIX + stem
     fix = 'the file must be a JSON object {"0": {"filename": ..., "caption": ..., "negative_caption": ...}, ...}'
-    data = _read_json(p, dict, fix)
+    data = _read_json(p, dict, "a JSON dict", fix)
     kind = stem.split("_")[0] if "_" in stem else None
     items: list[MCQItem] = []
     for index, (key, row) in enumerate(data.items()):
