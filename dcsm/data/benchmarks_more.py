@@ -39,7 +39,6 @@ Semantics follow the original code; nothing is copied from it.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
