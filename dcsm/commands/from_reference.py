@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from ..config import CONFIG_DIR, parse_cli, to_plain
 from ..data.reference_layout import ReferenceLayout, scan_reference_data
 from ..data.shards import write_shards
-from .pair_shards import PairRow, PairSamples, plan_samples
+from .pair_shards import PairRow, PairSamples, plan_samples, print_summary
 
 CONFIG = CONFIG_DIR / "from_reference.yaml"
 SECTION = "reference_data"
@@ -86,11 +86,5 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     cfg = to_plain(parse_cli(argv, default=CONFIG))[SECTION]
     manifests = convert(cfg)
     for split, m in manifests.items():
-        st = m["stats"]
-        print(f"{Path(cfg['out']) / split}: {m['num_samples']} samples in {m['num_shards']} shards from {st['rows']} rows")
-        for kind in ("missing_images", "unreadable_images", "too_few_negatives"):
-            if st[kind]["count"]:
-                print(f"  skipped {st[kind]['count']} row(s): {kind.replace('_', ' ')}")
-                for item in st[kind]["items"][:20]:
-                    print(f"    row {item['row']}: {item.get('path') or repr(item.get('caption'))}")
+        print_summary(Path(cfg["out"]) / split, m)
     return manifests

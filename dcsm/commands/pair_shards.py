@@ -258,14 +258,23 @@ def pair_shards(cfg: dict) -> dict:
     manifest = make_pair_shards(c["input"], c["out"], image_root=c["image_root"], num_options=c["num_options"],
                                 samples_per_shard=c["samples_per_shard"], seed=c["seed"], prefix=c["prefix"],
                                 key_prefix=c["key_prefix"], overwrite=c["overwrite"])
+    print_summary(c["out"], manifest)
+    return manifest
+
+
+SKIP_KINDS = ("missing_images", "unreadable_images", "too_few_negatives")
+SKIPS_SHOWN = 20
+
+
+def print_summary(out: str | Path, manifest: dict) -> None:
+    """Samples and shards written to ``out``, and the rows skipped, by reason (first few named)."""
     st = manifest["stats"]
-    print(f"{c['out']}: {manifest['num_samples']} samples in {manifest['num_shards']} shards from {st['rows']} rows")
-    for kind in ("missing_images", "unreadable_images", "too_few_negatives"):
+    print(f"{out}: {manifest['num_samples']} samples in {manifest['num_shards']} shards from {st['rows']} rows")
+    for kind in SKIP_KINDS:
         if st[kind]["count"]:
             print(f"  skipped {st[kind]['count']} row(s): {kind.replace('_', ' ')}")
-            for item in st[kind]["items"][:20]:
+            for item in st[kind]["items"][:SKIPS_SHOWN]:
                 print(f"    row {item['row']}: {item.get('path') or repr(item.get('caption'))}")
-    return manifest
 
 
 
