@@ -8,13 +8,10 @@ answer. These tests plant such files and check that ties are counted and counted
 from __future__ import annotations
 
 import json
-import random
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from dcsm.benchmark_eval import run_benchmark
 from dcsm.config import load_yaml, to_plain
@@ -23,6 +20,7 @@ from dcsm.encoders import EncoderSpec
 from dcsm.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top_choice
 from dcsm.model import DCSM, build_dcsm
 from dcsm.report import format_synthetic_table
+from tests.test_benchmark_eval import _draw  # a drawn image whose content depends on its file name
 
 REPO = Path(__file__).resolve().parents[1]
 NO_LOGGER = {"kind": "none"}
@@ -47,18 +45,6 @@ def module(encoder) -> DCSM:
     assert encoder.spec.to_dict() == EncoderSpec(**cfg["encoder"]).to_dict()
     torch.manual_seed(0)
     return build_dcsm(cfg, encoder).eval()
-
-
-def _draw(path: Path) -> None:
-    """A small image whose content depends on its file name."""
-    rng = random.Random(zlib.crc32(path.name.encode()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.new("RGB", (64, 64), tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(im)
-    for _ in range(3):
-        x, y, s = rng.randrange(44), rng.randrange(44), rng.randrange(8, 20)
-        draw.rectangle([x, y, x + s, y + s], fill=tuple(rng.randrange(256) for _ in range(3)))
-    im.save(path)
 
 
 def _controlled_a(tmp_path: Path, options) -> tuple[Path, Path]:
