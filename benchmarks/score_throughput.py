@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from dcsm.data.synthetic import SyntheticScenes
 from dcsm.encoders import FrozenCLIP
 from dcsm.features import CACHE_DTYPE, FeatureBatch
-from dcsm.io import atomic_write_json
 from dcsm.model import DCSM, build_dcsm
 from dcsm.runner import run_command
-from write_results import REPO, bench_config, machine_info, repo_path, update_results
+from write_results import REPO, bench_config, machine_info, save_result
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "score_throughput.yaml"
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -193,10 +192,7 @@ def run(cfg: dict) -> dict[str, Any]:
         "started": started,
         "finished": time.time(),
     }
-    if b["output"]:
-        atomic_write_json(b["output"], res)
-    if b["results_md"]:
-        print(update_results(res, repo_path(b["results_md"])))
+    save_result(res, b)
     return res
 
 

@@ -49,12 +49,11 @@ from dcsm.data.synthetic import SyntheticScenes
 from dcsm.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import CACHE_DTYPE, FeatureBatch, encode_batch
 from dcsm.features.shards import feature_members
-from dcsm.io import atomic_write_json
 from dcsm.lit import DCSMModule
 from dcsm.model import build_dcsm
 from dcsm.quantize import dequantize_int8, int8_bytes, quantize_int8
 from dcsm.runner import run_command
-from write_results import REPO, bench_config, machine_info, repo_path, update_results
+from write_results import REPO, bench_config, machine_info, save_result
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "train_throughput.yaml"
 PRECISIONS = {"32-true": None, "bf16-mixed": torch.bfloat16}
@@ -368,10 +367,7 @@ def run(cfg: dict) -> dict[str, Any]:
         "started": started,
         "finished": time.time(),
     }
-    if b["output"]:
-        atomic_write_json(b["output"], res)
-    if b["results_md"]:
-        print(update_results(res, repo_path(b["results_md"])))
+    save_result(res, b)
     return res
 
 

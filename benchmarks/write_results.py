@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dcsm.io import atomic_write_text
+from dcsm.io import atomic_write_json, atomic_write_text
 from dcsm.runner import command_config, run_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -327,6 +327,14 @@ def update_results(res: dict[str, Any], path: str | Path = RESULTS) -> str:
     old = path.read_text() if path.is_file() else ""
     atomic_write_text(path, update_text(old, section, heading, body))
     return f"### {heading}\n\n{body}"
+
+
+def save_result(res: dict[str, Any], bench: dict[str, Any]) -> None:
+    """A benchmark's result: JSON to ``bench.output`` and its section into ``bench.results_md`` (each if set)."""
+    if bench["output"]:
+        atomic_write_json(bench["output"], res)
+    if bench["results_md"]:
+        print(update_results(res, repo_path(bench["results_md"])))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
