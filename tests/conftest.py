@@ -19,6 +19,17 @@ def _threads() -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_wandb_settings():
+    """wandb keeps one settings singleton per process, read from the environment when first
+    created; a test that changes WANDB_MODE must not leak the mode into the next one."""
+    yield
+    import sys
+
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+
+
 @pytest.fixture(scope="session")
 def encoder() -> FrozenCLIP:
     return FrozenCLIP(TINY_SPEC)

@@ -114,7 +114,7 @@ def test_callback_runs_at_validation_end_and_logs_to_wandb_offline(enc: FrozenCL
     cfg = small_cfg() | {"text_bank": str(load_small_bank(tmp_path))}
     cb = DiagnosticsCallback(["heads"], cfg, out_dir=tmp_path / "diag", every_n_epochs=1)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=2)
-    logger = WandbLogger(project="dcsm-test", save_dir=str(tmp_path), offline=True)
+    logger = WandbLogger(project="dcsm-test", save_dir=str(tmp_path), mode="offline")
     trainer = L.Trainer(max_epochs=1, callbacks=[cb], logger=logger, enable_progress_bar=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path)
     trainer.fit(_Module(enc), data, data)
