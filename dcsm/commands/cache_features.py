@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..config_checks import check_shard_paths
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..features.writer import cache_shards
 from ..runner import command_config, default_device
@@ -25,6 +26,7 @@ def cache_features(cfg: dict) -> dict:
     for key in ("shards", "out"):
         if not c[key]:
             raise ValueError(f"{SECTION}.{key} is not set. Fix: {SECTION}.{key}=PATH (raw shards / output folder).")
+    check_shard_paths(cfg, [f"{SECTION}.shards"])
     encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(default_device(c["device"]))
     manifest = cache_shards(encoder, c["shards"], c["out"], c["batch_size"], with_opposite=c["opposite"],
                             overwrite=c["overwrite"])
