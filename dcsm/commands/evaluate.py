@@ -24,6 +24,7 @@ from ..encoders import EncoderSpec, FrozenCLIP
 from ..model import DCSM
 from ..reference import REFERENCE_CONFIG, is_reference_checkpoint
 from ..safe_load import read_checkpoint
+from ..progress import progress_enabled
 from ..report import format_benchmark_table
 from ..runner import command_config, default_device
 
@@ -108,7 +109,7 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
         scorers={"dcsm": lambda x, o: model(x.to(model.encoder.device), o)} if model is not None else None,
-        wandb_run=None,
+        wandb_run=None, progress=progress_enabled(cfg),
     )
     print(f"\ndiagnostics: {report['files']['json']}\n")
     return report
