@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .functional_rows import resolve_lexicon
 from .io import atomic_write_json
 from .model import DCSM
@@ -59,6 +59,15 @@ def is_head_export(path: str | Path) -> bool:
         return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _installed_version() -> str | None:
+    """The installed dcsm's version (read from its metadata: importing the package here would
+    close an import circle through dcsm.load)."""
+    try:
+        return metadata.version("dcsm")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _sha256(path: Path) -> str:
@@ -105,7 +114,7 @@ def export_head(model: DCSM, cfg: dict, out: str | Path, *, hyper_parameters: di
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "dcsm_version": __version__,
+        "dcsm_version": _installed_version(),
         "tensors": tensors_path.name,
         "sha256": _sha256(tensors_path),
         "num_tensors": len(state),
