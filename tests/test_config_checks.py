@@ -117,3 +117,13 @@ def test_batch_mixing_option_counts_names_shard_and_key(tmp_path: Path, capsys) 
     assert "a batch mixes samples with [3, 4] caption options" in err
     assert f"of shard '{tmp_path / 'k3' / 'k3-000000.tar'}' has 3" in err
     assert "sample '" in err and "Fix:" in err
+
+
+def test_dataloader_worker_errors_print_their_own_last_line() -> None:
+    from dcsm.runner import one_line
+
+    wrapped = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                         '  File "x.py", line 1, in f\n    raise ValueError(...)\n'
+                         "ValueError: a batch mixes samples with [3, 4] caption options: sample 'k' of shard 's' has 3\n")
+    assert one_line(wrapped) == "a batch mixes samples with [3, 4] caption options: sample 'k' of shard 's' has 3"
+    assert one_line(ValueError("plain\n  message")) == "plain message"
