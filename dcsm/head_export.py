@@ -23,7 +23,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .functional_rows import resolve_lexicon
-from .io import atomic_write_json
 from .model import DCSM
 from .safe_load import CheckpointError
 
@@ -126,6 +125,8 @@ def export_head(model: DCSM, cfg: dict, out: str | Path, *, hyper_parameters: di
         "source_checkpoint": source,
         "run_config": {k: v for k, v in cfg.items() if k not in MODEL_SECTIONS},
     }
+    from .io import atomic_write_json  # here, not at the top: dcsm.io imports Lightning, loading an export must not
+
     atomic_write_json(json_path, record)
     return {**record, "files": {"tensors": str(tensors_path), "config": str(json_path)}}
 
