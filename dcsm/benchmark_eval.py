@@ -22,7 +22,8 @@ Outputs, all written atomically: a metrics JSON in the CLIP_benchmark spirit (``
 name, ``.md``) and, with ``logger.kind=wandb`` (offline by default), a W&B run with the metrics
 and a table of DCSM failure examples and their heatmaps. The prompt style used is written into
 every output. Rows whose image is not found are reported with their paths and counted; the
-other rows are scored.
+other rows are scored; so are rows whose image exists but cannot be read (truncated, empty, not
+an image): counted and listed with the reason (``unreadable_images``), the rest scored.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoints import load_dcsm
@@ -45,12 +45,13 @@ from .data.benchmark_dataset import (
     styled_captions,
 )
 from .data.benchmarks import MCQItem
-from .encoders import FrozenCLIP
+from .encoders import FrozenCLIP, PooledCLIP
 from .evaluation import score_batches
 from .features.encode import encode_batch
 from .heatmaps import HEATMAP_SIZE, render_heatmap, spatial_heatmap
 from .metrics import TIE_RULE, mcq_metrics, top_choice
 from .model import DCSM
+from .progress import progress_bar, progress_enabled
 from .prompts import PROMPT_STYLES
 from .report import format_benchmark_table, nan_to_none, write_report
 from .runner import default_device
@@ -90,7 +91,8 @@ def score_dcsm_and_clip(
     dcsm_out: dict[int, torch.Tensor] = {}
     clip_out: dict[int, torch.Tensor] = {}
     failures: list[dict[str, Any]] = []
-    loader = tqdm(dataset.loader(batch_size, num_workers), desc=f"{dataset.benchmark}: dcsm+clip", unit="batch", disable=not progress)
+    loader = progress_bar(dataset.loader(batch_size, num_workers), progress, desc=f"{dataset.benchmark}: dcsm+clip",
+                          total=len(dataset.batches(batch_size)), unit="batch")
     for scores, f in score_batches(model, loader, model.encoder.device):
         dcsm, clip, label = scores["dcsm"].float(), scores["clip"].float(), scores["label"]
         pred = top_choice(dcsm)
@@ -115,15 +117,39 @@ def score_dcsm_and_clip(
 
 @torch.no_grad()
 def score_baseline(
-    encoder: FrozenCLIP, dataset: BenchmarkDataset, batch_size: int, num_workers: int, name: str, progress: bool
+    encoder: PooledCLIP, dataset: BenchmarkDataset, batch_size: int, num_workers: int, name: str, progress: bool
 ) -> dict[int, torch.Tensor]:
-    """Pooled-cosine scores of an extra baseline encoder per item index."""
+    """Pooled-cosine scores ``(K,)`` of an extra baseline (any open_clip model) per item index:
+    unit-norm ``encode_image`` against unit-norm ``encode_text`` of each item's options."""
     out: dict[int, torch.Tensor] = {}
-    for batch in tqdm(dataset.loader(batch_size, num_workers), desc=f"{dataset.benchmark}: {name}", unit="batch", disable=not progress):
-        scores = DCSM.clip_scores(encode_batch(encoder, batch)).float().cpu()
+    for batch in progress_bar(dataset.loader(batch_size, num_workers), progress, desc=f"{dataset.benchmark}: {name}",
+                              total=len(dataset.batches(batch_size)), unit="batch"):
+        captions: list[list[str]] = batch["captions"]
+        n, k = len(captions), len(captions[0])
+        img = encoder.encode_images(batch["images"])  # (n, D)
+        txt = encoder.encode_texts([c for opts in captions for c in opts]).view(n, k, -1)  # (n, K, D)
+        scores = torch.einsum("nkd,nd->nk", txt, img).cpu()
         for r, idx in enumerate(batch["item_index"].tolist()):
             out[idx] = scores[r]
     return out
+
+
+def scored_indices(dataset: BenchmarkDataset, scores: dict[str, dict[int, torch.Tensor]]) -> list[int]:
+    """Item indices (report order) that every scorer scored: the found images minus the
+    unreadable ones."""
+    return [i for i in dataset.indices if i not in dataset.unreadable and all(i in per for per in scores.values())]
+
+
+def warn_unreadable(unreadable: dict[str, Any], benchmark: str, output: str | Path) -> None:
+    """One warning naming the first unreadable images (all are listed in the report)."""
+    if not unreadable["count"]:
+        return
+    shown = "\n  ".join(f"{r['path']}: {r['reason']}" for r in unreadable["items"][:MISSING_SHOWN_IN_LOG])
+    more = unreadable["count"] - MISSING_SHOWN_IN_LOG
+    log.warning(
+        "%d image(s) of %s could not be read (truncated, empty or not an image); their rows are skipped and listed in %s:"
+        "\n  %s%s", unreadable["count"], benchmark, output, shown, f"\n  ... {more} more" if more > 0 else "",
+    )
 
 
 def truncation_identical(encoder: FrozenCLIP, dataset: BenchmarkDataset) -> list[int]:
@@ -271,16 +297,20 @@ def run_benchmark(
             model, dataset, batch_size, num_workers, max_failures, progress
         )
         for b in parsed:
-            enc = FrozenCLIP(b.encoder_spec()).to(model.encoder.device)
+            enc = PooledCLIP(b.encoder_spec()).to(model.encoder.device)
             bds = BenchmarkDataset(items, enc.preprocess, prompt_style, benchmark)
             scores[b.name] = score_baseline(enc, bds, batch_size, num_workers, b.name, progress)
+            dataset.unreadable.update(bds.unreadable)
             del enc
     else:
         scores = {n: {} for n in names}
 
-    scored = dataset.items
+    scored_idx = scored_indices(dataset, scores)
+    unreadable = dataset.unreadable_report()
+    warn_unreadable(unreadable, benchmark, output)
+    scored = [items[i] for i in scored_idx]
     metrics = {
-        n: mcq_metrics(scored, [int(top_choice(scores[n][i])) for i in dataset.indices]) for n in names
+        n: mcq_metrics(scored, [int(top_choice(scores[n][i])) for i in scored_idx]) for n in names
     }
 
     failure_records = []
@@ -310,8 +340,9 @@ def run_benchmark(
         "image_root": str(image_root),
         "subsets": list(dict.fromkeys(it.subset for it in items)),
         "n_items": len(items),
-        "n_scored": len(dataset),
+        "n_scored": len(scored_idx),
         "missing_images": {"count": len(dataset.missing), "paths": list(dataset.missing)},
+        "unreadable_images": unreadable,
         "scorers": names,
         "baselines": [{"name": b.name, "model": b.model, "pretrained": b.pretrained} for b in parsed],
         "encoder": spec.to_dict(),
@@ -329,10 +360,11 @@ def run_benchmark(
     )
 
 
-def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bool = True) -> dict[str, Any]:
+def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bool | None = None) -> dict[str, Any]:
     """``evaluate.py eval.benchmark=<one of BENCHMARKS> ...``: load ``eval.checkpoint``
     (unless a model is given), run :func:`run_benchmark` with the ``eval`` and ``logger``
-    config sections; output defaults to ``<checkpoint dir>/../eval_<benchmark>_<style>.json``."""
+    config sections; output defaults to ``<checkpoint dir>/../eval_<benchmark>_<style>.json``;
+    progress bars as the config's ``progress`` says (unless given)."""
     ev = cfg["eval"]
     ckpt = ev["checkpoint"]
     if model is None:
@@ -358,7 +390,7 @@ def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bo
         max_failures=int(ev["max_failures"]),
         output=out,
         logger_cfg=cfg["logger"],
-        progress=progress,
+        progress=progress_enabled(cfg) if progress is None else progress,
         checkpoint=ckpt,
         device=device,
     )

@@ -27,15 +27,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .benchmark_eval import CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline, score_dcsm_and_clip
+from .benchmark_eval import (
+    CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline, score_dcsm_and_clip, scored_indices,
+    warn_unreadable, MISSING_SHOWN_IN_LOG,
+)
 from .checkpoints import load_dcsm
 from .data.benchmark_dataset import BenchmarkDataset, parse_baseline
 from .data.benchmarks import MCQItem
 from .data.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
-from .encoders import FrozenCLIP
+from .encoders import PooledCLIP
 from .io import atomic_write_json, atomic_write_text
 from .metrics import TIE_RULE, mcq_metrics, top_choice
 from .model import DCSM
+from .progress import progress_enabled
 from .prompts import PROMPT_STYLES
 from .report import nan_to_none, tie_rule_line
 from .runner import default_device
@@ -132,7 +136,8 @@ def run_suite(
     Returns:
         The JSON report: :func:`dcsm.suite_table.suite_json` keys plus ``columns``,
         ``accuracy[column][subset]``, ``counts``, ``metrics[column][subset]`` (``mcq_metrics``),
-        ``missing_images[subset]``, ``data_root``, ``prompt_style``, ``markdown``, ``csv``.
+        ``missing_images[subset]``, ``unreadable_images[subset]`` (path and reason of each image that
+        exists but cannot be read; its rows are not scored), ``data_root``, ``prompt_style``, ``markdown``, ``csv``.
     """
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {prompt_style!r}. Fix: eval.prompt_style=one of {PROMPT_STYLES}.")
@@ -147,7 +152,7 @@ def run_suite(
 
     taken: set[str] = set()
     columns: dict[str, dict[str, Any]] = {}
-    preds: dict[str, dict[str, list[int]]] = {}
+    preds: dict[str, dict[str, dict[int, int]]] = {}  # column -> subset -> item index -> prediction
     datasets: dict[str, BenchmarkDataset] = {}
     truncated: dict[str, dict[str, int]] = {}
     clip_done: set[str] = set()
@@ -170,30 +175,37 @@ def run_suite(
             datasets.setdefault(sub.subset, ds)
             truncated.setdefault(name, {})[sub.subset] = count_truncation_identical(model.encoder, ds).get(sub.subset, 0)
             dcsm, clip, _ = score_dcsm_and_clip(model, ds, batch_size, num_workers, 0, progress)
-            preds.setdefault(name, {})[sub.subset] = [int(top_choice(dcsm[i])) for i in ds.indices]
+            datasets[sub.subset].unreadable.update(ds.unreadable)
+            preds.setdefault(name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in dcsm.items()}
             if clip_name:
-                preds.setdefault(clip_name, {})[sub.subset] = [int(top_choice(clip[i])) for i in ds.indices]
+                preds.setdefault(clip_name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in clip.items()}
         model.to("cpu")  # one model on the device at a time
     for b in parsed:
         name = _unique(b.name, taken)
         columns[name] = {"model": b.model, "pretrained": b.pretrained, "scorer": "baseline"}
-        enc = FrozenCLIP(b.encoder_spec()).to(device)
+        enc = PooledCLIP(b.encoder_spec()).to(device)
         for sub in loaded:
             ds = BenchmarkDataset(sub.items, enc.preprocess, prompt_style, sub.loader)
             datasets.setdefault(sub.subset, ds)
             scores = score_baseline(enc, ds, batch_size, num_workers, f"{sub.subset} {b.name}", progress)
-            preds.setdefault(name, {})[sub.subset] = [int(top_choice(scores[i])) for i in ds.indices]
+            datasets[sub.subset].unreadable.update(ds.unreadable)
+            preds.setdefault(name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in scores.items()}
         del enc
 
+    scored = {s.subset: scored_indices(datasets[s.subset], {c: per[s.subset] for c, per in preds.items()}) for s in loaded}
+    unreadable = {s.subset: datasets[s.subset].unreadable_report() for s in loaded}
+    for s in loaded:
+        warn_unreadable(unreadable[s.subset], s.subset, output)
     metrics = {
-        col: {s: mcq_metrics(datasets[s].items, p) for s, p in per.items()} for col, per in preds.items()
+        col: {s: mcq_metrics([datasets[s].all_items[i] for i in scored[s]], [p[i] for i in scored[s]]) for s, p in per.items()}
+        for col, per in preds.items()
     }
     accuracy = {col: {s: m["accuracy"] for s, m in per.items()} for col, per in metrics.items()}
-    counts = {s.subset: len(datasets[s.subset]) for s in loaded}
+    counts = {s.subset: len(scored[s.subset]) for s in loaded}
     names = list(columns)
     title = f"Benchmark suite: multiple-choice accuracy (%), prompt style `{prompt_style}`"
     n_tied = {col: {s: m["n_tied"] for s, m in per.items()} for col, per in metrics.items()}
-    markdown = render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n") + _tie_notes(n_tied, truncated) + "\n"
+    markdown = render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n") + _tie_notes(n_tied, truncated) + _unreadable_notes(unreadable) + "\n"
     report: dict[str, Any] = {
         **suite_json(accuracy, columns, counts=counts, skipped=skipped),
         "dataset": SUITE_BENCHMARK,
@@ -209,6 +221,7 @@ def run_suite(
         "annotation_files": {s.subset: [str(f) for f in s.files] for s in loaded},
         "missing_images": {s.subset: {"count": len(datasets[s.subset].missing), "paths": datasets[s.subset].missing}
                            for s in loaded},
+        "unreadable_images": unreadable,
         "dcsm_version": __version__,
         "output": str(output),
         "markdown": str(output.with_suffix(".md")),
@@ -220,6 +233,16 @@ def run_suite(
     atomic_write_text(output.with_suffix(".csv"), render_csv(accuracy, names, counts=counts, skipped=skipped))
     report["table"] = markdown
     return report
+
+
+def _unreadable_notes(unreadable: dict[str, dict[str, Any]]) -> str:
+    """A line under the suite table naming the unreadable images per subset (none: nothing)."""
+    rows = [f"`{r['path']}` ({s}): {r['reason']}" for s, u in unreadable.items() for r in u["items"]]
+    if not rows:
+        return ""
+    shown = rows[:MISSING_SHOWN_IN_LOG] + ([f"... {len(rows) - MISSING_SHOWN_IN_LOG} more (all in the JSON)"]
+                                          if len(rows) > MISSING_SHOWN_IN_LOG else [])
+    return f"\n\nUnreadable images ({len(rows)}; their rows are not scored): " + "; ".join(shown)
 
 
 def _tie_notes(n_tied: dict[str, dict[str, int]], truncated: dict[str, dict[str, int]]) -> str:
@@ -241,7 +264,7 @@ def checkpoint_list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
-def run_suite_from_config(cfg: dict, progress: bool = True) -> dict[str, Any]:
+def run_suite_from_config(cfg: dict, progress: bool | None = None) -> dict[str, Any]:
     """``evaluate.py eval.benchmark=all eval.data_root=DIR [eval.checkpoint=PATH|[P1,P2]]
     [eval.baselines=[...]]``; output defaults to ``<first checkpoint's run dir>/eval_all_<style>.json``
     (no checkpoint: ``<run_dir>/eval_all_<style>.json``)."""
@@ -259,5 +282,6 @@ def run_suite_from_config(cfg: dict, progress: bool = True) -> dict[str, Any]:
     models = [(load_dcsm(c)[0], c) for c in ckpts]
     return run_suite(
         models, ev["data_root"], prompt_style=ev["prompt_style"], baselines=list(ev["baselines"] or []),
-        batch_size=int(ev["batch_size"]), num_workers=int(ev["num_workers"]), output=out, progress=progress,
+        batch_size=int(ev["batch_size"]), num_workers=int(ev["num_workers"]), output=out,
+        progress=progress_enabled(cfg) if progress is None else progress,
     )

@@ -1,5 +1,6 @@
-"""Loading a :class:`~dcsm.model.DCSM` from a file: our ``.ckpt`` (written by ``train.py``)
-or the authors' released pickles (:mod:`dcsm.reference`).
+"""Loading a :class:`~dcsm.model.DCSM` from a file: our ``.ckpt`` (written by ``train.py``),
+a head export (``NAME.safetensors`` + ``NAME.json``, :mod:`dcsm.head_export`) or the authors'
+released pickles (:mod:`dcsm.reference`).
 
 Our checkpoints hold the head's state dict under ``head.*`` and the full run config under
 ``hyper_parameters.cfg`` (the encoder spec included); the frozen CLIP weights are never saved:
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from .encoders import FrozenCLIP
+from .head_export import check_head_tensors, is_head_export, read_export_config, read_head_tensors
 from .model import DCSM, build_dcsm
 from .reference import dcsm_from_reference, is_reference_checkpoint
 from .safe_load import read_checkpoint
@@ -58,6 +60,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
         raise FileNotFoundError(
             f"checkpoint '{path}' does not exist. Fix: give the path of a .ckpt written by train.py (evaluate.py: eval.checkpoint=PATH)."
         )
+    if is_head_export(path):  # NAME.safetensors + NAME.json (dcsm.head_export): nothing unpickled
+        return load_export(path, map_location, encoder)
     ckpt = read_checkpoint(path, map_location)  # never runs code from the file (dcsm.safe_load)
     if is_reference_checkpoint(ckpt):
         model, cfg = dcsm_from_reference(ckpt, path, encoder)
@@ -69,6 +73,25 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
     model = build_dcsm(hp["cfg"], encoder)
     model.head.load_state_dict(head_state(ckpt["state_dict"], path, model))
     return LoadedCheckpoint(model.eval(), hp["cfg"], hp, ckpt.get("dcsm", {}))
+
+
+def load_export(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> LoadedCheckpoint:
+    """A head export (``NAME.safetensors`` or ``NAME.json``, :mod:`dcsm.head_export`) -> :class:`LoadedCheckpoint`."""
+    cfg, hp = read_export_config(path)
+    state = read_head_tensors(path)  # missing or changed files fail before the encoder is built
+    model = build_dcsm(cfg, encoder)
+    check_head_tensors(path, state, model.head.state_dict())
+    model.head.load_state_dict(state)
+    return LoadedCheckpoint(model.eval().to(map_location), cfg, hp)
+
+
+def stored_config(path: str) -> dict:
+    """The config a checkpoint or head export was trained with (renamed keys upgraded); {} if it holds none."""
+    if is_head_export(path):
+        return read_export_config(path)[0]
+    raw = read_checkpoint(path)
+    hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+    return upgrade_config(dict(hp.get("cfg", {})))
 
 
 def load_dcsm(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> tuple[DCSM, dict]:

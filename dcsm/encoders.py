@@ -4,7 +4,8 @@ Supported: open_clip ``CLIP`` models with a ``VisionTransformer`` image tower an
 built-in causal text transformer (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ... and their
 ``-quickgelu`` variants), from a pretrained tag, a local checkpoint file, or random init.
 
-Not supported yet (a clear ``UnsupportedModelError`` is raised at load time):
+Not supported yet for DCSM maps (a one-line ``UnsupportedModelError`` naming the tower is raised
+at load time; every one of them works as a pooled baseline, :class:`PooledCLIP`):
 - timm image towers (incl. SigLIP / SigLIP2 and ``timm/...`` hub models): patch tokens and
   projection live inside timm's head;
 - ResNet image towers (``RN50``, ...): no patch tokens, attention pooling instead of ``proj``;
@@ -15,6 +16,9 @@ Embeddings: patch tokens come from open_clip's own forward with
 ``visual.output_tokens = True`` (after ``ln_post``), projected by ``visual.proj``;
 text tokens are the transformer outputs after ``ln_final`` projected by ``text_projection``.
 All are L2-normalised.
+
+:class:`PooledCLIP` wraps *any* open_clip model (the ones above included) for what baselines
+need: unit-norm ``encode_image`` / ``encode_text`` embeddings, nothing per patch or token.
 """
 
 from __future__ import annotations
@@ -105,18 +109,24 @@ class TextEmbeddings:
     pooled: torch.Tensor
 
 
+#: What the DCSM patch/token path cannot read yet (named in its errors).
+UNSUPPORTED_TOWERS = "ResNet (RN50, ...), timm (ConvNeXt, SigLIP, EVA, ...) image towers, CoCa and Hugging Face text towers"
+#: The way such a model can still be scored.
+AS_BASELINE = "it still works as a pooled-cosine baseline: eval.baselines=['{name}:PRETRAINED']"
+
+
 def _check_supported(model: nn.Module, name: str) -> None:
     if not isinstance(model, open_clip.CLIP) or isinstance(model, open_clip.CoCa):
         raise UnsupportedModelError(
-            f"model '{name}' is a {type(model).__name__}; dcsm supports open_clip CLIP models with "
-            "the built-in text transformer only (not CoCa, not Hugging Face text towers). "
-            "Fix: choose a ViT CLIP model such as ViT-B-16 or ViT-B-32."
+            f"model '{name}' is a {type(model).__name__}; DCSM maps need open_clip CLIP models with a "
+            f"VisionTransformer and the built-in text transformer (not supported yet: {UNSUPPORTED_TOWERS}); "
+            f"{AS_BASELINE.format(name=name)}. Fix: encoder.model=a ViT CLIP model such as ViT-B-16 or ViT-B-32."
         )
     if not isinstance(model.visual, VisionTransformer):
         raise UnsupportedModelError(
-            f"model '{name}' has a {type(model.visual).__name__} image tower; dcsm needs open_clip's "
-            "VisionTransformer (ResNet and timm/SigLIP towers are not supported yet). "
-            "Fix: choose a ViT CLIP model such as ViT-B-16 or ViT-B-32."
+            f"model '{name}' has a {type(model.visual).__name__} image tower; DCSM maps need open_clip's "
+            f"VisionTransformer (not supported yet: {UNSUPPORTED_TOWERS}); {AS_BASELINE.format(name=name)}. "
+            "Fix: encoder.model=a ViT CLIP model such as ViT-B-16 or ViT-B-32."
         )
     v = model.visual
     if v.attn_pool is not None or v.final_ln_after_pool or v.pool_type != "tok":
@@ -128,11 +138,23 @@ def _check_supported(model: nn.Module, name: str) -> None:
 
 
 def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
-    """Create the open_clip model, its eval image transform and its tokenizer.
+    """Create the open_clip model, its eval image transform and its tokenizer, for the
+    patch/token path (:class:`FrozenCLIP`).
 
     Raises:
         EncoderLoadError: unknown model name or a local checkpoint path that does not exist.
         UnsupportedModelError: a model family without a patch/token code path.
+    """
+    model, preprocess, tokenizer = create_open_clip(spec)
+    _check_supported(model, spec.model)
+    return model, preprocess, tokenizer
+
+
+def create_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
+    """Any open_clip model (no tower check), its eval image transform and its tokenizer.
+
+    Raises:
+        EncoderLoadError: unknown model name or a local checkpoint path that does not exist.
     """
     known = open_clip.list_models()
     if spec.model not in known:
@@ -162,9 +184,46 @@ def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
             "Fix: on a machine without internet, give a local checkpoint file as pretrained=<path>, "
             "or pretrained=null for random init."
         ) from err
-    _check_supported(model, spec.model)
     tokenizer = open_clip.get_tokenizer(spec.model)
     return model, preprocess, tokenizer
+
+
+class PooledCLIP(nn.Module):
+    """Any frozen open_clip model (ViT, ResNet, timm/SigLIP, CoCa, Hugging Face text towers) as
+    pooled embeddings only: what a baseline's cosine needs. Same freezing as :class:`FrozenCLIP`.
+
+    Only ``spec.model``, ``spec.pretrained`` and ``spec.seed`` are used (captions are encoded whole,
+    with the model's own tokenizer and context length).
+    """
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        model, self.preprocess, self.tokenizer = create_open_clip(spec)
+        model.requires_grad_(False)
+        self.model = model.eval()
+
+    def train(self, mode: bool = True) -> "PooledCLIP":  # noqa: ARG002 - frozen: always eval
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Preprocessed images ``(B, 3, H, W)`` -> unit-norm ``(B, D)`` (fp32)."""
+        dtype = next(self.model.visual.parameters()).dtype
+        return F.normalize(self.model.encode_image(images.to(self.device, dtype=dtype)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, captions: Sequence[str]) -> torch.Tensor:
+        """C captions -> unit-norm ``(C, D)`` (fp32); identical captions are encoded once."""
+        if len(captions) == 0:
+            raise ValueError("empty caption list: each image needs at least one caption to score.")
+        where = {c: i for i, c in enumerate(dict.fromkeys(captions))}  # caption -> row of its unique encoding
+        emb = F.normalize(self.model.encode_text(self.tokenizer(list(where)).to(self.device)).float(), dim=-1)
+        return emb if len(where) == len(captions) else emb[torch.tensor([where[c] for c in captions], device=emb.device)]
 
 
 class FrozenCLIP(nn.Module):

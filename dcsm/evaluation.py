@@ -16,6 +16,7 @@ from .data.module import SyntheticDataConfig, scene_dataset
 from .features.batch import FeatureBatch, collate_mcq
 from .metrics import category_accuracy
 from .model import DCSM
+from .progress import progress_bar
 
 
 @torch.no_grad()
@@ -62,11 +63,13 @@ def score_loader(
 def evaluate_synthetic(
     model: DCSM, data: SyntheticDataConfig, splits: Sequence[str], batch_size: int, device: str | torch.device
 ) -> dict[str, Any]:
-    """Per-split, per-category accuracy of DCSM and the CLIP baseline on synthetic splits."""
+    """Per-split, per-category accuracy of DCSM and the CLIP baseline on synthetic splits (a
+    progress bar per split when ``data.progress``)."""
     model.to(device)
     results = {}
     for split in splits:
         ds = scene_dataset(data, split, model.encoder.preprocess)
         loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_mcq, num_workers=0)
-        results[split] = category_accuracy(score_loader(model, loader, device), data.categories)
+        batches = progress_bar(loader, data.progress, desc=f"scoring {split}", total=len(loader), unit="batch")
+        results[split] = category_accuracy(score_loader(model, batches, device), data.categories)
     return results

@@ -64,11 +64,13 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
     """Markdown: a header naming model, checkpoint and prompt style, then one row per subset,
     per group (preposition / question type), pair and set accuracy, and overall; one accuracy
     column (%) per scorer; an ``n tied`` row per subset where a scorer had ties; the tie rule;
-    the items whose options became identical after truncation; then the missing images."""
+    the items whose options became identical after truncation; then the missing and the unreadable
+    images."""
     metrics: dict[str, Any] = report["metrics"]
     scorers = list(report.get("scorers") or metrics)
     first = metrics[scorers[0]]
     missing = report.get("missing_images", {"count": 0, "paths": []})
+    unreadable = report.get("unreadable_images", {"count": 0, "items": []})
     lines = [
         f"# {report['dataset']}: multiple-choice accuracy (%)",
         "",
@@ -76,7 +78,8 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
         f"- checkpoint: `{report.get('checkpoint')}`",
         f"- prompt style: `{report['prompt_style']}`",
         f"- annotation files: {', '.join(f'`{f}`' for f in report.get('annotation_files', []))}",
-        f"- scored {report['n_scored']} of {report['n_items']} items; missing images: {missing['count']}",
+        f"- scored {report['n_scored']} of {report['n_items']} items; missing images: {missing['count']}; "
+        f"unreadable images: {unreadable['count']}",
         "",
         "| subset | metric | n | " + " | ".join(scorers) + " |",
         "|---|---|---:|" + "---:|" * len(scorers),
@@ -116,6 +119,11 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
         lines += [f"- `{p}`" for p in missing["paths"][:MISSING_SHOWN_IN_TABLE]]
         if missing["count"] > MISSING_SHOWN_IN_TABLE:
             lines.append(f"- ... {missing['count'] - MISSING_SHOWN_IN_TABLE} more (all listed in the metrics JSON)")
+    if unreadable["count"]:
+        lines += ["", f"Unreadable images ({unreadable['count']}; their rows are not scored):", ""]
+        lines += [f"- `{r['path']}`: {r['reason']}" for r in unreadable["items"][:MISSING_SHOWN_IN_TABLE]]
+        if unreadable["count"] > MISSING_SHOWN_IN_TABLE:
+            lines.append(f"- ... {unreadable['count'] - MISSING_SHOWN_IN_TABLE} more (all listed in the metrics JSON)")
     return "\n".join(lines)
 
 
@@ -156,6 +164,8 @@ def log_wandb(
         summary.update({k: report[k] for k in SUMMARY_KEYS if isinstance(report.get(k), (int, float))})
         if "missing_images" in report:
             summary["missing_images"] = report["missing_images"]["count"]
+        if "unreadable_images" in report:
+            summary["unreadable_images"] = report["unreadable_images"]["count"]
         run.summary.update(summary)
         run.summary["prompt_style"] = report.get("prompt_style")
         run.log({"metrics_markdown": wandb.Html(f"<pre>{markdown}</pre>"), **(extra(wandb) if extra else {})})

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
+from .config_checks import check_config
 
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
 USAGE_EXIT = 2
@@ -23,8 +24,10 @@ AUTO_DEVICE = "auto"
 
 
 def command_config(argv: Sequence[str] | None = None) -> dict:
-    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved plain config dict."""
-    return to_plain(parse_cli(argv))
+    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved plain config dict,
+    checked before anything is built (:func:`dcsm.config_checks.check_config`: single strings
+    under list keys become lists, integer keys in range)."""
+    return check_config(to_plain(parse_cli(argv)))
 
 
 def default_device(device: str | None = AUTO_DEVICE) -> str:
@@ -45,6 +48,16 @@ def usage(main: Callable[..., Any]) -> str:
             "  bad input prints one 'error: ...' line and exits 2 (DCSM_DEBUG=1: traceback)")
 
 
+def one_line(err: BaseException) -> str:
+    """An error's message on one line. A DataLoader worker re-raises with "Caught X in
+    DataLoader worker process N." and the worker's traceback; the message is its last line."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.strip().splitlines() if ln.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
+
+
 def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
     """Run a command's ``main``; ``--help`` prints its usage; user errors print ``error: ...`` on
     one line and exit 2."""
@@ -58,5 +71,5 @@ def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str]
     except USER_ERRORS as err:
         if os.environ.get("DCSM_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(USAGE_EXIT)

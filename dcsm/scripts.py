@@ -48,3 +48,8 @@ def miniature_benchmarks() -> None:
 def pretrain_toy_clip() -> None:
     """``dcsm-pretrain-toy-clip``: pretrain the small offline CLIP."""
     _run("dcsm.pretrain")
+
+
+def export_head() -> None:
+    """``dcsm-export-head``: a trained head -> safetensors + JSON."""
+    _run("dcsm.commands.export_head")

@@ -300,6 +300,64 @@ def test_two_missing_images_are_listed_and_the_rest_scored(module, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Unreadable images (truncated JPEG, zero-byte file, text named .jpeg) beside a missing one
+# ---------------------------------------------------------------------------------------------
+
+
+def test_unreadable_images_are_counted_listed_and_the_rest_scored(module, tmp_path):
+    root = tmp_path / "root"
+    rows = _controlled_rows([("cube", "sphere"), ("cone", "cylinder")], B_PREPS, "controlled_clevr", root)
+    path = {i: root / "controlled_clevr" / Path(rows[i]["raw"]).name for i in range(len(rows))}
+    data = path[1].read_bytes()
+    path[1].write_bytes(data[: len(data) // 2])  # truncated JPEG
+    path[3].write_bytes(b"")  # zero-byte file
+    path[4].write_text("not an image, just text\n")  # text named .jpeg
+    path[6].unlink()  # missing, as before
+    ann = tmp_path / "controlled_clevr_dataset.json"
+    file_rows = []
+    for r in rows:
+        caps = [r["captions"][r["true"]]] + [c for k, c in enumerate(r["captions"]) if k != r["true"]]
+        file_rows.append({"image_path": r["raw"], "caption_options": caps})
+        r["file_captions"] = caps
+    ann.write_text(json.dumps(file_rows))
+
+    out = tmp_path / "b.json"
+    report = run_benchmark(
+        module, "whatsup", [ann], root, prompt_style="raw", baselines=[], batch_size=3, num_workers=0,
+        max_failures=8, output=out, logger_cfg=None, progress=False,
+    )
+    assert report["missing_images"] == {"count": 1, "paths": [rows[6]["raw"]]}
+    unreadable = report["unreadable_images"]
+    assert unreadable["count"] == 3
+    assert [u["path"] for u in unreadable["items"]] == [str(path[1]), str(path[3]), str(path[4])]
+    assert [u["row"] for u in unreadable["items"]] == [2, 4, 5]
+    assert "truncated" in unreadable["items"][0]["reason"].lower()
+    assert all(u["reason"].startswith(("OSError", "UnidentifiedImageError")) for u in unreadable["items"])
+    assert report["n_items"] == 8 and report["n_scored"] == 4
+    assert report["metrics"]["dcsm"]["n"] == 4 and report["metrics"]["clip"]["n"] == 4
+    assert all(f["row"] in (1, 3, 6, 8) for f in report["failures"])
+
+    kept = [i for i in range(8) if i not in (1, 3, 4, 6)]
+    hand_rows = {"dcsm": [], "clip": []}
+    for i in kept:
+        r = rows[i]
+        dcsm, clip = loop_scores(module, path[i], r["file_captions"])
+        for name, sc in (("dcsm", dcsm), ("clip", clip)):
+            hand_rows[name].append(
+                {"subset": "controlled_b", "group": r["group"], "pair_key": r["pair_key"], "label": 0, "pred": int(sc.argmax())}
+            )
+    for name in ("dcsm", "clip"):
+        assert report["metrics"][name]["accuracy"] == pytest.approx(
+            sum(h["pred"] == 0 for h in hand_rows[name]) / len(kept))
+        assert {g: v["accuracy"] for g, v in report["metrics"][name]["per_group"]["controlled_b"].items()} == pytest.approx(
+            hand_metrics(hand_rows[name])["group"]["controlled_b"])
+    md = out.with_suffix(".md").read_text()
+    assert "unreadable images: 3" in md and "Unreadable images (3; their rows are not scored)" in md
+    assert all(f"`{path[i]}`" in md for i in (1, 3, 4))
+    assert json.loads(out.read_text()) == report
+
+
+# ---------------------------------------------------------------------------------------------
 # COCO/GQA-spatial mixed with Controlled-A (2- and 4-option rows), reference prompts
 # ---------------------------------------------------------------------------------------------
 

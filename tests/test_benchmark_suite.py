@@ -148,3 +148,18 @@ def test_eval_diagnostics_on_a_bare_encoder_and_a_checkpoint(tmp_path: Path, ckp
                     f"eval.output={tmp_path / 'ncd.json'}"])
     assert rep["n_scored"] == 2 and Path(rep["diagnostics"]["json"]) == ckpt.parent.parent / "diagnostics" / "diagnostics.json"
     assert Path(rep["diagnostics"]["json"]).is_file()
+
+
+def test_suite_counts_and_lists_unreadable_images(tree: Path, ckpt: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"  # NCD only, plus one file named like an image that holds text
+    shutil.copytree(tree / "NCD_colorful_composite_squares", small / "NCD_colorful_composite_squares")
+    bad = small / "NCD_colorful_composite_squares" / "red_cube_blue_ball.png"
+    bad.write_text("not an image\n")
+    rep = evaluate(["eval.benchmark=all", f"eval.data_root={small}", f"eval.checkpoint={ckpt}",
+                    f"eval.output={tmp_path / 'u.json'}", "eval.num_workers=0", "logger.kind=none", "progress=false"])
+    unreadable = rep["unreadable_images"]["ncd"]
+    assert unreadable["count"] == 2  # both phrasings of the one file
+    assert {u["path"] for u in unreadable["items"]} == {str(bad)}
+    assert all(u["reason"].startswith("UnidentifiedImageError") for u in unreadable["items"])
+    assert rep["counts"]["ncd"] == 2 and rep["metrics"]["dcsm"]["ncd"]["n"] == 2  # the readable image's two items
+    assert f"Unreadable images (2; their rows are not scored): `{bad}` (ncd)" in Path(rep["markdown"]).read_text()

@@ -50,7 +50,7 @@ def test_installed_commands_run_from_another_directory(installed: Path, tmp_path
     assert str(installed) in module_file and config_dir.endswith("dcsm/configs"), where.stdout  # the wheel, not the checkout
     help_ = _run(installed, "dcsm-train", "--help", cwd=tmp_path)
     assert help_.returncode == 0 and "usage: [--config FILE|NAME] [key=value ...]" in help_.stdout
-    for script in ("dcsm-evaluate", "dcsm-cache-features", "dcsm-synthetic-shards", "dcsm-pretrain-toy-clip"):
+    for script in ("dcsm-evaluate", "dcsm-cache-features", "dcsm-synthetic-shards", "dcsm-pretrain-toy-clip", "dcsm-export-head"):
         assert _run(installed, script, "--help", cwd=tmp_path).returncode == 0, script
     run_dir = tmp_path / "run"
     train = _run(installed, "dcsm-train", "--config", "smoke_random", f"run_dir={run_dir}", "logger.kind=none",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..config_checks import check_shard_paths
+from ..progress import progress_enabled
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..features.writer import cache_shards
 from ..runner import command_config, default_device
@@ -25,9 +27,10 @@ def cache_features(cfg: dict) -> dict:
     for key in ("shards", "out"):
         if not c[key]:
             raise ValueError(f"{SECTION}.{key} is not set. Fix: {SECTION}.{key}=PATH (raw shards / output folder).")
+    check_shard_paths(cfg, [f"{SECTION}.shards"])
     encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(default_device(c["device"]))
     manifest = cache_shards(encoder, c["shards"], c["out"], c["batch_size"], with_opposite=c["opposite"],
-                            overwrite=c["overwrite"])
+                            overwrite=c["overwrite"], progress=progress_enabled(cfg))
     print(f"{c['out']}: {manifest['num_shards']} feature shards, {manifest['num_samples']} samples, "
           f"{manifest['num_skipped']} skipped")
     return manifest

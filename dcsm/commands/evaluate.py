@@ -21,9 +21,11 @@ from ..checkpoints import load_dcsm, upgrade_config
 from ..config import ConfigError, load_yaml, to_plain
 from ..data.benchmark_dataset import BENCHMARKS
 from ..encoders import EncoderSpec, FrozenCLIP
+from ..head_export import is_head_export, read_export_config
 from ..model import DCSM
 from ..reference import REFERENCE_CONFIG, is_reference_checkpoint
 from ..safe_load import read_checkpoint
+from ..progress import progress_enabled
 from ..report import format_benchmark_table
 from ..runner import command_config, default_device
 
@@ -63,12 +65,15 @@ def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: st
             raise ConfigError(f"{key} has no effect in evaluate.py (it only sets training). Fix: drop {key}=...")
         if key.startswith("data.") and bench != SYNTHETIC:
             raise ConfigError(f"{key} has no effect on eval.benchmark={bench} (the benchmark's files set the data). Fix: drop {key}=...")
-    raw = read_checkpoint(checkpoint)
-    if is_reference_checkpoint(raw):
-        saved = to_plain(load_yaml(REFERENCE_CONFIG))
+    if is_head_export(checkpoint):
+        saved = read_export_config(checkpoint)[0]
     else:
-        hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
-        saved = upgrade_config(dict(hp.get("cfg", {})))
+        raw = read_checkpoint(checkpoint)
+        if is_reference_checkpoint(raw):
+            saved = to_plain(load_yaml(REFERENCE_CONFIG))
+        else:
+            hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+            saved = upgrade_config(dict(hp.get("cfg", {})))
     for key in keys:
         if key.split(".")[0] in MODEL_SECTIONS and key not in HONOURED_MODEL_KEYS:
             new, old = _lookup(cfg, key), _lookup(saved, key)
@@ -108,7 +113,7 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
         scorers={"dcsm": lambda x, o: model(x.to(model.encoder.device), o)} if model is not None else None,
-        wandb_run=None,
+        wandb_run=None, progress=progress_enabled(cfg),
     )
     print(f"\ndiagnostics: {report['files']['json']}\n")
     return report

@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..config_checks import check_config
 from ..config import CONFIG_DIR, parse_cli, to_plain
 from ..data.reference_layout import ReferenceLayout, scan_reference_data
 from ..data.shards import write_shards
@@ -83,7 +84,7 @@ def convert(cfg: dict[str, Any]) -> dict[str, dict]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     """``[--config FILE] [reference_data.KEY=value ...]`` (defaults: ``configs/from_reference.yaml``)."""
-    cfg = to_plain(parse_cli(argv, default=CONFIG))[SECTION]
+    cfg = check_config(to_plain(parse_cli(argv, default=CONFIG)))[SECTION]
     manifests = convert(cfg)
     for split, m in manifests.items():
         print_summary(Path(cfg["out"]) / split, m)

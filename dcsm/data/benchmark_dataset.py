@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -27,6 +27,8 @@ BENCHMARKS = ("whatsup", "whatsup_qa", "negbench", "clevr_bind", "vg_attribution
 FOLDER_BENCHMARKS = ("ncd",)
 #: ``pretrained`` values of a baseline spec meaning random init.
 RANDOM_INIT_TAGS = ("none", "null", "")
+#: Key of a sample (and a batch) that stands for an unreadable image: the reason (a batch: [(item_index, reason)]).
+UNREADABLE_KEY = "unreadable"
 #: Text rows kept by baseline encoders (only their pooled embeddings are used).
 BASELINE_MAX_TOKENS = 77
 
@@ -100,7 +102,9 @@ def open_rgb(item: MCQItem) -> Image.Image:
 class BenchmarkDataset(Dataset):
     """Raw multiple-choice samples of the benchmark items whose image was found.
 
-    Items without an image are excluded up front; their raw paths are in :attr:`missing`.
+    Items without an image are excluded up front; their raw paths are in :attr:`missing`. Items
+    whose image exists but cannot be read (truncated, empty, not an image) are left out of the
+    batches of :meth:`loader` and recorded in :attr:`unreadable` (item index -> reason).
 
     Args:
         items: benchmark items (e.g. from :func:`load_items`), in report order.
@@ -128,6 +132,7 @@ class BenchmarkDataset(Dataset):
         self.indices = [i for i, it in enumerate(self.all_items) if it.image_path is not None]
         self.items = [self.all_items[i] for i in self.indices]
         self.missing = missing_images(self.all_items)
+        self.unreadable: dict[int, str] = {}  # item index -> why its image could not be read (met while loading)
         self.captions = [styled_captions(it, prompt_style, benchmark) for it in self.items]
 
     def __len__(self) -> int:
@@ -135,8 +140,12 @@ class BenchmarkDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = self.items[i]
+        try:
+            image = open_item_image(item)
+        except Exception as err:  # truncated, empty, not an image: PIL raises many types; counted, not fatal
+            return {UNREADABLE_KEY: f"{type(err).__name__}: {' '.join(str(err).split())}", "item_index": self.indices[i]}
         return {
-            "images": self.preprocess(open_rgb(item)),
+            "images": self.preprocess(image),
             "captions": list(self.captions[i]),
             "label": int(item.label),
             "item_index": self.indices[i],
@@ -160,11 +169,38 @@ class BenchmarkDataset(Dataset):
             out.append(cur)
         return out
 
-    def loader(self, batch_size: int, num_workers: int = 0) -> DataLoader:
-        return DataLoader(
-            self, batch_sampler=self.batches(batch_size), num_workers=num_workers, collate_fn=collate_mcq,
+    def loader(self, batch_size: int, num_workers: int = 0) -> Iterator[dict[str, Any]]:
+        """Raw batches of the readable items (:meth:`batches`); unreadable images are left out
+        and recorded in :attr:`unreadable` as they are met."""
+        loader = DataLoader(
+            self, batch_sampler=self.batches(batch_size), num_workers=num_workers, collate_fn=_collate_readable,
             persistent_workers=False,
         )
+        for batch in loader:
+            for idx, reason in batch.pop(UNREADABLE_KEY, []):
+                self.unreadable[idx] = reason
+            if batch:
+                yield batch
+
+    def unreadable_report(self) -> dict[str, Any]:
+        """``{"count", "items": [{"path", "source", "row", "reason"}]}`` of the unreadable images
+        met so far, in item order."""
+        rows = []
+        for idx in sorted(self.unreadable):
+            it = self.all_items[idx]
+            rows.append({"path": str(it.image_path), "source": it.source, "row": it.row, "reason": self.unreadable[idx]})
+        return {"count": len(rows), "items": rows}
+
+
+def _collate_readable(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`collate_mcq` of the readable samples (none: an empty batch), plus
+    ``UNREADABLE_KEY``: [(item_index, reason)] of the others."""
+    bad = [(s["item_index"], s[UNREADABLE_KEY]) for s in samples if UNREADABLE_KEY in s]
+    good = [s for s in samples if UNREADABLE_KEY not in s]
+    out = collate_mcq(good) if good else {}
+    if bad:
+        out[UNREADABLE_KEY] = bad
+    return out
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
 from ..features.memory import FeatureDataset, cache_dataset
+from ..progress import progress_enabled
 from .synthetic import SyntheticScenes
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,16 @@ class SyntheticDataConfig:
     num_workers: int
     val_splits: tuple[str, ...]
     with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
+    progress: bool = True  # progress bar while encoding the feature cache (the config's top-level ``progress``)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SyntheticDataConfig":
-        """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``."""
+        """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``,
+        ``progress`` from the top-level key."""
         d = cfg["data"]
-        names = set(cls.__dataclass_fields__) - {"with_opposite"}
+        names = set(cls.__dataclass_fields__) - {"with_opposite", "progress"}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-        return cls(**kw, with_opposite=needs_opposite(cfg))
+        return cls(**kw, with_opposite=needs_opposite(cfg), progress=progress_enabled(cfg))
 
 
 def needs_opposite(cfg: dict) -> bool:
@@ -118,7 +121,8 @@ class SyntheticDataModule(L.LightningDataModule):
             self.encoder.to(self.trainer.strategy.root_device)
         log.info("encoding %d '%s' scenes once with the frozen encoder (features cached in memory)", len(raw), split)
         return FeatureDataset(
-            cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers, desc=f"caching {split}")
+            cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers, desc=f"encoding {split}",
+                          progress=self.cfg.progress)
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -111,17 +111,46 @@ def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {k: torch.cat(v) if isinstance(v[0], torch.Tensor) else [x for part in v for x in part] for k, v in merged.items()}
 
 
+def _num_options(sample: dict[str, Any]) -> int | None:
+    if "captions" in sample:
+        return len(sample["captions"])
+    tokens = sample.get("tokens")
+    return int(tokens.shape[0]) if isinstance(tokens, torch.Tensor) else None
+
+
+def check_option_counts(samples: Sequence[dict[str, Any]]) -> None:
+    """All samples of a batch have the same number K of caption options (raw: ``captions``;
+    features: ``tokens`` ``(K, L, D)``).
+
+    Raises:
+        ValueError: naming the first sample whose K differs from the first sample's, by its
+            ``key`` and ``shard`` when the samples carry them (shard samples do).
+    """
+    counts = [_num_options(s) for s in samples]
+    odd = next((i for i, k in enumerate(counts) if k != counts[0]), None)
+    if odd is None:
+        return
+
+    def name(s: dict[str, Any]) -> str:
+        key, shard = s.get("key"), s.get("shard")
+        return (f"sample '{key}'" if key is not None else "a sample") + (f" of shard '{shard}'" if shard else "")
+
+    raise ValueError(
+        f"a batch mixes samples with {sorted(set(counts))} caption options: {name(samples[odd])} has {counts[odd]}, "
+        f"{name(samples[0])} has {counts[0]}. Fix: give every sample of a training/validation stream the same number "
+        "of options (rewrite the odd shards with the same num_options, or keep them in a stream of their own)."
+    )
+
+
 def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBatch:
     """Batch samples: tensors stacked, numbers to tensors, ``captions`` kept as N lists of K
     strings (default_collate would transpose them). Feature samples (they hold ``patches``)
     become a :class:`FeatureBatch`; raw samples stay a dict for the encoder."""
+    check_option_counts(samples)
     out: dict[str, Any] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
         if key == "captions":
-            ks = {len(v) for v in values}
-            if len(ks) != 1:
-                raise ValueError(f"all samples of a batch need the same number of caption options, got {sorted(ks)}.")
             out[key] = [list(v) for v in values]
         elif isinstance(values[0], torch.Tensor):
             out[key] = torch.stack(values)

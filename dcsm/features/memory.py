@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..encoders import FrozenCLIP
 from .batch import FeatureBatch, collate_mcq
 from .encode import encode_batch
+from ..progress import progress_bar
 
 
 class FeatureDataset(Dataset):
@@ -29,9 +29,11 @@ class FeatureDataset(Dataset):
 
 
 def cache_dataset(
-    encoder: FrozenCLIP, dataset: Dataset, batch_size: int, num_workers: int, desc: str = "caching features"
+    encoder: FrozenCLIP, dataset: Dataset, batch_size: int, num_workers: int, desc: str = "caching features",
+    progress: bool = True,
 ) -> FeatureBatch:
-    """Encode a raw MCQ dataset once -> concatenated CPU feature batch (cache dtype floats)."""
+    """Encode a raw MCQ dataset once -> concatenated CPU feature batch (cache dtype floats);
+    a progress bar per batch unless ``progress`` is False."""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mcq)
-    batches = tqdm(loader, desc=desc, unit="batch", disable=None, mininterval=5.0)
+    batches = progress_bar(loader, progress, desc=desc, total=len(loader), unit="batch")
     return FeatureBatch.cat(encode_batch(encoder, b).to_cache() for b in batches)

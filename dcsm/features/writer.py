@@ -28,6 +28,7 @@ from ..io import atomic_write_json
 from .batch import CACHE_DTYPE
 from .encode import encode_batch
 from .shards import encoder_mismatch, feature_manifest, feature_members
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,13 @@ def encode_samples(encoder: FrozenCLIP, batch: list[dict], with_opposite: bool =
 
 
 def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
-                 batch_size: int, *, with_opposite: bool = True, overwrite: bool = False) -> dict:
+                 batch_size: int, *, with_opposite: bool = True, overwrite: bool = False, progress: bool = True) -> dict:
     """Encode every raw shard into ``out_dir/<same name>``; returns the manifest.
 
     A feature shard is skipped when it exists and (a) the manifest lists it with the same
     sample count and source size, or (b) the manifest has the same encoder spec but no entry
     for it (run killed between the shard's rename and the manifest update) and it is a
-    readable tar. Otherwise it is (re)written.
+    readable tar. Otherwise it is (re)written. ``progress``: a bar per shard being encoded.
 
     Raises:
         ShardError: ``out_dir`` holds features of another encoder (unless ``overwrite``),
@@ -145,7 +146,8 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
 
         members: list[tuple[str, bytes]] = []
         count = 0
-        for batch in _batches(iter_shard(url, decode, skips), batch_size):
+        batches = _batches(iter_shard(url, decode, skips), batch_size)
+        for batch in progress_bar(batches, progress, desc=f"encoding {name}", unit="batch"):
             for s, f in zip(batch, encode_samples(encoder, batch, with_opposite)):
                 record = {"captions": s["captions"], "label": s["label"], "meta": s["meta"]}
                 members.extend(feature_members(s["key"], f, record))

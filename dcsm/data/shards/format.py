@@ -182,6 +182,8 @@ def _common_fields(sample: dict, record: dict, categories: Sequence[str] | None,
     if categories is not None:
         out["category"] = _category_index(record["meta"], categories)
     out["key"] = sample["__key__"]
+    if sample.get("__url__"):  # which shard: named by errors about the sample (e.g. a batch mixing option counts)
+        out["shard"] = str(sample["__url__"])
     if keep_meta:
         out["meta"] = record["meta"]
     return out

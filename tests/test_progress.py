@@ -1,0 +1,43 @@
+"""Progress bars: on by default on the long loops (also when stderr is not a terminal), all off
+with the one config key ``progress``."""
+
+from __future__ import annotations
+
+import pytest
+
+from dcsm.data.module import SyntheticDataConfig, SyntheticDataModule
+from dcsm.encoders import FrozenCLIP
+from dcsm.evaluation import evaluate_synthetic
+from dcsm.model import build_dcsm
+from dcsm.runner import command_config
+
+TINY = ["data.val_size=4", "data.encode_batch_size=2", "data.num_workers=0", "data.image_size=64",
+        "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"]
+
+
+def _encode_and_score(cfg: dict, encoder: FrozenCLIP) -> None:
+    data = SyntheticDataConfig.from_config(cfg)
+    features = SyntheticDataModule(data, encoder).build("val")  # the in-memory feature cache
+    assert len(features) == 4
+    model = build_dcsm(cfg, encoder).eval()
+    evaluate_synthetic(model, data, ["val"], batch_size=2, device="cpu")
+
+
+@pytest.mark.parametrize("flag", ["true", "false"])
+def test_progress_key_switches_every_bar(flag: str, encoder: FrozenCLIP, capsys: pytest.CaptureFixture) -> None:
+    cfg = command_config(TINY + [f"progress={flag}"])
+    assert cfg["progress"] is (flag == "true")
+    assert cfg["trainer"]["enable_progress_bar"] is (flag == "true")  # Lightning's bar follows the one key
+    capsys.readouterr()
+    _encode_and_score(cfg, encoder)
+    err = capsys.readouterr().err
+    if flag == "true":  # stderr is not a terminal here: the bars are written anyway
+        assert "encoding val: 100%" in err and "2/2 [" in err
+        assert "scoring val: 100%" in err
+    else:
+        assert "encoding val" not in err and "scoring val" not in err and "%|" not in err
+
+
+def test_progress_is_on_by_default() -> None:
+    cfg = command_config([])
+    assert cfg["progress"] is True and cfg["trainer"]["enable_progress_bar"] is True
