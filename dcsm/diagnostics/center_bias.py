@@ -49,7 +49,7 @@ from .pruning import Scorer
 
 __all__ = ["CenterBiasConfigError", "SweepConfig", "Sweep", "ring_index", "centre_border_cells", "render_sweep",
            "cell_accuracy", "centre_border_ratio", "sweep_scores", "clip_patch_heatmap", "run_sweep", "run_mitigations",
-           "run_center_bias", "ZERO_SHOT"]
+           "run_center_bias", "write_center_bias_files", "ZERO_SHOT"]
 
 ZERO_SHOT = "clip_zero_shot"
 STREAM = 7311  # RNG stream of the sweep (another number than the synthetic scenes' split codes)
@@ -422,7 +422,6 @@ def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[s
     numbers (after a JSON round trip).
     """
     from .cross_eyed import run_cross_eyed
-    from .plots import cell_accuracy_heatmaps, mitigation_curves, patch_heatmaps
 
     for key in ("cross_eyed", "mitigations"):
         if key not in section:
@@ -440,11 +439,18 @@ def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[s
                         "n_images": len(sweep.images), "vocabulary": cfg.vocabulary(),
                         "centre_cells": centre_border_cells(cfg.grid, cfg.centre_ring)[0].view(cfg.grid, cfg.grid).tolist()},
               "baseline": base["scores"], "heatmaps": base["heatmaps"], "mitigations": mitigations, "cross_eyed": cross}
-    report = json.loads(json.dumps(report))  # the figures below read exactly these numbers
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    report = json.loads(json.dumps(report))  # the figures read exactly these numbers
     spec = getattr(encoder, "spec", None)
     title = f"{spec.model} ({spec.pretrained})" if spec is not None else type(encoder).__name__
+    return report, write_center_bias_files(report, out_dir, title)
+
+
+def write_center_bias_files(report: dict, out_dir: str | Path, title: str) -> dict[str, str]:
+    """The figures and the Markdown summary of a center_bias report (as saved in ``diagnostics.json``)."""
+    from .plots import cell_accuracy_heatmaps, mitigation_curves, patch_heatmaps
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files = {"center_bias_cells_png": str(cell_accuracy_heatmaps(
         {name: s["cell_acc"] for name, s in report["baseline"].items()}, report["sweep"]["centre_cells"],
         out / "center_bias_cells.png", title=f"{title}: recognition accuracy per cell (centre cells outlined)"))}
@@ -458,4 +464,4 @@ def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[s
     md = out / "center_bias.md"
     md.write_text(summary_markdown(report, title), encoding="utf-8")
     files["center_bias_md"] = str(md)
-    return report, files
+    return files

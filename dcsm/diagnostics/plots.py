@@ -110,8 +110,9 @@ def _grid_panels(panels: dict[str, list[list[float]]], path: str | Path, title: 
         if len(grid) <= 10:
             for r, row in enumerate(grid):
                 for c, v in enumerate(row):
+                    dark = abs(v) > 0.6 * vmax if cmap == "RdBu_r" else (v - vmin) < 0.5 * (vmax - vmin)
                     ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=6 if len(grid) > 6 else 8,
-                            color="white" if (v - vmin) < 0.5 * (vmax - vmin) else "black")
+                            color="white" if dark else "black")
         if outline is not None:  # centre cells
             for r, row in enumerate(outline):
                 for c, on in enumerate(row):
@@ -149,11 +150,12 @@ def mitigation_curves(mitigations: dict, path: str | Path, title: str = "") -> P
     for col, kind in enumerate(kinds):
         rows = mitigations[kind]
         names = list(rows[0]["scores"])
-        for name in names:
+        for i, name in enumerate(names):
             s = [r["strength"] for r in rows]
+            dodge = (i - (len(names) - 1) / 2) * 0.012  # keep the scorers' error bars apart
             ratio = [r["scores"][name]["ratio"] for r in rows]
             ci = [r["scores"][name]["ratio_ci"] for r in rows]
-            pts = [(x, y, c) for x, y, c in zip(s, ratio, ci) if y is not None and None not in c]
+            pts = [(x + dodge, y, c) for x, y, c in zip(s, ratio, ci) if y is not None and None not in c]
             if pts:
                 xs, ys, cs = zip(*pts)
                 err = [[y - c[0] for y, c in zip(ys, cs)], [c[1] - y for y, c in zip(ys, cs)]]
