@@ -287,6 +287,9 @@ def test_runner_writes_files_whose_figures_hold_the_json_numbers(enc: FrozenCLIP
     assert maps["dcsm: grad x input"] == saved["heatmaps"]["dcsm"]["patch_attribution"]
     assert np.array(maps["dcsm: grad x input"]).shape == (4, 4)  # the small ViT's 4 x 4 patch grid
     assert seen["mitigation_curves"][0] == saved["mitigations"]
+    ring = saved["heatmaps"]["dcsm"]["patch_attribution_ring_means"]  # 4 x 4 grid: border ring, inner 2 x 2
+    grid = np.array(saved["heatmaps"]["dcsm"]["patch_attribution"])
+    assert ring == pytest.approx([np.delete(grid.flatten(), [5, 6, 9, 10]).mean(), grid[1:3, 1:3].mean()])
     h = saved["heatmaps"]["clip"]
     assert h["mean_patch_sum"] == pytest.approx(np.array(h["patch_contribution"]).sum(), abs=1e-5)
     assert h["mean_cosine"] == pytest.approx(h["mean_patch_sum"] + h["mean_cls_position"] + h["mean_rest"])

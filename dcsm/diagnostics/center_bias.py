@@ -245,6 +245,14 @@ def sweep_scores(cfg: SweepConfig, sweep: Sweep, result: PassResult, vocab_poole
 
 
 # ----------------------------------------------------------------------------- heatmaps
+def ring_means(grid: torch.Tensor) -> list[float]:
+    """Mean of a ``(gh, gw)`` map per ring (0 = the border ring, inward from there)."""
+    gh, gw = grid.shape
+    r, c = torch.arange(gh)[:, None], torch.arange(gw)[None, :]
+    ring = torch.minimum(torch.minimum(r, gh - 1 - r), torch.minimum(c, gw - 1 - c)).flatten()
+    return (torch.bincount(ring, weights=grid.flatten().double()) / torch.bincount(ring)).tolist()
+
+
 @torch.no_grad()
 def clip_patch_heatmap(encoder, images: torch.Tensor, texts: torch.Tensor, batch_size: int) -> dict[str, Any]:
     """Mean per-patch direct contribution to cos(pooled image, true caption) ``(gh, gw)``, and the
@@ -269,8 +277,9 @@ def clip_patch_heatmap(encoder, images: torch.Tensor, texts: torch.Tensor, batch
         parts.append(torch.stack([per_token[:, 1:].sum(dim=1), per_token[:, 0], rest], dim=1).cpu())
     patch = torch.cat(contrib)
     p = torch.cat(parts).mean(dim=0)
-    return {"patch_contribution": patch.mean(dim=0).view(gh, gw).tolist(),
-            "cls_attention": torch.cat(attn).mean(dim=0).view(gh, gw).tolist(),
+    contribution, attention = patch.mean(dim=0).view(gh, gw), torch.cat(attn).mean(dim=0).view(gh, gw)
+    return {"patch_contribution": contribution.tolist(), "cls_attention": attention.tolist(),
+            "patch_contribution_ring_means": ring_means(contribution), "cls_attention_ring_means": ring_means(attention),
             "mean_cosine": float(p.sum()), "mean_patch_sum": float(p[0]), "mean_cls_position": float(p[1]),
             "mean_rest": float(p[2]), "n": len(patch)}
 
@@ -279,7 +288,8 @@ def dcsm_heatmap(encoder, attributions: torch.Tensor) -> dict[str, Any]:
     """Mean gradient x input over images ``(gh, gw)`` from ``(N, P)`` map-column attributions."""
     gh, gw = encoder.grid_size
     cols = attributions[:, -gh * gw:]  # drop the CLS column of keep_cls maps
-    return {"patch_attribution": cols.mean(dim=0).view(gh, gw).tolist(),
+    mean = cols.mean(dim=0).view(gh, gw)
+    return {"patch_attribution": mean.tolist(), "patch_attribution_ring_means": ring_means(mean),
             "cls_column": float(attributions[:, 0].mean()) if attributions.shape[1] > gh * gw else None,
             "n": len(cols)}
 
@@ -371,7 +381,8 @@ DEFINITIONS = {
                 "true caption) from the exact decomposition, mean over the sweep; clip.cls_attention: the last block's "
                 "class-token attention over patches, mean over heads and images; <dcsm>.patch_attribution: gradient x "
                 "input of the true caption's DCSM score over the map's patch axis, summed over token rows, mean over "
-                "the sweep (the pooled-cosine residual, if any, has no patch axis and is left out)",
+                "the sweep (the pooled-cosine residual, if any, has no patch axis and is left out); *_ring_means: "
+                "the map's mean per ring of patches (0 = the border ring of the patch grid, inward from there)",
 }
 
 
