@@ -31,6 +31,7 @@ final block's class-token attention toward a prior. Strength 0 is the identity.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,8 +45,8 @@ from ..data.synthetic import COLOURS, SHAPES, draw_shape
 from ..hook_points import capture
 from .decomposition import decompose
 from .mitigations import PRIORS, PROMPT_SHAPES, check_strength, redistribute_attention, visual_prompt
-from .option_scoring import CLIP, PassResult, TextTable, is_correct, score_pass
-from .pruning import Scorer
+from .option_scoring import CLIP, PassResult, TextTable, score_pass
+from .pruning import Scorer, is_correct
 
 __all__ = ["CenterBiasConfigError", "SweepConfig", "Sweep", "ring_index", "centre_border_cells", "render_sweep",
            "cell_accuracy", "centre_border_ratio", "sweep_scores", "clip_patch_heatmap", "run_sweep", "run_mitigations",
@@ -202,7 +203,7 @@ def _ratio(c: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _num(x: torch.Tensor | float) -> float | None:
     v = float(x)
-    return None if v != v or v in (float("inf"), float("-inf")) else v
+    return v if math.isfinite(v) else None
 
 
 def centre_border_ratio(correct: torch.Tensor, cells: torch.Tensor, grid: int, centre_ring: int, n_bootstrap: int,

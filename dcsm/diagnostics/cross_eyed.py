@@ -23,8 +23,8 @@ from PIL import Image
 
 from ..data.benchmarks import load_whatsup_controlled
 from ..data.synthetic import make_scene
-from .option_scoring import TextTable, is_correct, score_pass
-from .pruning import Scorer
+from .option_scoring import TextTable, score_pass
+from .pruning import Scorer, is_correct
 
 __all__ = ["CENTRED_MARK", "objects_from_file_name", "centred_by_file_name", "centred_by_boxes", "captions_for",
            "whatsup_set", "synthetic_set", "cross_eyed_scores", "run_cross_eyed"]

@@ -19,7 +19,7 @@ from ..features.batch import FeatureBatch
 from ..model import DCSM
 from .pruning import Scorer
 
-__all__ = ["CLIP", "TextTable", "PassResult", "score_pass", "is_correct", "dcsm_patch_attribution"]
+__all__ = ["CLIP", "TextTable", "PassResult", "score_pass", "dcsm_patch_attribution"]
 
 CLIP = "clip"
 
@@ -47,14 +47,6 @@ class PassResult:
     pooled: torch.Tensor
     scores: dict[str, torch.Tensor]
     attributions: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def is_correct(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Bool ``(N,)``: the true option ``labels (N,)`` alone holds the top score of ``scores (N, K)``
-    (a tie for the top counts as wrong)."""
-    top = scores.max(dim=1, keepdim=True).values
-    at_top = scores == top
-    return at_top.gather(1, labels[:, None].to(scores.device))[:, 0] & (at_top.sum(dim=1) == 1)
 
 
 def dcsm_patch_attribution(model: DCSM, f: FeatureBatch, labels: torch.Tensor) -> torch.Tensor:
