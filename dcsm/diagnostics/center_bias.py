@@ -453,7 +453,7 @@ def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[s
               "baseline": base["scores"], "heatmaps": base["heatmaps"], "mitigations": mitigations, "cross_eyed": cross}
     report = json.loads(json.dumps(report))  # the figures read exactly these numbers
     spec = getattr(encoder, "spec", None)
-    title = f"{spec.model} ({spec.pretrained})" if spec is not None else type(encoder).__name__
+    title = f"{spec.model} ({spec.pretrained or 'random init'})" if spec is not None else type(encoder).__name__
     return report, write_center_bias_files(report, out_dir, title)
 
 

@@ -93,7 +93,7 @@ def textspan_markdown(spans: list[SpanResult], scores: list[HeadScore] | None, p
 
 # ----------------------------------------------------------------------------- center bias
 def _grid_panels(panels: dict[str, list[list[float]]], path: str | Path, title: str, cmap: str, shared: bool,
-                 fmt: str, outline: list[list[bool]] | None = None, label: str = "") -> Path:
+                 fmt: str, outline: list[list[bool]] | None = None, label: str = "", annotate_max: int = 10) -> Path:
     """One annotated heatmap per panel, drawn from the nested lists as given."""
     names = list(panels)
     fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.4), squeeze=False)
@@ -107,7 +107,7 @@ def _grid_panels(panels: dict[str, list[list[float]]], path: str | Path, title: 
             m = max(abs(vmin), abs(vmax), 1e-12)
             vmin, vmax = -m, m
         im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-6)
-        if len(grid) <= 10:
+        if len(grid) <= annotate_max:  # numbers in the cells while they fit
             for r, row in enumerate(grid):
                 for c, v in enumerate(row):
                     dark = abs(v) > 0.6 * vmax if cmap == "RdBu_r" else (v - vmin) < 0.5 * (vmax - vmin)
@@ -139,7 +139,7 @@ def cell_accuracy_heatmaps(panels: dict[str, list[list[float]]], centre: list[li
 
 def patch_heatmaps(panels: dict[str, list[list[float]]], path: str | Path, title: str = "") -> Path:
     """Per-patch contribution / attention maps, each on its own (zero-centred) scale."""
-    return _grid_panels(panels, path, title, "RdBu_r", False, ".3f")
+    return _grid_panels(panels, path, title, "RdBu_r", False, ".2g", annotate_max=5)
 
 
 def mitigation_curves(mitigations: dict, path: str | Path, title: str = "") -> Path:
