@@ -3,10 +3,10 @@ benchmark's own files (``whatsup``, ``whatsup_qa``, ``negbench``, ``clevr_bind``
 ``vg_attribution``, ``ncd``, ``sugarcrepe``; :mod:`dcsm.benchmark_eval`), or on every benchmark
 found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.benchmark_suite`).
 
-``eval.diagnostics=[heads, textspan, pruning]`` also runs the head diagnostics
-(:mod:`dcsm.diagnostics.runner`) on the checkpoint's encoder (pruning scores the DCSM head too)
-or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON lands in
-``<run dir>/diagnostics/``.
+``eval.diagnostics=[heads, textspan, pruning, center_bias]`` also runs the diagnostics
+(:mod:`dcsm.diagnostics.runner`) on the checkpoint's encoder (pruning and center_bias score the
+DCSM head too) or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON and
+figures land in ``<run dir>/diagnostics/``.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
     out_dir = _run_dir(cfg, checkpoint) / DIAGNOSTICS_DIR
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
-        scorers={"dcsm": lambda x, o: model(x.to(model.encoder.device), o)} if model is not None else None,
+        scorers={"dcsm": model} if model is not None else None,  # DCSM moves images to its encoder's device
         wandb_run=None, progress=progress_enabled(cfg),
     )
     print(f"\ndiagnostics: {report['files']['json']}\n")

@@ -1,4 +1,4 @@
-"""Lightning callback: run chosen head diagnostics at validation end during training."""
+"""Lightning callback: run chosen diagnostics (heads, pruning, center_bias, ...) at validation end during training."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from ..encoders import FrozenCLIP
 from .pruning import Scorer
-from .runner import run_diagnostics
+from .runner import center_bias_metrics, run_diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ def find_encoder(pl_module: L.LightningModule) -> FrozenCLIP:
 
 def default_scorers(pl_module: L.LightningModule) -> dict[str, Scorer]:
     """``{"dcsm": model}`` when the module wraps a model called as ``model(images, options) -> (N, K)``
-    (the ``DCSM`` API); else none (CLIP only)."""
+    (the ``DCSM`` API; it moves images to its encoder's device itself); else none (CLIP only)."""
     model = getattr(pl_module, "model", None)
     if model is not None and callable(model) and isinstance(getattr(model, "encoder", None), FrozenCLIP):
-        return {"dcsm": lambda images, options: model(images.to(pl_module.device), options)}
+        return {"dcsm": model}
     return {}
 
 
@@ -86,6 +86,8 @@ class DiagnosticsCallback(L.Callback):
         metrics = {}
         for name, b in report.get("pruning", {}).get("baseline", {}).items():
             metrics[f"diagnostics/{name}_acc"] = b["acc"]
+        if "center_bias" in report:
+            metrics.update({f"diagnostics/{k}": v for k, v in center_bias_metrics(report["center_bias"]).items()})
         if metrics:
             for lg in trainer.loggers:
                 if type(lg).__name__ != "WandbLogger":  # W&B already has them from run_diagnostics

@@ -1,5 +1,6 @@
-"""Figures and tables of the head diagnostics: head-score grid, pruning curves (PNG, Agg backend),
-TextSpan table (Markdown)."""
+"""Figures and tables of the diagnostics: head-score grid, pruning curves, center-bias heatmaps and
+mitigation curves (PNG, Agg backend), TextSpan table (Markdown). Every figure is drawn from the
+JSON-ready numbers it is given, nothing recomputed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .head_scores import HeadScore  # noqa: E402
 from .textspan import SpanResult  # noqa: E402
 
-__all__ = ["head_score_grid", "pruning_curves", "textspan_markdown"]
+__all__ = ["head_score_grid", "pruning_curves", "textspan_markdown", "cell_accuracy_heatmaps", "patch_heatmaps",
+           "mitigation_curves"]
 
 STYLE = {"top": ("tab:red", "o"), "bottom": ("tab:blue", "s"), "random": ("tab:gray", "^")}
 
@@ -86,4 +88,91 @@ def textspan_markdown(spans: list[SpanResult], scores: list[HeadScore] | None, p
                      if sc else f"| L{s.layer}H{s.head} | - | - | {texts.replace('|', '/')} | {rem} |")
     path = Path(path)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- center bias
+def _grid_panels(panels: dict[str, list[list[float]]], path: str | Path, title: str, cmap: str, shared: bool,
+                 fmt: str, outline: list[list[bool]] | None = None, label: str = "", annotate_max: int = 10) -> Path:
+    """One annotated heatmap per panel, drawn from the nested lists as given."""
+    names = list(panels)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.4), squeeze=False)
+    vals = [v for n in names for row in panels[n] for v in row if v == v]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    for ax, name in zip(axes[0], names):
+        grid = panels[name]
+        g = [v for row in grid for v in row if v == v]
+        vmin, vmax = (lo, hi) if shared else ((min(g), max(g)) if g else (0.0, 1.0))
+        if cmap == "RdBu_r" and not shared:  # diverging: centred on zero
+            m = max(abs(vmin), abs(vmax), 1e-12)
+            vmin, vmax = -m, m
+        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-6)
+        if len(grid) <= annotate_max:  # numbers in the cells while they fit
+            for r, row in enumerate(grid):
+                for c, v in enumerate(row):
+                    dark = abs(v) > 0.6 * vmax if cmap == "RdBu_r" else (v - vmin) < 0.5 * (vmax - vmin)
+                    ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=6 if len(grid) > 6 else 8,
+                            color="white" if dark else "black")
+        if outline is not None:  # centre cells
+            for r, row in enumerate(outline):
+                for c, on in enumerate(row):
+                    if on:
+                        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="tab:red", lw=1.2))
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, label=label)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def cell_accuracy_heatmaps(panels: dict[str, list[list[float]]], centre: list[list[bool]], path: str | Path,
+                           title: str = "") -> Path:
+    """Per-cell recognition accuracy (0..1, one colour scale) per scorer; centre cells outlined in red."""
+    return _grid_panels(panels, path, title, "viridis", True, ".2f", centre, "accuracy")
+
+
+def patch_heatmaps(panels: dict[str, list[list[float]]], path: str | Path, title: str = "") -> Path:
+    """Per-patch contribution / attention maps, each on its own (zero-centred) scale."""
+    return _grid_panels(panels, path, title, "RdBu_r", False, ".2g", annotate_max=5)
+
+
+def mitigation_curves(mitigations: dict, path: str | Path, title: str = "") -> Path:
+    """Columns: visual prompt, attention redistribution. Rows: centre/border ratio (percentile
+    interval as error bars; 1 = no bias) and overall accuracy, against strength, per scorer."""
+    kinds = [k for k in ("visual_prompt", "attention") if mitigations.get(k)]
+    fig, axes = plt.subplots(2, max(1, len(kinds)), figsize=(4.4 * max(1, len(kinds)), 6.0), squeeze=False)
+    for col, kind in enumerate(kinds):
+        rows = mitigations[kind]
+        names = list(rows[0]["scores"])
+        for i, name in enumerate(names):
+            s = [r["strength"] for r in rows]
+            dodge = (i - (len(names) - 1) / 2) * 0.012  # keep the scorers' error bars apart
+            ratio = [r["scores"][name]["ratio"] for r in rows]
+            ci = [r["scores"][name]["ratio_ci"] for r in rows]
+            pts = [(x + dodge, y, c) for x, y, c in zip(s, ratio, ci) if y is not None and None not in c]
+            if pts:
+                xs, ys, cs = zip(*pts)
+                err = [[y - c[0] for y, c in zip(ys, cs)], [c[1] - y for y, c in zip(ys, cs)]]
+                axes[0][col].errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+            axes[1][col].plot(s, [r["scores"][name]["acc"] for r in rows], marker="o", label=name)
+        axes[0][col].axhline(1.0, color="black", lw=0.8, ls="--")
+        axes[0][col].set_title(kind.replace("_", " "), fontsize=10)
+        axes[0][col].set_ylabel("centre / border accuracy")
+        axes[1][col].set_ylabel("sweep accuracy")
+        axes[1][col].set_ylim(-0.02, 1.02)
+        for r in (0, 1):
+            axes[r][col].set_xlabel("strength (0 = identity)")
+            axes[r][col].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
     return path

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .ablation import Component, ComponentMeans, ablate
 
-__all__ = ["Task", "Scorer", "synthetic_task", "clip_scorer", "accuracy", "run_pruning"]
+__all__ = ["Task", "Scorer", "synthetic_task", "clip_scorer", "is_correct", "accuracy", "run_pruning"]
 
 #: ``scorer(images (N, 3, H, W), options: N lists of K captions) -> scores (N, K)``
 Scorer = Callable[[torch.Tensor, list[list[str]]], torch.Tensor]
@@ -78,13 +78,20 @@ def clip_scorer(encoder) -> Scorer:
     return score
 
 
+def is_correct(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Bool ``(N,)``: the true option ``labels (N,)`` alone holds the top score of ``scores (N, K)``
+    (a tie for the top counts as wrong)."""
+    at_top = scores == scores.max(dim=1, keepdim=True).values
+    return at_top.gather(1, labels[:, None].to(scores.device))[:, 0] & (at_top.sum(dim=1) == 1)
+
+
 def accuracy(scores: torch.Tensor, labels: torch.Tensor, categories: list[str]) -> dict:
     """Accuracy with ties counted wrong, overall and per category, plus the tie count."""
     scores, labels = scores.float().cpu(), labels.cpu()
     top = scores.max(dim=1).values
     correct_score = scores.gather(1, labels[:, None])[:, 0]
     tied = ((scores == top[:, None]).sum(dim=1) > 1) & (correct_score == top)
-    right = (correct_score == top) & ~tied
+    right = is_correct(scores, labels)
     cats = sorted(set(categories))
     per = {c: float(right[[i for i, k in enumerate(categories) if k == c]].float().mean()) for c in cats}
     return {"acc": float(right.float().mean()), "per_category": per, "ties": int(tied.sum()), "n": len(labels)}

@@ -1,10 +1,13 @@
-"""Run the head diagnostics on an encoder and write their files: ``diagnostics.json``, PNG plots
-and a Markdown TextSpan table beside it, the same logged to W&B when a run is active or given.
+"""Run diagnostics on an encoder and write their files: ``diagnostics.json``, PNG plots and Markdown
+tables beside it, the same logged to W&B when a run is active or given.
 
 ``heads`` = decomposition over the image set -> TextSpan per head -> concept-consistency scores and
 ranking (``head_scores.png``); ``textspan`` = the per-head TextSpan table (``textspan.md``);
 ``pruning`` = top/bottom/random head pruning on the task (``pruning.png``), for CLIP and every
-injected scorer. ``pruning`` and ``heads`` compute the TextSpan they need.
+injected scorer. ``pruning`` and ``heads`` compute the TextSpan they need. ``center_bias`` = the
+position sweep, per-patch heatmaps, mitigations and Cross-Eyed protocol of
+:mod:`dcsm.diagnostics.center_bias` (``center_bias_*.png``, ``center_bias.md``), for CLIP and every
+injected scorer.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DIAGNOSTICS", "DiagnosticsConfigError", "run_diagnostics"]
 
-DIAGNOSTICS = ("heads", "textspan", "pruning")
-REQUIRED = ("image_set", "task", "text_bank", "concept_lexicon", "textspan", "heads", "pruning", "batch_size")
+HEAD_DIAGNOSTICS = ("heads", "textspan", "pruning")
+DIAGNOSTICS = (*HEAD_DIAGNOSTICS, "center_bias")
+REQUIRED = {"heads": ("image_set", "task", "text_bank", "concept_lexicon", "textspan", "heads", "pruning", "batch_size"),
+            "center_bias": ("center_bias", "batch_size")}
 
 
 class DiagnosticsConfigError(ValueError):
@@ -42,7 +47,9 @@ def _check(names: Sequence[str], cfg: dict) -> None:
     bad = [n for n in names if n not in DIAGNOSTICS]
     if bad:
         raise DiagnosticsConfigError(f"unknown diagnostic '{bad[0]}'. Fix: choose from {list(DIAGNOSTICS)}.")
-    missing = [k for k in REQUIRED if k not in cfg]
+    needed = [k for group, keys in REQUIRED.items() for k in keys
+              if (group == "heads" and set(names) & set(HEAD_DIAGNOSTICS)) or group in names]
+    missing = [k for k in dict.fromkeys(needed) if k not in cfg]
     if missing:
         raise DiagnosticsConfigError(f"config key 'diagnostics.{missing[0]}' is missing. Fix: start from "
                                      "configs/default.yaml's diagnostics section.")
@@ -68,12 +75,13 @@ def run_diagnostics(
     progress: bool = True,
     wandb_prefix: str = "diagnostics",
 ) -> dict:
-    """Run ``names`` (subset of ``heads``, ``textspan``, ``pruning``) on ``encoder`` (a FrozenCLIP).
+    """Run ``names`` (subset of ``heads``, ``textspan``, ``pruning``, ``center_bias``) on ``encoder`` (a FrozenCLIP).
 
     Args:
         cfg: the ``diagnostics:`` config section as a plain dict.
-        scorers: extra scorers evaluated under pruning, ``{name: fn(images, options) -> (N, K)}``;
-            they must run on this same encoder (e.g. ``{"dcsm": dcsm_model}``).
+        scorers: extra scorers evaluated under pruning and center_bias, ``{name: fn(images, options) -> (N, K)}``;
+            they must run on this same encoder (e.g. ``{"dcsm": dcsm_model}``; a :class:`~dcsm.model.DCSM`
+            itself also gets center_bias's patch heatmap).
         wandb_run: a W&B run to log to; default: the active ``wandb.run`` if any.
 
     Returns the report (also written to ``out_dir/diagnostics.json``).
@@ -89,6 +97,25 @@ def run_diagnostics(
         "device": str(encoder.device),
     }}
     files: dict[str, str] = {}
+    if set(names) & set(HEAD_DIAGNOSTICS):
+        _run_head_diagnostics(names, encoder, cfg, out, scorers, progress, report, files)
+    if "center_bias" in names:
+        from .center_bias import run_center_bias  # rendering and plots only when asked for
+
+        report["center_bias"], cb_files = run_center_bias(encoder, cfg["center_bias"], out, scorers, bs, progress)
+        files.update(cb_files)
+    report["files"] = files
+    json_path = out / "diagnostics.json"
+    json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    files["json"] = str(json_path)
+    _log_wandb(report, files, wandb_run, wandb_prefix)
+    return report
+
+
+def _run_head_diagnostics(names: Sequence[str], encoder, cfg: dict, out: Path, scorers: dict[str, Scorer] | None,
+                          progress: bool, report: dict, files: dict[str, str]) -> None:
+    """heads / textspan / pruning: fills ``report`` and ``files`` in place."""
+    bs = int(cfg["batch_size"])
     image_set = _task(encoder, cfg["image_set"])
     report["meta"]["image_set"] = image_set.name
     # decomposition -> TextSpan -> scores (everything needs the ranking or the table)
@@ -122,12 +149,6 @@ def run_diagnostics(
                                         means=means, batch_size=bs, progress=progress)
         files["pruning_png"] = str(pruning_curves(report["pruning"], out / "pruning.png",
                                                   title=f"{encoder.spec.model} ({encoder.spec.pretrained}) on {task.name}"))
-    report["files"] = files
-    json_path = out / "diagnostics.json"
-    json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
-    files["json"] = str(json_path)
-    _log_wandb(report, files, wandb_run, wandb_prefix)
-    return report
 
 
 def _log_wandb(report: dict, files: dict[str, str], run: Any, prefix: str) -> None:
@@ -143,7 +164,9 @@ def _log_wandb(report: dict, files: dict[str, str], run: Any, prefix: str) -> No
     import wandb
 
     data: dict[str, Any] = {}
-    for key, name in (("head_scores_png", "head_score_grid"), ("pruning_png", "pruning_curves")):
+    for key, name in (("head_scores_png", "head_score_grid"), ("pruning_png", "pruning_curves"),
+                      ("center_bias_cells_png", "center_bias/cells"), ("center_bias_patches_png", "center_bias/patches"),
+                      ("center_bias_mitigations_png", "center_bias/mitigations")):
         if key in files:
             data[f"{prefix}/{name}"] = wandb.Image(files[key])
     if "heads" in report:
@@ -159,4 +182,18 @@ def _log_wandb(report: dict, files: dict[str, str], run: Any, prefix: str) -> No
         data[f"{prefix}/pruning"] = wandb.Table(columns=["scorer", "heads", "k", "acc", "std", "drop", "runs"], data=rows)
         for name, b in report["pruning"]["baseline"].items():
             data[f"{prefix}/baseline_acc/{name}"] = b["acc"]
+    if "center_bias" in report:
+        data.update({f"{prefix}/{k}": v for k, v in center_bias_metrics(report["center_bias"]).items()})
     run.log(data)
+
+
+def center_bias_metrics(section: dict) -> dict[str, float]:
+    """Scalars of a center_bias report: per scorer ``center_bias/<scorer>_{acc,ratio,diff}`` (ratio left
+    out when undefined)."""
+    out = {}
+    for name, s in section["baseline"].items():
+        out[f"center_bias/{name}_acc"] = s["acc"]
+        out[f"center_bias/{name}_diff"] = s["diff"]
+        if s["ratio"] is not None:
+            out[f"center_bias/{name}_ratio"] = s["ratio"]
+    return out
