@@ -120,6 +120,13 @@ class DCSMModule(L.LightningModule):
         self.log("train/acc", acc, prog_bar=True, batch_size=n)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        # Shard streams skip corrupt samples; their loss is a number every run shows (all epochs so far).
+        skips = getattr(getattr(self.trainer, "datamodule", None), "skips", None)
+        if skips is not None:
+            self.log("data/lost_samples", float(skips.lost_samples), reduce_fx="sum", sync_dist=True)
+            self.log("data/skip_events", float(skips.count), reduce_fx="sum", sync_dist=True)
+
     def on_validation_epoch_start(self) -> None:
         self._val_stats = {}
 

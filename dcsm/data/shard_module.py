@@ -223,5 +223,5 @@ class ShardDataModule(L.LightningDataModule):
 
     def teardown(self, stage: str | None = None) -> None:
         if self.skips.count:
-            log.warning("skipped %d corrupt sample(s) while streaming shards, e.g. %s", self.skips.count,
-                        "; ".join(str(e) for e in self.skips.examples[:3]))
+            log.warning("lost %d sample(s) in %d skip(s) of corrupt samples or shards while streaming, e.g. %s",
+                        self.skips.lost_samples, self.skips.count, "; ".join(str(e) for e in self.skips.examples[:3]))

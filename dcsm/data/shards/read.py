@@ -49,9 +49,10 @@ class StreamState:
         self.stopped = False
 
 
-def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState) -> Iterator[dict]:
-    """The grouped samples of one shard; a tar-level error is counted once and ends the shard."""
-    last: dict[str, Any] = {"key": None, "seen": set()}
+def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState,
+                 seen: set[str] | None = None) -> Iterator[dict]:
+    """The grouped samples of one shard; a tar-level error is counted once (into ``seen``) and ends the shard."""
+    last: dict[str, Any] = {"key": None, "seen": seen if seen is not None else set()}
 
     def on_error(exn: Exception) -> bool:
         first = str(exn.args[0]) if exn.args else str(exn)
@@ -68,6 +69,7 @@ def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bo
         stream = gopen(url)
     except (OSError, ValueError) as exn:  # missing file, unknown url scheme, ...
         skips.record(url, None, f"cannot open shard: {type(exn).__name__}: {exn}")
+        last["seen"].add("open")
         state.stopped = not handler(exn)
         return
     finished = False
@@ -103,7 +105,8 @@ def iter_shard(
     """
     state = state if state is not None else StreamState()
     given = corrupt = 0
-    for sample in _tar_samples(url, skips, handler, state):
+    tar_errors: set[str] = set()
+    for sample in _tar_samples(url, skips, handler, state, tar_errors):
         try:
             out = decode(sample)
         except SampleError as err:
@@ -116,6 +119,9 @@ def iter_shard(
             yield out
         if state.stopped:
             return
+    if expected is not None and given + corrupt < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
+        skips.record(url, None, f"shard ended after {given + corrupt} of the {expected} samples its manifest lists "
+                                "(truncated or rewritten?)")
     lost = corrupt if expected is None else expected - given
     if lost > 0:
         skips.add_lost(lost)
