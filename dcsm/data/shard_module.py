@@ -31,7 +31,7 @@ from .resumable import ResumableLoader
 
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
-from ..features.shards import check_encoder, feature_sample_pipeline
+from ..features.shards import check_encoder, feature_sample_pipeline, probe_encoder
 from .shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
 from .module import needs_opposite
 
@@ -170,20 +170,24 @@ class ShardDataModule(L.LightningDataModule):
         return ("val",) if self.cfg.val_shards else ()
 
     def _pipeline(self, urls: str, shuffle: bool, counts: dict[str, int] | None) -> ShardPipeline:
+        """The decoding stream of ``urls``; feature samples are checked against this run's encoder
+        (those without an encoder record pass only when every url has a checked manifest entry)."""
         common = dict(
             expected_counts=counts, shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=self.cfg.seed,
             shuffle_shards=shuffle, skips=self.skips, categories=self.cfg.categories,
             with_opposite=self.cfg.with_opposite and shuffle,  # train stream only
         )
         if self.cfg.source == "features":
-            return feature_sample_pipeline(urls, **common)
+            spec = self.encoder.spec.to_dict() if self.encoder is not None else None
+            return feature_sample_pipeline(urls, encoder=spec, manifest_checked=counts is not None, **common)
         return raw_sample_pipeline(urls, self.encoder.preprocess, **common)
 
     def _loader(self, urls: str, shuffle: bool) -> ResumableLoader:
         """The train (``shuffle``) or validation loader of ``urls``."""
         counts, manifests = shard_manifests(urls)
         if self.cfg.source == "features" and self.encoder is not None:
-            check_encoder(manifests, self.encoder)
+            check_encoder(manifests, self.encoder)  # every url with counts has its folder's manifest checked here
+            probe_encoder(expand_urls(urls)[0], self.encoder.spec.to_dict(), manifest_checked=counts is not None)
         world = self.trainer.world_size if self.trainer is not None else 1
         readers = world * max(self.cfg.num_workers, 1)
         total = sum(counts.values()) if counts is not None else self.cfg.samples_per_epoch
