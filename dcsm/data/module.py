@@ -141,7 +141,8 @@ class SyntheticDataModule(L.LightningDataModule):
         )
         if not shuffle:
             return DataLoader(self.datasets[split], shuffle=False, **common)
-        sampler = EpochSampler(self.datasets[split], self.cfg.seed, self.cfg.batch_size)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = EpochSampler(self.datasets[split], self.cfg.seed, self.cfg.batch_size, world, rank)
         return ResumableLoader(self.datasets[split], sampler, self.trainer, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:

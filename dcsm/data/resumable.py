@@ -21,7 +21,7 @@ import math
 from typing import Any, Iterator, Protocol, Sized
 
 import numpy as np
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 
 class Positionable(Protocol):
@@ -35,13 +35,16 @@ class Positionable(Protocol):
         """Batches in a whole epoch; None when the stream's end says it."""
 
 
-class EpochSampler(Sampler[int]):
-    """Indices ``0..n-1`` in a permutation seeded by ``(seed, epoch)``, minus the first
-    ``skip_batches * batch_size`` (the part of the epoch a resumed run has already trained on)."""
+class EpochSampler(DistributedSampler):
+    """This rank's indices of ``0..n-1`` in an epoch: a permutation seeded by ``(seed, epoch)``
+    (padded by wrapping to a multiple of ``num_replicas``, then every ``num_replicas``-th from
+    ``rank``), minus its first ``skip_batches * batch_size`` (the part of the epoch a resumed run
+    has already trained on). A ``DistributedSampler`` so that Lightning keeps it under DDP
+    instead of wrapping it in one that would reshuffle and split after the skip."""
 
-    def __init__(self, data: Sized, seed: int, batch_size: int, shuffle: bool = True) -> None:
-        self.data, self.seed, self.batch_size, self.shuffle = data, int(seed), int(batch_size), shuffle
-        self.epoch = 0
+    def __init__(self, data: Sized, seed: int, batch_size: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed), drop_last=False)
+        self.batch_size = int(batch_size)
         self.skip_batches = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -51,12 +54,14 @@ class EpochSampler(Sampler[int]):
         self.skip_batches = int(batches)
 
     def epoch_batches(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
+        return math.ceil(self.num_samples / self.batch_size)
 
     def order(self) -> np.ndarray:
-        """The epoch's full index order ``(n,)``."""
-        n = len(self.data)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        """This rank's full index order of the epoch ``(num_samples,)``."""
+        n = len(self.dataset)
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        perm = np.resize(perm, self.total_size)  # wraps around: every rank gets num_samples
+        return perm[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.skip_batches * self.batch_size:].tolist())
@@ -64,7 +69,7 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         # The whole epoch even while skipping: Lightning sizes the epoch from it and counts the
         # resumed batches itself (it adds the ones done to what the iterator yields).
-        return len(self.data)
+        return self.num_samples
 
 
 class ResumableLoader(DataLoader):
