@@ -156,7 +156,7 @@ def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) ->
     failed run, not one that quietly falls back to ``last.ckpt``."""
     cb = trainer.checkpoint_callback
     monitor = cfg["checkpoint"]["monitor"]
-    if cb is None or monitor is None or cb.best_model_path:
+    if cb is None or monitor is None or cb.best_model_path or trainer.interrupted:
         return
     val_key = "data.val_shards" if cfg["data"]["source"] in SHARD_SOURCES else "data.val_splits"
     if not getattr(dm, "val_names", ()):
