@@ -98,3 +98,19 @@ def test_a_run_without_validation_fails_with_one_line(
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "checkpoint.monitor=val/acc" in err[0] and "data.val_shards" in err[0]
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_metrics_json_reports_the_lost_samples(
+    tmp_path: Path, shards: dict[str, Path], encoder: FrozenCLIP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), *_cfg(
+        tmp_path, f"data.train_shards={shards['train']}", f"data.val_shards={shards['val']}", "trainer.max_epochs=1",
+        "data.test_size=2", "data.image_size=32", "eval.splits=[test]", "eval.batch_size=2")]
+    with pytest.warns(SkippedSampleWarning):
+        train_cmd.main(argv)
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["training_data"]["lost_samples"] == PER_SHARD and report["training_data"]["skip_events"] == 1
+    assert "shard-000001.tar" in report["training_data"]["skip_examples"][0]
