@@ -285,7 +285,8 @@ def cache_bytes(cfg: dict, model_name: str, device: torch.device, work: Path) ->
     members = []
     for i, s in enumerate(items):
         sample = {key: v for key, v in f.sample(i).items() if isinstance(v, torch.Tensor)}
-        members += feature_members(f"s{i:06d}", sample, {"captions": s.captions, "label": s.label, "meta": s.meta})
+        members += feature_members(f"s{i:06d}", sample, {"captions": s.captions, "label": s.label, "meta": s.meta},
+                                   encoder.spec.to_dict())
     shard = work / f"bytes-{model_name}.tar"
     size = write_tar(shard, members)
     P, D = encoder.num_patches, encoder.embed_dim

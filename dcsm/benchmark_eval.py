@@ -19,8 +19,12 @@ subset (``n_truncation_identical``) and named in a warning: the map cannot tell 
 
 Outputs, all written atomically: a metrics JSON in the CLIP_benchmark spirit (``model``,
 ``pretrained``, ``dataset``, ``task``, ``metrics`` ...), a Markdown table next to it (same
-name, ``.md``) and, with ``logger.kind=wandb`` (offline by default), a W&B run with the metrics
-and a table of DCSM failure examples and their heatmaps. The prompt style used is written into
+name, ``.md``), the DCSM failure examples as PNG files in a folder beside them
+(``<name>_failures/``: the image and the heatmaps of the correct and the predicted caption,
+listed in the JSON under ``failure_images`` and per failure) and, with ``logger.kind=wandb``
+(offline by default), a W&B run with the metrics, those PNGs as an image list
+(``failure_heatmaps``, which W&B writes as media files, offline too) and a table of the
+failure examples. The prompt style used is written into
 every output. Rows whose image is not found are reported with their paths and counted; the
 other rows are scored; so are rows whose image exists but cannot be read (truncated, empty, not
 an image): counted and listed with the reason (``unreadable_images``), the rest scored.
@@ -191,8 +195,35 @@ def count_truncation_identical(encoder: FrozenCLIP, dataset: BenchmarkDataset) -
     return counts
 
 
-def _wandb_failures(report: dict[str, Any], failures: list[dict[str, Any]], items: list[MCQItem]) -> Any:
-    """``extra`` for :func:`dcsm.report.log_wandb`: the failure table with images and heatmaps."""
+FAILURE_IMAGES = ("image", "correct", "predicted")  # per failure: the picture, heatmaps of the two captions
+
+
+def save_failure_images(output: Path, failures: list[dict[str, Any]], items: list[MCQItem]) -> list[dict[str, str]]:
+    """Each failure's image and its two heatmaps (correct, predicted caption) as PNGs in
+    ``<output stem>_failures/`` beside the metrics JSON -> per failure ``{kind: path}``."""
+    if not failures:
+        return []
+    folder = output.parent / f"{output.stem}_failures"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for i, fail in enumerate(failures):
+        item = items[fail["item_index"]]
+        img = open_rgb(item)
+        pictures = (img.convert("RGB").resize((HEATMAP_SIZE, HEATMAP_SIZE)), render_heatmap(fail["heatmaps"][0], img),
+                    render_heatmap(fail["heatmaps"][1], img))
+        paths = {}
+        for kind, pic in zip(FAILURE_IMAGES, pictures):
+            path = folder / f"{i:03d}_row{item.row}_{kind}.png"
+            pic.save(path, format="PNG")
+            paths[kind] = str(path)
+        saved.append(paths)
+    return saved
+
+
+def _wandb_failures(report: dict[str, Any]) -> Any:
+    """``extra`` for :func:`dcsm.report.log_wandb`: the failure PNGs as an image list (W&B writes
+    each as a media file; image cells inside a table are not written in offline runs) and the
+    failure table (captions, scores, the same images)."""
 
     def extra(wandb: Any) -> dict[str, Any]:
         columns = [
@@ -200,16 +231,19 @@ def _wandb_failures(report: dict[str, Any], failures: list[dict[str, Any]], item
             "dcsm scores", "clip scores", "dcsm map (correct)", "dcsm map (predicted)",
         ]
         table = wandb.Table(columns=columns)
-        for fail, rec in zip(failures, report["failures"]):
-            item = items[fail["item_index"]]
-            img = open_rgb(item)
+        gallery = []
+        for rec in report["failures"]:
+            files = rec["images"]
             table.add_data(
-                wandb.Image(img.resize((HEATMAP_SIZE, HEATMAP_SIZE))), item.source, item.row, item.subset, item.group,
+                wandb.Image(files["image"]), rec["source"], rec["row"], rec["subset"], rec["group"],
                 report["prompt_style"], rec["correct_caption"], rec["predicted_caption"],
                 json.dumps(rec["dcsm_scores"]), json.dumps(rec["clip_scores"]),
-                wandb.Image(render_heatmap(fail["heatmaps"][0], img)), wandb.Image(render_heatmap(fail["heatmaps"][1], img)),
+                wandb.Image(files["correct"]), wandb.Image(files["predicted"]),
             )
-        return {"failures": table}
+            where = f"{rec['source']} row {rec['row']}"
+            gallery += [wandb.Image(files["correct"], caption=f"{where}, correct: {rec['correct_caption']}"),
+                        wandb.Image(files["predicted"], caption=f"{where}, predicted: {rec['predicted_caption']}")]
+        return {"failures": table, "failure_heatmaps": gallery} if gallery else {"failures": table}
 
     return extra
 
@@ -314,7 +348,8 @@ def run_benchmark(
     }
 
     failure_records = []
-    for fail in failures:
+    failure_files = save_failure_images(output, failures, items)
+    for fail, files in zip(failures, failure_files):
         idx = fail["item_index"]
         item = items[idx]
         caps = styled_captions(item, prompt_style, benchmark)
@@ -325,6 +360,7 @@ def run_benchmark(
             "label": item.label, "prediction": pred, "clip_prediction": int(top_choice(scores[CLIP_SCORER][idx])),
             "tied": pred < 0, "correct_caption": caps[item.label], "predicted_caption": caps[shown], "captions": caps,
             "dcsm_scores": _rounded(scores[DCSM_SCORER][idx]), "clip_scores": _rounded(scores[CLIP_SCORER][idx]),
+            "images": files,
         })
 
     spec = model.encoder.spec
@@ -350,13 +386,14 @@ def run_benchmark(
         "tie_rule": TIE_RULE,
         "n_truncation_identical": n_truncation_identical,
         "failures": failure_records,
+        "failure_images": [path for files in failure_files for path in files.values()],
         "dcsm_version": __version__,
         "output": str(output),
         "markdown": str(output.with_suffix(".md")),
     }
     report = nan_to_none(report)
     return write_report(
-        output, report, format_benchmark_table(report), logger_cfg, WANDB_CONFIG_KEYS, _wandb_failures(report, failures, items)
+        output, report, format_benchmark_table(report), logger_cfg, WANDB_CONFIG_KEYS, _wandb_failures(report)
     )
 
 

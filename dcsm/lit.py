@@ -52,6 +52,18 @@ def paired_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tenso
 LOSS_FNS = {"mcq": mcq_loss, "paired": paired_loss}
 
 
+def planned_steps(trainer: L.Trainer) -> float:
+    """Optimizer steps the run plans: Lightning's estimate, or for a stream without a length
+    (shards: an epoch ends where the stream ends) the DataModule's expected batches per epoch
+    (``train_batches_per_epoch()``, from the manifest) x ``max_epochs``, capped by ``max_steps``."""
+    est = float(trainer.estimated_stepping_batches)
+    per_epoch = getattr(trainer.datamodule, "train_batches_per_epoch", lambda: None)()
+    if math.isfinite(est) or per_epoch is None or trainer.max_epochs in (None, -1):
+        return est
+    steps = math.ceil(per_epoch / trainer.accumulate_grad_batches) * trainer.max_epochs
+    return float(min(steps, trainer.max_steps) if trainer.max_steps not in (None, -1) else steps)
+
+
 class DCSMModule(L.LightningModule):
     """Trains a :class:`DCSM` (frozen CLIP + head) with the configured loss.
 
@@ -108,6 +120,13 @@ class DCSMModule(L.LightningModule):
         self.log("train/acc", acc, prog_bar=True, batch_size=n)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        # Shard streams skip corrupt samples; their loss is a number every run shows (all epochs so far).
+        skips = getattr(getattr(self.trainer, "datamodule", None), "skips", None)
+        if skips is not None:
+            self.log("data/lost_samples", float(skips.lost_samples), reduce_fx="sum", sync_dist=True)
+            self.log("data/skip_events", float(skips.count), reduce_fx="sum", sync_dist=True)
+
     def on_validation_epoch_start(self) -> None:
         self._val_stats = {}
 
@@ -156,7 +175,7 @@ class DCSMModule(L.LightningModule):
             # Read lazily: asking for estimated_stepping_batches here would build the train loader
             # before a resumed run restores its loop state, and its stream position would be lost.
             if not horizon:
-                est = float(self.trainer.estimated_stepping_batches)
+                est = planned_steps(self.trainer)
                 horizon.append(max(est, warmup + 1) if math.isfinite(est) and est > 0 else math.inf)
             return horizon[0]
 

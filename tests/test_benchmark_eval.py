@@ -471,6 +471,16 @@ def test_negbench_question_types_baseline_and_wandb(module, extra_encoder, tmp_p
     assert table["columns"][:2] == ["image", "source"] and "dcsm map (predicted)" in table["columns"]
     assert len(table["data"]) == len(report["failures"])
     assert [row[table["columns"].index("row")] for row in table["data"]] == wrong_rows[:2]
+    # the failure heatmaps land as image files: in the offline run, and as PNGs beside the JSON
+    assert report["failures"]
+    media = sorted(runs[0].glob("files/media/images/failure_heatmaps_*.png"))
+    assert len(media) == 2 * len(report["failures"])  # correct + predicted caption per failure
+    assert len(report["failure_images"]) == 3 * len(report["failures"])  # + the image itself
+    for path in map(Path, report["failure_images"]):
+        assert path.parent.parent == out.parent and path.suffix == ".png"
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.size[0] > 0 and im.size[1] > 0
+    assert report["failures"][0]["images"]["correct"] in report["failure_images"]
     md = out.with_suffix(".md").read_text()
     assert "prompt style: `raw`" in md and EXTRA_BASELINE in md and "| negbench_coco | hybrid | 2 |" in md
 

@@ -145,7 +145,7 @@ def test_uneven_shards_give_every_rank_the_same_batches(tmp_path: Path, encoder:
         dm.setup("fit")
         loader = dm.train_dataloader()
         batches = [b["key"] for b in loader]
-        assert len(batches) == len(loader)
+        assert len(batches) == dm.train_batches_per_epoch()
         seen[rank] = [k for b in batches for k in b]
     # shards of 4, 4, 4, 1 over 2 ranks: the smallest share is 4 + 1 -> 2 whole batches each, no duplicates
     assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
@@ -160,7 +160,7 @@ def test_shards_without_counts_need_samples_per_epoch(tmp_path: Path, feature_sh
         dm.setup("fit")
     dm = _module_for(str(tmp_path / "shard-{000000..000000}.tar"), encoder, world=1, source="features", samples_per_epoch=4)
     dm.setup("fit")
-    assert len(dm.train_dataloader()) == 2
+    assert dm.train_batches_per_epoch() == 2
 
 
 def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None:

@@ -442,7 +442,8 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
     assert [e["count"] for e in m["shards"]] == [2, 1] and m["num_samples"] == 3 and m["num_skipped"] == 0
     assert (m["num_patches"], m["embed_dim"], m["max_tokens"]) == (49, 512, 20)
     assert [n for n, _ in _members(feat / "shard-000000.tar")] == [
-        "train-00000000.json", "train-00000000.feat.pth", "train-00000001.json", "train-00000001.feat.pth"]
+        "train-00000000.json", "train-00000000.feat.pth", "train-00000000.encoder.json",
+        "train-00000001.json", "train-00000001.feat.pth", "train-00000001.encoder.json"]
 
     before = _mtimes(feat)
     leftover = feat / ".shard-000001.tar.k2j3.tmp"

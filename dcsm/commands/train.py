@@ -139,21 +139,62 @@ def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, L.LightningDataModule, L.
     return module, dm, build_trainer(cfg, run_dir), run_dir
 
 
-def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path] | None:
-    """Train; returns the module (best weights loaded) and its checkpoint path on global rank 0,
-    None on the other ranks (checkpoints live on rank 0's file system)."""
+class NoValidationError(ValueError):
+    """A run ended without the validation metric its best checkpoint is chosen by."""
+
+
+def data_summary(dm: L.LightningDataModule) -> dict[str, Any]:
+    """What the training stream skipped (shard sources): skip events, samples lost, examples."""
+    skips = getattr(dm, "skips", None)
+    if skips is None:
+        return {}
+    return {"skip_events": skips.count, "lost_samples": skips.lost_samples,
+            "skip_examples": [str(e) for e in skips.examples[:5]]}
+
+
+def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) -> None:
+    """A monitored best checkpoint must exist at the end of a run: no validation result is a
+    failed run, not one that quietly falls back to ``last.ckpt``."""
+    cb = trainer.checkpoint_callback
+    monitor = cfg["checkpoint"]["monitor"]
+    if cb is None or monitor is None or cb.best_model_path or trainer.interrupted:
+        return
+    val_key = "data.val_shards" if cfg["data"]["source"] in SHARD_SOURCES else "data.val_splits"
+    if not getattr(dm, "val_names", ()):
+        why = f"there is no validation data ({val_key} is empty)"
+    else:
+        lost = data_summary(dm).get("lost_samples", 0)
+        why = f"validation never logged it ({lost} training sample(s) lost to corrupt shards)"
+    raise NoValidationError(
+        f"training in {cfg['run_dir']} ended without checkpoint.monitor={monitor}, so no best checkpoint "
+        f"was written: {why}. Fix: set {val_key}, or checkpoint.monitor=null to keep the newest checkpoint."
+    )
+
+
+def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any]] | None:
+    """Train; returns the module (best weights loaded), its checkpoint path and what the data
+    stream skipped (:func:`data_summary`) on global rank 0, None on the other ranks
+    (checkpoints live on rank 0's file system).
+
+    Raises:
+        NoValidationError: the run ended without the monitored validation metric.
+    """
     module, dm, trainer, run_dir = setup(cfg)
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(to_plain(cfg), run_dir))
     if not trainer.is_global_zero:
         return None
+    check_validated(to_plain(cfg), trainer, dm)
     cb = trainer.checkpoint_callback
     best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
-    return load_module(best, encoder=module.encoder), Path(best)
+    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm)
 
 
-def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any]) -> dict[str, Any]:
-    """The synthetic-evaluation report (CLIP_benchmark-style keys)."""
+def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],
+                     training_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The synthetic-evaluation report (CLIP_benchmark-style keys); ``training_data``: what the
+    training stream skipped (:func:`data_summary`), when it reads shards."""
     spec = model.encoder.spec
+    extra = {"training_data": training_data} if training_data else {}
     return {
         "model": spec.model,
         "pretrained": spec.pretrained,
@@ -164,17 +205,19 @@ def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any]) -> 
         "dcsm_version": __version__,
         "encoder": spec.to_dict(),
         "metrics": results,
+        **extra,
     }
 
 
 def evaluate_and_report(
-    module: DCSMModule, checkpoint: Path, splits: Sequence[str], batch_size: int, out: Path, header: str
+    module: DCSMModule, checkpoint: Path, splits: Sequence[str], batch_size: int, out: Path, header: str,
+    training_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the synthetic splits of ``module``'s own data config, write the report to ``out``, print it."""
     data = SyntheticDataConfig.from_config(module.cfg)
     results = evaluate_synthetic(module.model, data, splits, batch_size, default_device())
     table = format_synthetic_table(results, module.categories)
-    report = write_report(out, synthetic_report(module.model, checkpoint, results), table)
+    report = write_report(out, synthetic_report(module.model, checkpoint, results, training_data), table)
     print(header)
     print(table)
     return report
@@ -197,8 +240,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         trained = fit(cfg)
         if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
             return {}
-        module, ckpt = trained
+        module, ckpt, training_data = trained
         out = run_dir / "metrics.json"
         return evaluate_and_report(
-            module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out, f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n"
+            module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out,
+            f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n", training_data,
         )

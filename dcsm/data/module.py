@@ -1,5 +1,9 @@
 """LightningDataModule over synthetic scenes: raw images (live encoding) or an in-memory
-frozen-feature cache (each image and caption encoded once, then only the head trains)."""
+frozen-feature cache (each image and caption encoded once, then only the head trains).
+
+The train loader is a :class:`~dcsm.data.resumable.ResumableLoader`: each epoch's order is a
+permutation seeded by ``(data.seed, epoch)`` and a checkpoint stores the epoch and the batches
+done, so a resumed run sees the same samples in the same order as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
 from ..features.memory import FeatureDataset, cache_dataset
 from ..progress import progress_enabled
+from .resumable import EpochSampler, ResumableLoader
 from .synthetic import SyntheticScenes
 
 log = logging.getLogger(__name__)
@@ -133,15 +137,17 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         cached = self.cfg.cache_features
-        return DataLoader(
-            self.datasets[split],
+        common = dict(
             batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
             num_workers=0 if cached else self.cfg.num_workers,  # cached tensors: workers only add IPC
             collate_fn=collate_mcq,
             persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.cfg.seed) if shuffle else None,
         )
+        if not shuffle:
+            return DataLoader(self.datasets[split], shuffle=False, **common)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = EpochSampler(self.datasets[split], self.cfg.seed, self.cfg.batch_size, world, rank)
+        return ResumableLoader(self.datasets[split], sampler, self.trainer, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -7,9 +7,12 @@ counted warning. Sample counts come from the shards' ``manifest.json`` (or
 ``data.samples_per_epoch``). Under DDP every (rank, worker) stream yields the same whole
 number of batches — the most that the smallest possible shard share holds — so no rank runs
 out while another waits in a collective; with equal shards, a multiple of
-``world_size x num_workers`` of them, nothing is dropped but a last partial batch. The train loader is *stateful* in Lightning's sense
-(``state_dict``/``load_state_dict``): a run resumed from a mid-epoch checkpoint skips exactly
-the batches it had consumed, so the step count and the data stream continue where they were.
+``world_size x num_workers`` of them, nothing is dropped but a last partial batch. The train
+loader is a :class:`~dcsm.data.resumable.ResumableLoader`: a resumed run continues the same
+stream at the same batch (the next epoch's start when the checkpoint closed an epoch). The
+train stream has no length: an epoch ends where the stream ends, so one that skipped corrupt
+samples still ends and validates; samples lost per shard (its manifest count minus what it
+gave) are counted in :attr:`ShardDataModule.skips`.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
+from .resumable import ResumableLoader
+
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
-from ..features.shards import check_encoder, feature_sample_pipeline
+from ..features.shards import check_encoder, feature_sample_pipeline, probe_encoder
 from .shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
 from .module import needs_opposite
 
@@ -95,60 +100,48 @@ def equal_share(counts: Sequence[int], readers: int, batch_size: int) -> int:
 
 class ShardStream(IterableDataset):
     """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches and stop
-    after ``limit`` samples per reader (the DDP equal share).
+    after ``limit`` samples per reader (the DDP equal share); a :class:`Positionable` for
+    :class:`~dcsm.data.resumable.ResumableLoader`.
+
+    It has no length: an epoch ends where the stream ends, so a stream that skipped corrupt
+    samples still ends its epoch (and validates) instead of leaving the trainer waiting for
+    batches a manifest promised. ``expected_samples`` (manifest or ``data.samples_per_epoch``)
+    only sizes the learning-rate schedule.
 
     DataLoader workers batch their own samples and the loader takes batches round-robin, so
     of the first ``n`` batches worker ``w`` (of ``W``) produced ``ceil((n - w) / W)``.
     """
 
-    def __init__(self, pipeline: ShardPipeline, batch_size: int, length: int | None, limit: int | None = None) -> None:
+    def __init__(self, pipeline: ShardPipeline, batch_size: int, expected_samples: int | None,
+                 limit: int | None = None) -> None:
         super().__init__()
-        self.pipeline, self.batch_size, self.length, self.limit = pipeline, batch_size, length, limit
+        self.pipeline, self.batch_size, self.limit = pipeline, batch_size, limit
+        self.expected_samples = expected_samples
         self.skip_batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pipeline.set_epoch(epoch)
+
+    def set_skip_batches(self, batches: int) -> None:
+        self.skip_batches = int(batches)
+
+    def epoch_batches(self) -> None:
+        return None  # the stream's end marks the epoch's end
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = self.pipeline.worker_info()
         mine = max(0, math.ceil((self.skip_batches - worker) / max(workers, 1)))
         return itertools.islice(iter(self.pipeline), mine * self.batch_size, self.limit)
 
+
+class SizedShardStream(ShardStream):
+    """A :class:`ShardStream` with a length (the validation stream: Lightning sizes its progress
+    from it; the evaluation loop ends cleanly at a short stream's end)."""
+
     def __len__(self) -> int:
-        if self.length is None:
+        if self.expected_samples is None:
             raise TypeError("shard stream length unknown (no manifest.json and no data.samples_per_epoch)")
-        return self.length
-
-
-class ResumableLoader(DataLoader):
-    """DataLoader over a :class:`ShardStream` that Lightning checkpoints (its ``_Stateful``).
-
-    ``epoch_fn`` gives the epoch the stream's shuffle is seeded with when an epoch starts;
-    ``progress_fn`` the batches the trainer has processed in this epoch (what a resumed run
-    skips; counting yielded batches would include one the prefetcher fetched but no step used).
-    """
-
-    def __init__(
-        self, stream: ShardStream, epoch_fn: Callable[[], int], progress_fn: Callable[[], int | None], **kwargs: Any
-    ) -> None:
-        super().__init__(stream, **kwargs)
-        self.epoch_fn, self.progress_fn = epoch_fn, progress_fn
-        self._active = False
-        self._resume = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        stream: ShardStream = self.dataset  # type: ignore[assignment]
-        stream.pipeline.set_epoch(self.epoch_fn())
-        stream.skip_batches, self._resume, self._active = self._resume, 0, True
-        try:
-            yield from super().__iter__()
-        finally:
-            self._active = False  # epoch complete: an end-of-epoch checkpoint resumes at the next epoch's start
-            stream.skip_batches = 0
-
-    def state_dict(self) -> dict[str, int]:
-        done = self.progress_fn() if self._active else 0
-        return {"batches_done": int(done or 0)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = int(state.get("batches_done", 0))
+        return self.expected_samples
 
 
 class ShardDataModule(L.LightningDataModule):
@@ -165,7 +158,8 @@ class ShardDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.encoder = encoder
         self.skips = SkipCounter()
-        self.loaders: dict[str, ResumableLoader] = {}
+        self.loaders: dict[str, DataLoader] = {}
+        self.expected_train_samples: int | None = None  # this rank's, per epoch; sizes the LR schedule
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -175,20 +169,25 @@ class ShardDataModule(L.LightningDataModule):
     def val_names(self) -> tuple[str, ...]:
         return ("val",) if self.cfg.val_shards else ()
 
-    def _pipeline(self, urls: str, shuffle: bool) -> ShardPipeline:
+    def _pipeline(self, urls: str, shuffle: bool, counts: dict[str, int] | None) -> ShardPipeline:
+        """The decoding stream of ``urls``; feature samples are checked against this run's encoder
+        (those without an encoder record pass only when every url has a checked manifest entry)."""
         common = dict(
-            shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=self.cfg.seed,
+            expected_counts=counts, shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=self.cfg.seed,
             shuffle_shards=shuffle, skips=self.skips, categories=self.cfg.categories,
             with_opposite=self.cfg.with_opposite and shuffle,  # train stream only
         )
         if self.cfg.source == "features":
-            return feature_sample_pipeline(urls, **common)
+            spec = self.encoder.spec.to_dict() if self.encoder is not None else None
+            return feature_sample_pipeline(urls, encoder=spec, manifest_checked=counts is not None, **common)
         return raw_sample_pipeline(urls, self.encoder.preprocess, **common)
 
     def _loader(self, urls: str, shuffle: bool) -> ResumableLoader:
+        """The train (``shuffle``) or validation loader of ``urls``."""
         counts, manifests = shard_manifests(urls)
         if self.cfg.source == "features" and self.encoder is not None:
-            check_encoder(manifests, self.encoder)
+            check_encoder(manifests, self.encoder)  # every url with counts has its folder's manifest checked here
+            probe_encoder(expand_urls(urls)[0], self.encoder.spec.to_dict(), manifest_checked=counts is not None)
         world = self.trainer.world_size if self.trainer is not None else 1
         readers = world * max(self.cfg.num_workers, 1)
         total = sum(counts.values()) if counts is not None else self.cfg.samples_per_epoch
@@ -201,23 +200,18 @@ class ShardDataModule(L.LightningDataModule):
         if world > 1:  # every reader yields the same whole batches: no rank waits for another forever
             sizes = list(counts.values()) if counts is not None else [total // readers] * readers
             limit = equal_share(sizes, readers, self.cfg.batch_size)
-        length = limit * max(self.cfg.num_workers, 1) if limit is not None else total
-        trainer = self.trainer
+        length = limit * max(self.cfg.num_workers, 1) if limit is not None else total  # this rank's samples
+        stream_cls = ShardStream if shuffle else SizedShardStream
+        stream = stream_cls(self._pipeline(urls, shuffle, counts), self.cfg.batch_size, length, limit)
+        if shuffle:
+            self.expected_train_samples = length
+        return ResumableLoader(stream, stream, self.trainer, batch_size=self.cfg.batch_size,
+                               num_workers=self.cfg.num_workers, collate_fn=collate_mcq)
 
-        def epoch() -> int:
-            return trainer.current_epoch if trainer is not None else 0
-
-        def progress() -> int | None:
-            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else None
-
-        return ResumableLoader(
-            ShardStream(self._pipeline(urls, shuffle), self.cfg.batch_size, length, limit),
-            epoch_fn=epoch,
-            progress_fn=progress,
-            batch_size=self.cfg.batch_size,
-            num_workers=self.cfg.num_workers,
-            collate_fn=collate_mcq,
-        )
+    def train_batches_per_epoch(self) -> int | None:
+        """Batches this rank expects per epoch (the manifest's promise; skips make it fewer)."""
+        n = self.expected_train_samples
+        return None if n is None else math.ceil(n / self.cfg.batch_size)
 
     def setup(self, stage: str | None = None) -> None:
         if "train" not in self.loaders and stage in (None, "fit"):
@@ -225,13 +219,13 @@ class ShardDataModule(L.LightningDataModule):
         if self.cfg.val_shards and "val" not in self.loaders:
             self.loaders["val"] = self._loader(self.cfg.val_shards, shuffle=False)
 
-    def train_dataloader(self) -> ResumableLoader:
+    def train_dataloader(self) -> DataLoader:
         return self.loaders["train"]
 
-    def val_dataloader(self) -> list[ResumableLoader]:
+    def val_dataloader(self) -> list[DataLoader]:
         return [self.loaders["val"]] if "val" in self.loaders else []
 
     def teardown(self, stage: str | None = None) -> None:
         if self.skips.count:
-            log.warning("skipped %d corrupt sample(s) while streaming shards, e.g. %s", self.skips.count,
-                        "; ".join(str(e) for e in self.skips.examples[:3]))
+            log.warning("lost %d sample(s) in %d skip(s) of corrupt samples or shards while streaming, e.g. %s",
+                        self.skips.lost_samples, self.skips.count, "; ".join(str(e) for e in self.skips.examples[:3]))

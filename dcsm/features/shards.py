@@ -9,6 +9,10 @@ Same names as the raw shards they come from, in another folder. One sample =
   ``label`` () int64, ``format_version`` int; optionally ``opposite_patches`` (P, D) and
   ``opposite_image_pooled`` (D,) fp16 when the raw sample had an opposite image.
 * ``KEY.json`` — the raw sample's JSON record, unchanged.
+* ``KEY.encoder.json`` — the ``EncoderSpec`` dict of the encoder that made the features. Every
+  read from a training run checks it against the configured encoder (manifest or not):
+  features of another encoder stop the run with an :class:`EncoderMismatchError`. Shards
+  cached before this member existed are read only when a ``manifest.json`` vouches for them.
 
 :func:`feature_sample_pipeline` unpacks ``tokens`` back to ``(K, L, D)`` (zeros on padding)
 and ``token_ids`` to int64, so samples batch into a :class:`FeatureBatch`. The folder's
@@ -24,10 +28,13 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from webdataset import tariterators
+from webdataset.gopen import gopen
 
 from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, _common_fields, _json_default, _parse_record
 from ..data.shards.read import ShardPipeline
@@ -35,8 +42,12 @@ from ..data.synthetic import CATEGORIES
 from ..encoders import FrozenCLIP
 from .batch import CACHE_DTYPE, FEATURE_KEYS
 
+log = logging.getLogger(__name__)
 FEATURE_FORMAT = "dcsm.feature_shards"
 FEATURE_EXT = "feat.pth"
+ENCODER_EXT = "encoder.json"
+RECACHE_FIX = ("re-cache them with this encoder: python data_prep/cache_features.py cache_features.shards=RAW_SHARDS "
+               "cache_features.out=FEATURE_DIR cache_features.overwrite=true encoder.*=...")
 FLOAT_KEYS = ("patches", "image_pooled", "text_pooled")
 OPPOSITE_FLOAT_KEYS = ("opposite_patches", "opposite_image_pooled")
 #: Encoder fields a feature cache must share with the run that reads it (plus ``seed`` for random init).
@@ -59,10 +70,83 @@ def feature_manifest(encoder: FrozenCLIP) -> dict[str, Any]:
 def encoder_mismatch(cached: dict[str, Any] | None, encoder: FrozenCLIP) -> list[str]:
     """Fields in which a cache's encoder spec (``manifest["encoder"]``) differs from ``encoder``:
     the ones that change features (``seed`` only for a random init); ``[]`` when compatible."""
-    want = encoder.spec.to_dict()
+    return [f"{k}: {h!r} in the features, {w!r} configured" for k, h, w in encoder_diff(cached, encoder.spec.to_dict())]
+
+
+class EncoderMismatchError(ValueError):
+    """Feature shards were cached with another encoder than the run's (or cannot say which)."""
+
+
+def encoder_diff(cached: dict[str, Any] | None, want: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(field, cached, wanted)`` for every feature-changing field that differs (``seed`` only
+    for a random init); ``[]`` when compatible."""
     fields = (*ENCODER_FIELDS, "seed") if want.get("pretrained") is None else ENCODER_FIELDS
     have = {"pad_rows": "zero", **(cached or {})}  # caches from before pad_rows existed
-    return [f"{k}: {have.get(k)!r} in the features, {want.get(k)!r} configured" for k in fields if have.get(k) != want.get(k)]
+    return [(k, have.get(k), want.get(k)) for k in fields if have.get(k) != want.get(k)]
+
+
+def check_sample_encoder(sample: dict, want: dict[str, Any], manifest_checked: bool) -> None:
+    """A feature sample's ``KEY.encoder.json`` must match ``want`` (the run's ``EncoderSpec`` dict).
+
+    Raises:
+        EncoderMismatchError: naming the shard, the differing fields with both values and the
+            fix; also for a sample without the member unless ``manifest_checked``.
+    """
+    shard = sample.get("__url__", "?")
+    if ENCODER_EXT not in sample:
+        if manifest_checked:
+            return
+        raise EncoderMismatchError(
+            f"feature shard '{shard}' (key {sample['__key__']}) carries no encoder record and no manifest.json "
+            f"beside it names its encoder, so it cannot be checked against encoder.*. Fix: {RECACHE_FIX}"
+        )
+    try:
+        have = json.loads(sample[ENCODER_EXT])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SampleError(f"invalid JSON in {sample['__key__']}.{ENCODER_EXT}") from None
+    diff = encoder_diff(have, want)
+    if diff:
+        fields = "; ".join(f"encoder.{k}: {h!r} in the shard, {w!r} configured" for k, h, w in diff)
+        sets = " ".join(f"encoder.{k}={'null' if h is None else h}" for k, h, _ in diff)
+        raise EncoderMismatchError(
+            f"feature shard '{shard}' was cached with another encoder ({fields}). "
+            f"Fix: set {sets} to train on these features, or {RECACHE_FIX}"
+        )
+
+
+def first_sample(url: str) -> dict | None:
+    """The first grouped sample (raw members) of a shard; None when it has none or cannot be read."""
+    try:
+        stream = gopen(url)
+    except (OSError, ValueError):
+        return None
+    try:
+        files = tariterators.tar_file_expander([{"url": url, "stream": stream}], handler=lambda exn: False)
+        return next(iter(tariterators.group_by_keys(files, handler=lambda exn: False)), None)
+    except Exception:  # a corrupt shard: the stream skips and counts it
+        return None
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def probe_encoder(url: str, want: dict[str, Any], manifest_checked: bool) -> None:
+    """Check the first sample of ``url`` before training starts (one clear error in the main
+    process; every sample is checked again while streaming). Warns about shards without
+    per-sample records that only a manifest vouches for.
+
+    Raises:
+        EncoderMismatchError: as :func:`check_sample_encoder`.
+    """
+    sample = first_sample(url)
+    if sample is None:
+        return
+    check_sample_encoder(sample, want, manifest_checked)
+    if ENCODER_EXT not in sample:
+        log.warning("feature shard '%s' carries no per-sample encoder record (cached by an older dcsm); only its "
+                    "manifest.json was checked. Fix: %s", url, RECACHE_FIX)
 
 
 def check_encoder(manifests: Sequence[tuple[str, dict]], encoder: FrozenCLIP) -> None:
@@ -80,9 +164,11 @@ def check_encoder(manifests: Sequence[tuple[str, dict]], encoder: FrozenCLIP) ->
             )
 
 
-def feature_members(key: str, features: dict[str, torch.Tensor], record: dict) -> list[tuple[str, bytes]]:
-    """Members ``KEY.json`` + ``KEY.feat.pth`` of one sample's features (``(P, D)``,
-    ``(K, L, D)``, ... tensors; floats are stored fp16, tokens packed to real rows)."""
+def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
+                    encoder: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """Members ``KEY.json`` + ``KEY.feat.pth`` + ``KEY.encoder.json`` of one sample's features
+    (``(P, D)``, ``(K, L, D)``, ... tensors; floats are stored fp16, tokens packed to real rows);
+    ``encoder`` is the ``EncoderSpec`` dict of the encoder that made them."""
     mask = features["token_mask"].detach().cpu().bool()
     tokens = features["tokens"].detach().cpu()
     d: dict[str, Any] = {
@@ -100,6 +186,7 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict) -
     return [
         (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=_json_default).encode("utf-8")),
         (f"{key}.{FEATURE_EXT}", buf.getvalue()),
+        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
     ]
 
 
@@ -110,16 +197,23 @@ def decode_feature_sample(
     categories: Sequence[str] | None = CATEGORIES,
     keep_meta: bool = False,
     keep_captions: bool = False,
+    encoder: dict[str, Any] | None = None,
+    manifest_checked: bool = False,
 ) -> dict:
     """A feature-shard sample -> ``{patches, image_pooled, tokens, token_mask, token_ids,
     text_pooled, label, category, key}`` as a :class:`FeatureBatch` sample (one sample, fp16 floats,
     ``tokens`` unpacked to ``(K, L, D)``). ``with_opposite=True`` adds ``opposite_patches``,
-    ``opposite_image_pooled`` and ``opposite_label`` and requires them.
+    ``opposite_image_pooled`` and ``opposite_label`` and requires them. With ``encoder`` (an
+    ``EncoderSpec`` dict) the sample's encoder record is checked first
+    (:func:`check_sample_encoder`).
 
     Raises:
         SampleError: a missing or corrupt member.
+        EncoderMismatchError: the features come from another encoder (or cannot say which).
     """
     key = sample["__key__"]
+    if encoder is not None:
+        check_sample_encoder(sample, encoder, manifest_checked)
     record = _parse_record(sample)
     if FEATURE_EXT not in sample:
         raise SampleError(f"missing member {key}.{FEATURE_EXT}")
@@ -163,13 +257,16 @@ def feature_sample_pipeline(
     categories: Sequence[str] | None = CATEGORIES,
     keep_meta: bool = False,
     keep_captions: bool = False,
+    encoder: dict[str, Any] | None = None,
+    manifest_checked: bool = False,
     **stream: Any,
 ) -> ShardPipeline:
     """Feature samples (one per item; keys as :data:`FEATURE_KEYS` + ``label``,
     ``category``, ``key``) from feature shards; batch them with :func:`collate_mcq`.
-    Arguments as :func:`raw_sample_pipeline`; ``keep_captions`` also yields the caption texts."""
+    Arguments as :func:`raw_sample_pipeline`; ``keep_captions`` also yields the caption texts;
+    ``encoder``/``manifest_checked`` as :func:`decode_feature_sample` (every sample checked)."""
     decode = functools.partial(
         decode_feature_sample, with_opposite=with_opposite, categories=categories, keep_meta=keep_meta,
-        keep_captions=keep_captions,
+        keep_captions=keep_captions, encoder=encoder, manifest_checked=manifest_checked,
     )
     return ShardPipeline(urls, decode, **stream)

@@ -107,6 +107,7 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
     same_encoder = old is not None and not diff
     entries: dict[str, dict] = {e["name"]: e for e in (old or {}).get("shards", [])} if same_encoder else {}
     manifest: dict[str, Any] = feature_manifest(encoder)
+    spec = encoder.spec.to_dict()  # carried by every sample too (checked on every read)
 
     def save_manifest() -> dict:
         shards = sorted(entries.values(), key=lambda e: e["name"])
@@ -150,7 +151,7 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
         for batch in progress_bar(batches, progress, desc=f"encoding {name}", unit="batch"):
             for s, f in zip(batch, encode_samples(encoder, batch, with_opposite)):
                 record = {"captions": s["captions"], "label": s["label"], "meta": s["meta"]}
-                members.extend(feature_members(s["key"], f, record))
+                members.extend(feature_members(s["key"], f, record, spec))
                 count += 1
         size = write_tar(out, members)
         entries[name] = {"name": name, "count": count, "bytes": size, "skipped": skips.count,

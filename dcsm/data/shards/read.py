@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,9 +49,10 @@ class StreamState:
         self.stopped = False
 
 
-def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState) -> Iterator[dict]:
-    """The grouped samples of one shard; a tar-level error is counted once and ends the shard."""
-    last: dict[str, Any] = {"key": None, "seen": set()}
+def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bool], state: StreamState,
+                 seen: set[str] | None = None) -> Iterator[dict]:
+    """The grouped samples of one shard; a tar-level error is counted once (into ``seen``) and ends the shard."""
+    last: dict[str, Any] = {"key": None, "seen": seen if seen is not None else set()}
 
     def on_error(exn: Exception) -> bool:
         first = str(exn.args[0]) if exn.args else str(exn)
@@ -68,6 +69,7 @@ def _tar_samples(url: str, skips: SkipCounter, handler: Callable[[Exception], bo
         stream = gopen(url)
     except (OSError, ValueError) as exn:  # missing file, unknown url scheme, ...
         skips.record(url, None, f"cannot open shard: {type(exn).__name__}: {exn}")
+        last["seen"].add("open")
         state.stopped = not handler(exn)
         return
     finished = False
@@ -91,23 +93,38 @@ def iter_shard(
     skips: SkipCounter,
     handler: Callable[[Exception], bool] = _default_handler,
     state: StreamState | None = None,
+    expected: int | None = None,
 ) -> Iterator[dict]:
     """Decoded samples of one shard in file order; corrupt ones are skipped and counted.
 
     ``handler(exn)`` is called after each skip (after counting and warning): return True to
     go on, False to stop (``state.stopped`` is set), or raise (e.g.
-    ``webdataset.reraise_exception``) for strict mode.
+    ``webdataset.reraise_exception``) for strict mode. Once the shard is read to its end, the
+    samples it lost go to ``skips.lost_samples``: ``expected`` (its manifest count) minus the
+    samples it gave, or the corrupt samples skipped when ``expected`` is None.
     """
     state = state if state is not None else StreamState()
-    for sample in _tar_samples(url, skips, handler, state):
+    given = corrupt = 0
+    tar_errors: set[str] = set()
+    for sample in _tar_samples(url, skips, handler, state, tar_errors):
         try:
-            yield decode(sample)
+            out = decode(sample)
         except SampleError as err:
+            corrupt += 1
             skips.record(url, sample.get("__key__"), str(err))
             if not handler(err):
                 state.stopped = True
+        else:
+            given += 1
+            yield out
         if state.stopped:
             return
+    if expected is not None and given + corrupt < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
+        skips.record(url, None, f"shard ended after {given + corrupt} of the {expected} samples its manifest lists "
+                                "(truncated or rewritten?)")
+    lost = corrupt if expected is None else expected - given
+    if lost > 0:
+        skips.add_lost(lost)
 
 
 def _buffer_shuffle(src: Iterable[dict], bufsize: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -157,6 +174,7 @@ class ShardPipeline(wds.DataPipeline):
         world_size: int | None = None,
         handler: Callable[[Exception], bool] | None = None,
         skips: SkipCounter | None = None,
+        expected_counts: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         if (rank is None) != (world_size is None):
@@ -178,6 +196,7 @@ class ShardPipeline(wds.DataPipeline):
         self.rank, self.world_size = rank, world_size
         self.handler = handler or _default_handler
         self.skips = skips if skips is not None else SkipCounter()
+        self.expected_counts = dict(expected_counts or {})  # url -> manifest count (lost-sample accounting)
         self.pipeline = [self._shards, self._samples, self._shuffle]
 
     # -- epoch
@@ -234,7 +253,7 @@ class ShardPipeline(wds.DataPipeline):
     def _samples(self, urls: Iterable[str]) -> Iterator[dict]:
         state = StreamState()
         for url in urls:
-            yield from iter_shard(url, self.decode, self.skips, self.handler, state)
+            yield from iter_shard(url, self.decode, self.skips, self.handler, state, self.expected_counts.get(url))
             if state.stopped:
                 return
 
@@ -268,7 +287,9 @@ def raw_sample_pipeline(
             ``shuffle_buffer > 1``), ``split_by_node``/``split_by_worker``, ``rank``/``world_size``
             (default: torch.distributed, then env RANK/WORLD_SIZE), ``handler`` (called with the
             exception after each counted skip: True go on, False stop, raise fail), ``skips``
-            (a :class:`SkipCounter` to count into).
+            (a :class:`SkipCounter` to count into), ``expected_counts`` (url -> samples its
+            manifest lists: a shard that gives fewer adds the difference to
+            ``skips.lost_samples``).
     """
     decode = functools.partial(
         decode_raw_sample, transform=transform, with_opposite=with_opposite, categories=categories, keep_meta=keep_meta,

@@ -65,7 +65,11 @@ class SkipCounter:
     """Counts skipped samples/shards; readable after iteration, also across DataLoader workers.
 
     Attributes:
-        count: number of skips so far (all processes).
+        count: number of skips so far (all processes): one per corrupt sample, and one per
+            unreadable shard or shard tail however many samples it held.
+        lost_samples: samples lost (all processes): per shard read to its end, its manifest
+            count minus the samples it gave (a tar cut in half loses all its later samples,
+            one skip); the corrupt-sample skips where no count is known.
         examples: the first ``max_examples`` :class:`SkipRecord` (all processes).
 
     Each skip also emits a :class:`SkippedSampleWarning` naming shard and key (the first
@@ -76,7 +80,17 @@ class SkipCounter:
         self.max_examples = max_examples
         self.max_warnings = max_warnings
         self._shared = _Shared(example_bytes=max(max_examples, 0) * 512)
+        self._lost = _Shared(example_bytes=0)
         self._warned = 0
+
+    @property
+    def lost_samples(self) -> int:
+        return int(self._lost.value.value)
+
+    def add_lost(self, n: int) -> None:
+        """Count ``n`` more lost samples (see :attr:`lost_samples`)."""
+        with self._lost.value.get_lock():
+            self._lost.value.value += int(n)
 
     @property
     def count(self) -> int:
@@ -94,6 +108,8 @@ class SkipCounter:
         with sh.value.get_lock():
             sh.value.value = 0
             sh.used.value = 0
+        with self._lost.value.get_lock():
+            self._lost.value.value = 0
 
     def record(self, shard: str, key: str | None, reason: str) -> SkipRecord:
         rec = SkipRecord(str(shard), key, reason)
@@ -120,7 +136,7 @@ class SkipCounter:
         return rec
 
     def __repr__(self) -> str:
-        return f"SkipCounter(count={self.count})"
+        return f"SkipCounter(count={self.count}, lost_samples={self.lost_samples})"
 
 
 class _SharedInt:
