@@ -153,6 +153,22 @@ def check_shard_paths(cfg: dict, keys: Sequence[str]) -> None:
                 )
 
 
+def check_validation_data(cfg: dict, val_key: str) -> None:
+    """A run that picks its best checkpoint by ``checkpoint.monitor`` needs validation data
+    under ``val_key``; without it the run could only end without a best checkpoint.
+
+    Raises:
+        ConfigError: naming both keys and the two fixes.
+    """
+    monitor = lookup(cfg, "checkpoint.monitor")[1]
+    found, value = lookup(cfg, val_key)
+    if monitor is not None and found and value in (None, "", []):
+        raise ConfigError(
+            f"checkpoint.monitor={monitor} needs validation data, but {val_key} is empty. "
+            f"Fix: set {val_key}, or checkpoint.monitor=null to keep the newest checkpoint."
+        )
+
+
 def check_config(cfg: dict) -> dict:
     """What every command runs right after loading its config: :func:`normalize_lists`, then
     :func:`check_values`. Returns ``cfg`` (normalized in place)."""

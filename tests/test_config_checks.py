@@ -127,3 +127,9 @@ def test_dataloader_worker_errors_print_their_own_last_line() -> None:
                          "ValueError: a batch mixes samples with [3, 4] caption options: sample 'k' of shard 's' has 3\n")
     assert one_line(wrapped) == "a batch mixes samples with [3, 4] caption options: sample 'k' of shard 's' has 3"
     assert one_line(ValueError("plain\n  message")) == "plain message"
+
+
+def test_monitor_without_validation_data_fails_before_training(tmp_path: Path, no_build, capsys) -> None:  # noqa: ANN001
+    err = _exit_line(train_cmd.main, ["--config", SMOKE, f"run_dir={tmp_path}", "data.val_splits=[]"], capsys)
+    assert "checkpoint.monitor=val/acc needs validation data, but data.val_splits is empty" in err
+    assert "checkpoint.monitor=null" in err and not (tmp_path / "checkpoints").exists()
