@@ -41,3 +41,18 @@ def test_progress_key_switches_every_bar(flag: str, encoder: FrozenCLIP, capsys:
 def test_progress_is_on_by_default() -> None:
     cfg = command_config([])
     assert cfg["progress"] is True and cfg["trainer"]["enable_progress_bar"] is True
+
+
+def test_progress_does_not_change_the_random_stream(encoder: FrozenCLIP) -> None:
+    """Iterating a tqdm-wrapped DataLoader draws from the global RNG differently: the feature
+    cache must leave it untouched, or a run's dropout (and its numbers) depend on ``progress``."""
+    import torch
+
+    states = []
+    for flag in ("true", "false"):
+        data = SyntheticDataConfig.from_config(command_config(TINY + [f"progress={flag}"]))
+        torch.manual_seed(0)
+        SyntheticDataModule(data, encoder).build("val")
+        states.append(torch.get_rng_state())
+    torch.manual_seed(0)
+    assert torch.equal(states[0], states[1]) and torch.equal(states[0], torch.get_rng_state())

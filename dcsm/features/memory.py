@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..encoders import FrozenCLIP
@@ -33,7 +34,12 @@ def cache_dataset(
     progress: bool = True,
 ) -> FeatureBatch:
     """Encode a raw MCQ dataset once -> concatenated CPU feature batch (cache dtype floats);
-    a progress bar per batch unless ``progress`` is False."""
+    a progress bar per batch unless ``progress`` is False.
+
+    The global CPU RNG is left as it was: iterating a DataLoader draws from it (its worker base
+    seed), and a tqdm-wrapped loader draws a different amount, so without the fork a training
+    run's dropout and everything after the cache would depend on ``progress``."""
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mcq)
-    batches = progress_bar(loader, progress, desc=desc, total=len(loader), unit="batch")
-    return FeatureBatch.cat(encode_batch(encoder, b).to_cache() for b in batches)
+    with torch.random.fork_rng(devices=[]):
+        batches = progress_bar(loader, progress, desc=desc, total=len(loader), unit="batch")
+        return FeatureBatch.cat(encode_batch(encoder, b).to_cache() for b in batches)
