@@ -26,6 +26,7 @@ from dcsm.diagnostics.option_scoring import TextTable
 from dcsm.diagnostics.runner import run_diagnostics
 from dcsm.encoders import EncoderSpec, FrozenCLIP, TextEmbeddings
 from dcsm.model import DCSM, build_head
+from test_diagnostics_runner import HostModule
 from tests.diag_models import small_vit_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,22 +324,6 @@ def test_evaluate_center_bias_writes_the_files(tmp_path: Path) -> None:
     assert "heads" not in saved  # only what was asked for ran
 
 
-class _Module(L.LightningModule):
-    def __init__(self, model: DCSM) -> None:
-        super().__init__()
-        self.model = model
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def training_step(self, batch, batch_idx):
-        return (self.w - batch[0]).pow(2).mean()
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", (self.w - batch[0]).pow(2).mean())
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_callback_logs_center_bias_images_to_wandb(enc: FrozenCLIP, tmp_path: Path, monkeypatch) -> None:
     wandb = pytest.importorskip("wandb")
     from lightning.pytorch.loggers import WandbLogger
@@ -351,7 +336,7 @@ def test_callback_logs_center_bias_images_to_wandb(enc: FrozenCLIP, tmp_path: Pa
     logger = WandbLogger(project="dcsm-test", save_dir=str(tmp_path), mode="offline")
     trainer = L.Trainer(max_epochs=1, callbacks=[cb], logger=logger, enable_progress_bar=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path)
-    trainer.fit(_Module(small_dcsm(enc)), data, data)
+    trainer.fit(HostModule(model=small_dcsm(enc)), data, data)
     run_dir = Path(logger.experiment.dir).parent
     wandb.finish()
     assert (tmp_path / "diag" / "epoch_000" / "center_bias_cells.png").is_file()

@@ -89,10 +89,14 @@ def test_errors(enc: FrozenCLIP, tmp_path: Path) -> None:
         run_diagnostics(["heads"], enc, cfg, tmp_path)
 
 
-class _Module(L.LightningModule):
-    def __init__(self, encoder: FrozenCLIP) -> None:
+class HostModule(L.LightningModule):
+    """A trivial module that carries what the diagnostics callback looks for (``encoder=`` or
+    ``model=``) and trains one scalar, so a Trainer reaches validation end."""
+
+    def __init__(self, **modules: torch.nn.Module) -> None:
         super().__init__()
-        self.encoder = encoder
+        for name, module in modules.items():
+            setattr(self, name, module)
         self.w = torch.nn.Parameter(torch.zeros(1))
 
     def training_step(self, batch, batch_idx):
@@ -117,7 +121,7 @@ def test_callback_runs_at_validation_end_and_logs_to_wandb_offline(enc: FrozenCL
     logger = WandbLogger(project="dcsm-test", save_dir=str(tmp_path), mode="offline")
     trainer = L.Trainer(max_epochs=1, callbacks=[cb], logger=logger, enable_progress_bar=False,
                         enable_checkpointing=False, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path)
-    trainer.fit(_Module(enc), data, data)
+    trainer.fit(HostModule(encoder=enc), data, data)
     run_dir = Path(logger.experiment.dir).parent
     wandb.finish()
     assert (tmp_path / "diag" / "epoch_000" / "diagnostics.json").is_file()
