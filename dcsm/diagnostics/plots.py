@@ -18,6 +18,18 @@ __all__ = ["head_score_grid", "pruning_curves", "textspan_markdown", "cell_accur
            "mitigation_curves"]
 
 STYLE = {"top": ("tab:red", "o"), "bottom": ("tab:blue", "s"), "random": ("tab:gray", "^")}
+DPI = 130
+
+
+def _save(fig: plt.Figure, path: str | Path, title: str = "") -> Path:
+    """The common tail of every figure: optional suptitle, tight layout, PNG at :data:`DPI`, closed."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
 
 
 def head_score_grid(scores: list[HeadScore], path: str | Path, title: str = "") -> Path:
@@ -38,11 +50,7 @@ def head_score_grid(scores: list[HeadScore], path: str | Path, title: str = "") 
     ax.set_yticks(range(L))
     ax.set_title(title or "head concept-consistency score (label: concept)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def pruning_curves(result: dict, path: str | Path, title: str = "") -> Path:
@@ -64,13 +72,7 @@ def pruning_curves(result: dict, path: str | Path, title: str = "") -> Path:
         ax.set_title(name, fontsize=10)
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def textspan_markdown(spans: list[SpanResult], scores: list[HeadScore] | None, path: str | Path, max_heads: int | None = None) -> Path:
@@ -122,13 +124,7 @@ def _grid_panels(panels: dict[str, list[list[float]]], path: str | Path, title: 
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046, label=label)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def cell_accuracy_heatmaps(panels: dict[str, list[list[float]]], centre: list[list[bool]], path: str | Path,
@@ -169,10 +165,4 @@ def mitigation_curves(mitigations: dict, path: str | Path, title: str = "") -> P
         for r in (0, 1):
             axes[r][col].set_xlabel("strength (0 = identity)")
             axes[r][col].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
