@@ -33,7 +33,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = [
     "BenchmarkFormatError",
@@ -192,6 +192,39 @@ def _check_caption(path: PathLike, row: int | str, field: str, value: Any, fix: 
     return value
 
 
+def _require_keys(path: PathLike, where: str, row: Any, keys: tuple[str, ...] | list[str], fix: str,
+                  *, field: str = "row", unit: str = "row") -> dict:
+    """``row`` is a JSON object holding every key of ``keys``; returns it.
+
+    Raises:
+        BenchmarkFormatError: naming ``field`` (not an object) or the first missing key.
+    """
+    if not isinstance(row, dict):
+        raise _error(path, where, field, f"expected an object, got {_type_name(row)}", fix)
+    for key in keys:
+        if key not in row:
+            raise _error(path, where, key, "key missing", f"add '{key}' to every {unit}; {fix}")
+    return row
+
+
+def _csv_records(reader: Any, header: list[str], path: PathLike) -> Iterator[tuple[int, str, list[str]]]:
+    """Non-blank records of a ``csv.reader`` past its header: ``(row number, row label, record)``,
+    each checked to hold one value per header column."""
+    row_no = 0
+    for record in reader:
+        if not record:  # blank line
+            continue
+        row_no += 1
+        where = f"{row_no} (line {reader.line_num})"
+        if len(record) != len(header):
+            field = header[len(record)] if len(record) < len(header) else "(extra values)"
+            raise _error(
+                path, where, field, f"expected {len(header)} comma-separated values, got {len(record)}",
+                "quote captions that contain commas and give one value per header column",
+            )
+        yield row_no, where, record
+
+
 def resolve_image(raw_path: str, image_root: PathLike | None, *, strip_prefix: str | None = None) -> Path | None:
     """Find an annotation's image under ``image_root``.
 
@@ -288,11 +321,7 @@ def load_whatsup_controlled(
     items: list[MCQItem] = []
     for index, row in enumerate(rows):
         label = _json_row_label(index)
-        if not isinstance(row, dict):
-            raise _error(json_path, label, "image_path", f"expected an object, got {_type_name(row)}", fix_list)
-        for key in ("image_path", "caption_options"):
-            if key not in row:
-                raise _error(json_path, label, key, "key missing", f"add '{key}' to every row; {fix_list}")
+        _require_keys(json_path, label, row, ("image_path", "caption_options"), fix_list, field="image_path")
         raw = row["image_path"]
         if not isinstance(raw, str) or not raw.strip():
             raise _error(
@@ -511,19 +540,7 @@ def load_negbench_mcq(csv_path: PathLike, image_root: PathLike | None, subset: s
                 )
             col = {name: i for i, name in enumerate(header)}
             n_options = len(caption_cols)
-            row_no = 0
-            for record in reader:
-                if not record:  # blank line
-                    continue
-                row_no += 1
-                where = f"{row_no} (line {reader.line_num})"
-                if len(record) != len(header):
-                    field = header[len(record)] if len(record) < len(header) else "(extra values)"
-                    raise _error(
-                        csv_path, where, field,
-                        f"expected {len(header)} comma-separated values, got {len(record)}",
-                        "quote captions that contain commas and give one value per header column",
-                    )
+            for row_no, where, record in _csv_records(reader, header, csv_path):
                 raw = record[col["image_path"]].strip()
                 if not raw:
                     raise _error(csv_path, where, "image_path", "empty image path", "write the image path")

@@ -52,10 +52,11 @@ from .benchmarks import (
     MCQItem,
     PathLike,
     _check_caption,
+    _csv_records,
     _error,
     _json_row_label,
     _read_json,
-    _type_name,
+    _require_keys,
     resolve_image,
 )
 from .reference_layout import IMAGE_SUFFIXES, attribute_captions
@@ -185,18 +186,7 @@ def load_clevr_bind(csv_path: PathLike, image_root: PathLike | None, subset: str
                 )
             col = {name: i for i, name in enumerate(header)}
             option_cols = [CLEVR_POS_COLUMN, *negs]
-            row_no = 0
-            for record in reader:
-                if not record:
-                    continue
-                row_no += 1
-                where = f"{row_no} (line {reader.line_num})"
-                if len(record) != len(header):
-                    field = header[len(record)] if len(record) < len(header) else "(extra values)"
-                    raise _error(
-                        p, where, field, f"expected {len(header)} comma-separated values, got {len(record)}",
-                        "quote captions that contain commas and give one value per header column",
-                    )
+            for row_no, where, record in _csv_records(reader, header, p):
                 name = record[col[CLEVR_FILE_COLUMN]].strip()
                 if not name:
                     raise _error(p, where, CLEVR_FILE_COLUMN, "empty file name", "write the image file name")
@@ -250,11 +240,7 @@ def load_vg_attribution(json_path: PathLike, image_root: PathLike | None) -> lis
     items: list[MCQItem] = []
     for index, row in enumerate(rows):
         where = _json_row_label(index)
-        if not isinstance(row, dict):
-            raise _error(p, where, "row", f"expected an object, got {_type_name(row)}", fix)
-        for key in VGA_REQUIRED:
-            if key not in row:
-                raise _error(p, where, key, "key missing", f"add '{key}' to every row; {fix}")
+        _require_keys(p, where, row, VGA_REQUIRED, fix)
         raw = row["image_path"]
         if not isinstance(raw, str) or not raw.strip():
             raise _error(p, where, "image_path", f"expected a non-empty path string, got {raw!r}", fix)
@@ -362,11 +348,7 @@ def load_sugarcrepe(json_path: PathLike, image_root: PathLike | None, subset: st
     items: list[MCQItem] = []
     for index, (key, row) in enumerate(data.items()):
         where = f"{index + 1} (id {key!r})"
-        if not isinstance(row, dict):
-            raise _error(p, where, "row", f"expected an object, got {_type_name(row)}", fix)
-        for field in SUGARCREPE_FIELDS:
-            if field not in row:
-                raise _error(p, where, field, "key missing", f"add '{field}' to every entry; {fix}")
+        _require_keys(p, where, row, SUGARCREPE_FIELDS, fix, unit="entry")
         name = row["filename"]
         if not isinstance(name, str) or not name.strip():
             raise _error(p, where, "filename", f"expected an image file name, got {name!r}", "write e.g. 000000565045.jpg")
