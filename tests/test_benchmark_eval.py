@@ -258,6 +258,30 @@ def test_whatsup_controlled_a_matches_hand_computed(module, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+def _write_correct_first(rows: list[dict], ann: Path) -> Path:
+    """A Controlled-B-format file of ``rows``, the correct option (the row's own preposition)
+    first; each row gets the options as written under ``file_captions``."""
+    file_rows = []
+    for r in rows:
+        caps = [r["captions"][r["true"]]] + [c for k, c in enumerate(r["captions"]) if k != r["true"]]
+        file_rows.append({"image_path": r["raw"], "caption_options": caps})
+        r["file_captions"] = caps
+    ann.write_text(json.dumps(file_rows))
+    return ann
+
+
+def _hand_rows(module, cases: list[tuple[Path, dict]]) -> dict[str, list[dict]]:  # noqa: ANN001
+    """Per-image loop scores of (image, row) -> hand metric rows per scorer (label 0: correct first)."""
+    hand_rows: dict[str, list[dict]] = {"dcsm": [], "clip": []}
+    for image, r in cases:
+        dcsm, clip = loop_scores(module, image, r["file_captions"])
+        for name, sc in (("dcsm", dcsm), ("clip", clip)):
+            hand_rows[name].append(
+                {"subset": "controlled_b", "group": r["group"], "pair_key": r["pair_key"], "label": 0, "pred": int(sc.argmax())}
+            )
+    return hand_rows
+
+
 def test_two_missing_images_are_listed_and_the_rest_scored(module, tmp_path):
     root = tmp_path / "root"
     rows = _controlled_rows([("cube", "sphere"), ("cone", "cylinder")], B_PREPS, "controlled_clevr", root, draw=False)
@@ -265,14 +289,7 @@ def test_two_missing_images_are_listed_and_the_rest_scored(module, tmp_path):
     for row in rows:
         if row["raw"] not in absent:
             _draw(root / "controlled_clevr" / Path(row["raw"]).name)
-    ann = tmp_path / "controlled_clevr_dataset.json"
-    # file order: correct option (the row's own preposition) first
-    file_rows = []
-    for r in rows:
-        caps = [r["captions"][r["true"]]] + [c for k, c in enumerate(r["captions"]) if k != r["true"]]
-        file_rows.append({"image_path": r["raw"], "caption_options": caps})
-        r["file_captions"] = caps
-    ann.write_text(json.dumps(file_rows))
+    ann = _write_correct_first(rows, tmp_path / "controlled_clevr_dataset.json")
 
     out = tmp_path / "b.json"
     report = run_benchmark(
@@ -284,15 +301,8 @@ def test_two_missing_images_are_listed_and_the_rest_scored(module, tmp_path):
     assert report["n_items"] == 8 and report["n_scored"] == 6
     assert report["metrics"]["dcsm"]["n"] == 6 and report["failures"] == []
 
-    hand_rows = {"dcsm": [], "clip": []}
-    for r in rows:
-        if r["raw"] in absent:
-            continue
-        dcsm, clip = loop_scores(module, root / "controlled_clevr" / Path(r["raw"]).name, r["file_captions"])
-        for name, s in (("dcsm", dcsm), ("clip", clip)):
-            hand_rows[name].append(
-                {"subset": "controlled_b", "group": r["group"], "pair_key": r["pair_key"], "label": 0, "pred": int(s.argmax())}
-            )
+    hand_rows = _hand_rows(module, [(root / "controlled_clevr" / Path(r["raw"]).name, r) for r in rows
+                                    if r["raw"] not in absent])
     for name in ("dcsm", "clip"):
         assert_metrics_equal(report["metrics"][name], hand_metrics(hand_rows[name]))
     md = out.with_suffix(".md").read_text()
@@ -313,13 +323,7 @@ def test_unreadable_images_are_counted_listed_and_the_rest_scored(module, tmp_pa
     path[3].write_bytes(b"")  # zero-byte file
     path[4].write_text("not an image, just text\n")  # text named .jpeg
     path[6].unlink()  # missing, as before
-    ann = tmp_path / "controlled_clevr_dataset.json"
-    file_rows = []
-    for r in rows:
-        caps = [r["captions"][r["true"]]] + [c for k, c in enumerate(r["captions"]) if k != r["true"]]
-        file_rows.append({"image_path": r["raw"], "caption_options": caps})
-        r["file_captions"] = caps
-    ann.write_text(json.dumps(file_rows))
+    ann = _write_correct_first(rows, tmp_path / "controlled_clevr_dataset.json")
 
     out = tmp_path / "b.json"
     report = run_benchmark(
@@ -338,14 +342,7 @@ def test_unreadable_images_are_counted_listed_and_the_rest_scored(module, tmp_pa
     assert all(f["row"] in (1, 3, 6, 8) for f in report["failures"])
 
     kept = [i for i in range(8) if i not in (1, 3, 4, 6)]
-    hand_rows = {"dcsm": [], "clip": []}
-    for i in kept:
-        r = rows[i]
-        dcsm, clip = loop_scores(module, path[i], r["file_captions"])
-        for name, sc in (("dcsm", dcsm), ("clip", clip)):
-            hand_rows[name].append(
-                {"subset": "controlled_b", "group": r["group"], "pair_key": r["pair_key"], "label": 0, "pred": int(sc.argmax())}
-            )
+    hand_rows = _hand_rows(module, [(path[i], rows[i]) for i in kept])
     for name in ("dcsm", "clip"):
         assert report["metrics"][name]["accuracy"] == pytest.approx(
             sum(h["pred"] == 0 for h in hand_rows[name]) / len(kept))
