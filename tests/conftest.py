@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ TINY_SPEC = EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=20, seed=0
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    # OMP_NUM_THREADS=1 when test jobs share the 2 cores (see DEVELOPERS: oversubscription)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 @pytest.fixture(autouse=True)
