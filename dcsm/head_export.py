@@ -184,7 +184,7 @@ def read_export_record(path: str | Path) -> dict:
     try:
         record_check(FORMAT_VERSION)(record, "")
         if version >= 2 and CONFIG_DIGEST_KEY not in record:
-            raise SchemaError(CONFIG_DIGEST_KEY, f"is missing (format_version {version} records it)")
+            raise SchemaError(CONFIG_DIGEST_KEY, "is missing")  # format_version 2 records it
     except SchemaError as err:
         detail = f"lacks key '{err.key}'" if err.why == "is missing" else f"field {err}"
         raise HeadExportError(f"head export config '{json_path}' {detail}. {fix}") from None
