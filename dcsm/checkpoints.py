@@ -72,7 +72,6 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
     ckpt = read_checkpoint(path, map_location)  # never runs code from the file (dcsm.safe_load)
     if is_reference_checkpoint(ckpt):
         model, cfg = dcsm_from_reference(ckpt, path, encoder)
-        check_finite(path, model.head.state_dict(), cfg)  # the authors' CNN weights and functional rows
         return LoadedCheckpoint(model, cfg)
     if not isinstance(ckpt, dict) or "cfg" not in ckpt.get("hyper_parameters", {}):
         raise ValueError(f"'{path}' is neither a dcsm checkpoint (no hyper_parameters.cfg) nor a DCSM_Ideal_CLIP one.")
