@@ -204,13 +204,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist. {_fix_for(path)}")
-    check_torch_zip(path)  # nothing is unpickled unless the file is a plain torch.save zip archive
+    data = path.read_bytes()  # read once: the bytes checked are the bytes unpickled
+    check_torch_zip(data, str(path))  # nothing is unpickled unless the file is a plain torch.save zip archive
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception:  # noqa: BLE001 - not a plain-weights file: try the authors' format next
         pass
     try:
-        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=restricted_pickle)
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False, pickle_module=restricted_pickle)
     except _Refused as err:
         raise UnsafeCheckpointError(
             f"checkpoint '{path}' refused: it asks to load '{err.qualname}', which dcsm never unpickles "
