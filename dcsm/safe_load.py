@@ -115,11 +115,11 @@ class RefusedFormatError(UnsafeCheckpointError):
     """The file is not a plain ``torch.save`` zip archive (legacy, raw pickle, tar, TorchScript, ...)."""
 
 
-def _convert_fix(name: str) -> str:
-    return ("dcsm reads only torch zip archives of tensors and plain containers (train.py's .ckpt, the authors' released .pt "
-            "files, any torch.save since torch 1.6). Fix: if you trust the file, load it in a trusted environment and save it "
-            f"again: torch.save(torch.load('{name}', weights_only=False), 'converted.pt') (for TorchScript: "
-            f"torch.save(torch.jit.load('{name}').state_dict(), 'converted.pt')); never load a file you do not trust.")
+def _convert_fix(name: str, kind: str) -> str:
+    load = f"torch.jit.load('{name}').state_dict()" if kind.startswith("a TorchScript") else f"torch.load('{name}', weights_only=False)"
+    return ("dcsm reads only plain torch.save zip archives (train.py's .ckpt, the authors' released .pt files, any torch.save "
+            "since torch 1.6). Fix: if you trust the file, load it in a trusted environment and save it again: "
+            f"torch.save({load}, 'converted.pt'); never load a file you do not trust.")
 
 
 def _kind_of_non_zip(head: bytes) -> str | None:
@@ -173,7 +173,7 @@ def check_torch_zip(source: str | Path | bytes, name: str | None = None) -> None
         kind = _kind_of_non_zip(head)
         if kind is None:
             raise CheckpointError(f"checkpoint '{label}' is not a torch checkpoint (no zip archive). {_fix_for(Path(label))}")
-        raise RefusedFormatError(f"checkpoint '{label}' refused: it is {kind}. {_convert_fix(label)}")
+        raise RefusedFormatError(f"checkpoint '{label}' refused: it is {kind}. {_convert_fix(label, kind)}")
     try:
         with zipfile.ZipFile(io.BytesIO(data) if data is not None else source) as zf:
             names = zf.namelist()
@@ -182,7 +182,7 @@ def check_torch_zip(source: str | Path | bytes, name: str | None = None) -> None
                               f"{_fix_for(Path(label))}") from None
     problem = _layout_problem(names)
     if problem is not None:
-        raise RefusedFormatError(f"checkpoint '{label}' refused: it is {problem}. {_convert_fix(label)}")
+        raise RefusedFormatError(f"checkpoint '{label}' refused: it is {problem}. {_convert_fix(label, problem)}")
 
 
 def _fix_for(path: Path) -> str:

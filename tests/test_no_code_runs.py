@@ -144,6 +144,7 @@ def test_hostile_file_is_refused_at_every_entry_point(kind: str, entry: str, tmp
     assert f"checkpoint '{path}' refused: {REFUSAL[kind]}" in err, err
     if kind.startswith(CONVERTIBLE):  # says how to convert a file the user trusts
         assert "load it in a trusted environment and save it again" in err and "torch.save(" in err
+        assert ("torch.jit.load(" in err) == (kind == "torchscript")
     assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
 
 
