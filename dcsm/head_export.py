@@ -161,18 +161,19 @@ def read_export_record(path: str | Path) -> dict:
     fix = "Fix: export the head again with dcsm-export-head (both files, same name, side by side)."
     if not json_path.is_file():
         raise HeadExportError(f"head export '{tensors_path}' has no config '{json_path}' beside it. {fix}")
+    if json_path.stat().st_size > MAX_JSON_BYTES:
+        raise HeadExportError(f"head export config '{json_path}' is larger than {MAX_JSON_BYTES >> 20} MiB "
+                              f"(a real one is a few kB). {fix}")
     try:
-        if json_path.stat().st_size > MAX_JSON_BYTES:
-            raise HeadExportError(f"head export config '{json_path}' is larger than {MAX_JSON_BYTES >> 20} MiB "
-                                  f"(a real one is a few kB). {fix}")
         raw = json_path.read_text(encoding="utf-8")
-        if json_depth_exceeds(raw):
-            raise HeadExportError(f"head export config '{json_path}' nests deeper than {MAX_JSON_DEPTH} levels "
-                                  f"(a real one has 4). {fix}")
+    except (OSError, UnicodeDecodeError) as err:
+        raise HeadExportError(f"head export config '{json_path}' is unreadable ({type(err).__name__}: {err}). {fix}") from None
+    if json_depth_exceeds(raw):
+        raise HeadExportError(f"head export config '{json_path}' nests deeper than {MAX_JSON_DEPTH} levels "
+                              f"(a real one has 4). {fix}")
+    try:
         record = json.loads(raw)
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        if isinstance(err, HeadExportError):
-            raise
+    except ValueError as err:
         raise HeadExportError(f"head export config '{json_path}' is unreadable ({type(err).__name__}: {err}). {fix}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else type(record).__name__
