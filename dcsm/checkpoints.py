@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .encoders import FrozenCLIP
+from .finite_load import check_finite
 from .head_export import check_head_tensors, is_head_export, read_export_config, read_head_tensors
 from .model import DCSM, build_dcsm
 from .reference import dcsm_from_reference, is_reference_checkpoint
@@ -45,6 +46,12 @@ def head_state(state_dict: dict[str, Any], path: str, model: DCSM) -> dict[str, 
     return head
 
 
+def head_tensors(ckpt: dict) -> dict[str, Any]:
+    """The ``head.*`` entries of a checkpoint's ``state_dict`` (full names), {} if it has none."""
+    sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    return {k: v for k, v in sd.items() if k.startswith(HEAD_PREFIX)} if isinstance(sd, dict) else {}
+
+
 def upgrade_config(cfg: dict) -> dict:
     """A stored config with its renamed keys under their current names."""
     for section, old, new in RENAMED_KEYS:
@@ -70,6 +77,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
         raise ValueError(f"'{path}' is neither a dcsm checkpoint (no hyper_parameters.cfg) nor a DCSM_Ideal_CLIP one.")
     hp = ckpt["hyper_parameters"]
     hp["cfg"] = upgrade_config(hp["cfg"])
+    check_finite(path, head_tensors(ckpt), hp["cfg"])  # before anything is built
     model = build_dcsm(hp["cfg"], encoder)
     model.head.load_state_dict(head_state(ckpt["state_dict"], path, model))
     return LoadedCheckpoint(model.eval(), hp["cfg"], hp, ckpt.get("dcsm", {}))
@@ -79,6 +87,7 @@ def load_export(path: str, map_location: str | torch.device = "cpu", encoder: Fr
     """A head export (``NAME.safetensors`` or ``NAME.json``, :mod:`dcsm.head_export`) -> :class:`LoadedCheckpoint`."""
     cfg, hp = read_export_config(path)
     state = read_head_tensors(path)  # missing or changed files fail before the encoder is built
+    check_finite(path, state, cfg, what="head export")
     model = build_dcsm(cfg, encoder)
     check_head_tensors(path, state, model.head.state_dict())
     model.head.load_state_dict(state)

@@ -7,6 +7,13 @@ are tensors in the safetensors file), the ``maps`` and ``scorer`` sections, the 
 safetensors file, and the source run's config and metadata (categories, validation names),
 so that :func:`dcsm.load`, :func:`dcsm.checkpoints.load_dcsm` and ``evaluate.py`` score an
 export exactly as they score the checkpoint it came from.
+
+Reading an export trusts nothing in it: the JSON is parsed behind a depth limit, every field is
+checked against :mod:`dcsm.export_schema` (type, range, required, no unknown keys), then the
+``config_sha256`` digest (SHA-256 of the canonical JSON of every other field, the tensors'
+``sha256`` included) and the tensors' digest are compared, and the head's numbers must match the
+tensors' shapes (:func:`check_config_fits`) — all before anything is built. Format version 2 adds
+``config_sha256``; version-1 exports (no config digest) still load with the same schema check.
 """
 
 from __future__ import annotations
@@ -22,18 +29,19 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .export_schema import MAX_JSON_BYTES, MAX_JSON_DEPTH, SchemaError, json_depth_exceeds, record_check
 from .functional_rows import resolve_lexicon
 from .model import DCSM
 from .safe_load import CheckpointError
 
 FORMAT = "dcsm-head"
-FORMAT_VERSION = 1
+#: 2: ``config_sha256`` covers the JSON (1: only the tensors' ``sha256``; still read).
+FORMAT_VERSION = 2
+CONFIG_DIGEST_KEY = "config_sha256"
 TENSORS_SUFFIX = ".safetensors"
 CONFIG_SUFFIX = ".json"
 #: Config sections that define the model; all are in the JSON.
 MODEL_SECTIONS = ("encoder", "functional_rows", "maps", "scorer")
-#: Top-level JSON keys a loader needs.
-REQUIRED_KEYS = ("format", "format_version", "tensors", "sha256", *MODEL_SECTIONS)
 
 
 class HeadExportError(CheckpointError):
@@ -55,7 +63,10 @@ def is_head_export(path: str | Path) -> bool:
     if path.suffix != CONFIG_SUFFIX or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
+        raw = path.read_text(encoding="utf-8")
+        if json_depth_exceeds(raw):  # let read_export_config name the problem
+            return True
+        return json.loads(raw).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -75,6 +86,13 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def config_digest(record: dict) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces, ASCII) of every field but ``config_sha256``."""
+    body = {k: v for k, v in record.items() if k != CONFIG_DIGEST_KEY}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def export_head(model: DCSM, cfg: dict, out: str | Path, *, hyper_parameters: dict | None = None,
@@ -125,61 +143,132 @@ def export_head(model: DCSM, cfg: dict, out: str | Path, *, hyper_parameters: di
         "source_checkpoint": source,
         "run_config": {k: v for k, v in cfg.items() if k not in MODEL_SECTIONS},
     }
+    record[CONFIG_DIGEST_KEY] = config_digest(record)
     from .io import atomic_write_json  # here, not at the top: dcsm.io imports Lightning, loading an export must not
 
     atomic_write_json(json_path, record)
     return {**record, "files": {"tensors": str(tensors_path), "config": str(json_path)}}
 
 
-def read_export_config(path: str | Path) -> tuple[dict, dict]:
-    """An export's JSON -> (its full config: the run config with the model sections on top, its
-    hyper-parameters ``categories``/``val_names``); checks the format and required keys.
+def read_export_record(path: str | Path) -> dict:
+    """An export's JSON, checked: depth-limited parse, format, schema of every field, config digest.
 
     Raises:
-        HeadExportError: missing file, invalid JSON, another format, a missing key.
+        HeadExportError: missing file, invalid or too deeply nested JSON, another format, a field
+            of the wrong type/range, missing or unknown (named), a JSON changed after export.
     """
     tensors_path, json_path = export_paths(path)
     fix = "Fix: export the head again with dcsm-export-head (both files, same name, side by side)."
     if not json_path.is_file():
         raise HeadExportError(f"head export '{tensors_path}' has no config '{json_path}' beside it. {fix}")
+    if json_path.stat().st_size > MAX_JSON_BYTES:
+        raise HeadExportError(f"head export config '{json_path}' is larger than {MAX_JSON_BYTES >> 20} MiB "
+                              f"(a real one is a few kB). {fix}")
     try:
-        record = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raw = json_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise HeadExportError(f"head export config '{json_path}' is unreadable ({type(err).__name__}: {err}). {fix}") from None
+    if json_depth_exceeds(raw):
+        raise HeadExportError(f"head export config '{json_path}' nests deeper than {MAX_JSON_DEPTH} levels "
+                              f"(a real one has 4). {fix}")
+    try:
+        record = json.loads(raw)
+    except ValueError as err:
         raise HeadExportError(f"head export config '{json_path}' is unreadable ({type(err).__name__}: {err}). {fix}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise HeadExportError(f"'{json_path}' is not a dcsm head export (format: {got!r}, expected {FORMAT!r}). {fix}")
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing:
-        raise HeadExportError(f"head export config '{json_path}' lacks key '{missing[0]}'. {fix}")
-    if record["format_version"] > FORMAT_VERSION:
-        raise HeadExportError(f"'{json_path}': format_version {record['format_version']} is newer than this dcsm reads "
+    version = record.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise HeadExportError(f"'{json_path}': format_version {version} is newer than this dcsm reads "
                               f"({FORMAT_VERSION}). Fix: upgrade dcsm.")
-    bad = [k for k in MODEL_SECTIONS if not isinstance(record[k], dict)]
-    if bad:
-        raise HeadExportError(f"head export config '{json_path}': key '{bad[0]}' must be an object. {fix}")
+    try:
+        record_check(FORMAT_VERSION)(record, "")
+        if version >= 2 and CONFIG_DIGEST_KEY not in record:
+            raise SchemaError(CONFIG_DIGEST_KEY, "is missing")  # format_version 2 records it
+    except SchemaError as err:
+        detail = f"lacks key '{err.key}'" if err.why == "is missing" else f"field {err}"
+        raise HeadExportError(f"head export config '{json_path}' {detail}. {fix}") from None
+    if CONFIG_DIGEST_KEY in record and config_digest(record) != record[CONFIG_DIGEST_KEY]:
+        raise HeadExportError(f"head export config '{json_path}' does not match its {CONFIG_DIGEST_KEY} (changed after "
+                              f"export: a hand edit of any field). {fix}")
+    return record
+
+
+def read_export_config(path: str | Path) -> tuple[dict, dict]:
+    """An export's JSON -> (its full config: the run config with the model sections on top, its
+    hyper-parameters ``categories``/``val_names``); checked by :func:`read_export_record`.
+
+    Raises:
+        HeadExportError: see :func:`read_export_record`.
+    """
+    record = read_export_record(path)
     cfg = {**copy.deepcopy(record.get("run_config") or {}), **{k: copy.deepcopy(record[k]) for k in MODEL_SECTIONS}}
     hp = {"cfg": cfg, "categories": tuple(record.get("categories", ())), "val_names": tuple(record.get("val_names", ("val",)))}
     return cfg, hp
 
 
 def read_head_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """An export's tensors, checked against the SHA-256 its JSON records (before anything is built).
+    """An export's tensors, checked against the SHA-256 its JSON records and against the head its
+    JSON describes (:func:`check_config_fits`), before anything is built.
 
     Raises:
-        HeadExportError: missing, changed or corrupt file.
+        HeadExportError: missing, changed or corrupt file; a config number its tensors contradict.
     """
     tensors_path, json_path = export_paths(path)
     fix = "Fix: export the head again with dcsm-export-head."
+    record = read_export_record(path)
     if not tensors_path.is_file():
         raise HeadExportError(f"head export '{tensors_path}' does not exist (its config is '{json_path}'). {fix}")
-    record = json.loads(json_path.read_text(encoding="utf-8"))
     if _sha256(tensors_path) != record["sha256"]:
         raise HeadExportError(f"'{tensors_path}' does not match the sha256 in '{json_path}' (changed after export). {fix}")
     try:
-        return load_file(str(tensors_path))
+        state = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as err:
         raise HeadExportError(f"'{tensors_path}' is unreadable ({type(err).__name__}: {err}). {fix}") from None
+    check_config_fits(path, record, state)
+    return state
+
+
+def _dim(state: dict[str, torch.Tensor], name: str, axis: int) -> int | None:
+    t = state.get(name)
+    return int(t.shape[axis]) if isinstance(t, torch.Tensor) and t.dim() > axis else None
+
+
+def check_config_fits(path: str | Path, record: dict, state: dict[str, torch.Tensor]) -> None:
+    """The JSON's head sizes match the export's tensors, so building the head allocates no more
+    than the tensors file holds (``scorer.channels``/``hidden``, ``encoder.max_tokens``, the
+    lexicon size, ``scorer.pooled``).
+
+    Raises:
+        HeadExportError: naming the field, its value and what the tensors say.
+    """
+    tensors_path, json_path = export_paths(path)
+    sc, enc = record["scorer"], record["encoder"]
+    rows, fc1_in = _dim(state, "functional_rows.rows", 1), _dim(state, "scorer.fc1.weight", 1)
+    in_ch = _dim(state, "scorer.conv1.weight", 1)
+    found = {
+        "scorer.channels": (sc["channels"], _dim(state, "scorer.conv1.weight", 0)),
+        "scorer.hidden": (sc["hidden"], _dim(state, "scorer.fc1.weight", 0)),
+        "functional_rows.lexicon": (len(resolve_lexicon(record["functional_rows"]["lexicon"])), _dim(state, "functional_rows.rows", 0)),
+        "scorer.pooled": (sc["pooled"] == "residual", "pooled.scale" in state),
+    }
+    if sc["layout"] == "grid":
+        found["encoder.max_tokens"] = (enc["max_tokens"], in_ch)
+    elif rows is not None and fc1_in is not None:
+        found["encoder.max_tokens"] = (enc["max_tokens"] * sc["channels"] * rows, fc1_in)
+    for key, (want, have) in found.items():
+        if have is None or want != have:
+            raise HeadExportError(
+                f"head export config '{json_path}': {key} does not fit the tensors in '{tensors_path}' "
+                f"({_fit_detail(key, record, state)}). Fix: export the head again with dcsm-export-head.")
+
+
+def _fit_detail(key: str, record: dict, state: dict[str, torch.Tensor]) -> str:
+    shapes = {k: tuple(v.shape) for k, v in state.items() if k in ("scorer.conv1.weight", "scorer.fc1.weight", "functional_rows.rows")}
+    section, name = key.split(".")
+    value = record[section][name]
+    return f"{key}={value if not isinstance(value, list) else f'{len(value)} phrases'}; tensor shapes {shapes}"
 
 
 def check_head_tensors(path: str | Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:

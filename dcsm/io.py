@@ -13,6 +13,8 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .safe_load import read_checkpoint
+
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename onto ``path``."""
@@ -48,7 +50,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint plugin: local checkpoints are written temp-file-then-rename."""
+    """Lightning checkpoint plugin: local checkpoints are written temp-file-then-rename, and read
+    (``trainer.fit(ckpt_path=...)``, resume) through :func:`dcsm.safe_load.read_checkpoint`: a
+    plain torch.save zip archive, unpickled without running code from it."""
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, map_location if map_location is not None else "cpu")
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None:

@@ -22,6 +22,7 @@ import torch
 from .config import CONFIG_DIR, apply_overrides, load_yaml, to_plain
 from .encoders import FrozenCLIP
 from .model import DCSM, build_dcsm
+from .finite_load import check_finite
 from .safe_load import read_checkpoint
 
 REFERENCE_CONFIG = CONFIG_DIR / "reference.yaml"
@@ -89,4 +90,5 @@ def dcsm_from_reference(
     except RuntimeError as err:
         raise ReferenceCheckpointError(f"{path}: field 'model_state_dict' does not fit the reference CNN: {err}") from err
     ours.copy_(rows)
+    check_finite(path, model.head.state_dict(), cfg)  # the authors' CNN weights and functional rows
     return model.eval(), cfg

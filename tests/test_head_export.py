@@ -17,6 +17,7 @@ from dcsm.checkpoints import load_dcsm
 from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.export_head import main as export_main
 from dcsm.functional_rows import DEFAULT_LEXICON
+from dcsm.head_export import config_digest
 from dcsm.runner import USAGE_EXIT, run_command
 from tests.suite_helpers import tiny_cfg, write_checkpoint
 from tests.test_benchmark_eval import _draw
@@ -124,11 +125,15 @@ def test_bad_exports_exit_2_in_one_line(exported, tmp_path: Path, capsys: pytest
     (tmp_path / "alone.safetensors").write_bytes(stem.with_suffix(".safetensors").read_bytes())
     with pytest.raises(ValueError, match="has no config .*alone.json' beside it"):
         dcsm.load(tmp_path / "alone.safetensors", device="cpu")
-    # a config whose head does not fit the tensors names the tensor and both shapes
+    # a hand edit of the config is caught by its digest; re-signed, its head does not fit the tensors (named)
     cfg = json.loads(stem.with_suffix(".json").read_text())
     cfg["scorer"]["channels"] = 8
     for suffix in (".safetensors", ".json"):
         (tmp_path / f"other{suffix}").write_bytes(stem.with_suffix(suffix).read_bytes())
     (tmp_path / "other.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="tensor '.*' has shape .*, the head built from .*other.json' needs"):
-        load_dcsm(str(tmp_path / "other.safetensors"), encoder=dcsm.load(stem.with_suffix(".json"), device="cpu").model.encoder)
+    with pytest.raises(ValueError, match="other.json' does not match its config_sha256 .changed after export"):
+        load_dcsm(str(tmp_path / "other.safetensors"))
+    cfg["config_sha256"] = config_digest(cfg)
+    (tmp_path / "other.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"other.json': scorer.channels does not fit the tensors in .*other.safetensors' \(scorer.channels=8; "):
+        load_dcsm(str(tmp_path / "other.safetensors"))

@@ -96,3 +96,16 @@ def test_load_module_recognises_the_authors_format(authors_checkpoint, b16: Froz
     module = load_module(str(authors_checkpoint[0]), encoder=b16)
     assert module.cfg["scorer"]["layout"] == "reference" and module.cfg["encoder"]["keep_cls"] is True
     assert torch.equal(module.head.functional_rows.rows, authors_checkpoint[1]["rows"])
+
+
+def test_authors_checkpoint_with_a_nan_weight_is_refused(authors_checkpoint, b16: FrozenCLIP, tmp_path: Path) -> None:  # noqa: ANN001
+    from dcsm.finite_load import NonFiniteCheckpointError
+    from dcsm.safe_load import read_checkpoint
+
+    raw = read_checkpoint(authors_checkpoint[0])
+    raw["model_state_dict"]["fc1.weight"][0, 5] = float("nan")
+    raw["clip_text_tokenizer"] = None  # the stand-in is not re-savable; the loader does not need it
+    bad = tmp_path / "nan.pt"
+    torch.save(raw, bad)
+    with pytest.raises(NonFiniteCheckpointError, match=r"nan\.pt': head tensor 'scorer\.fc1\.weight' holds 1 NaN/inf"):
+        load_reference_checkpoint(bad, encoder=b16, overrides=RANDOM_CLIP)

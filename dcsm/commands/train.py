@@ -23,7 +23,8 @@ from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..evaluation import evaluate_synthetic
 from ..io import AtomicCheckpointIO
-from ..checkpoints import upgrade_config
+from ..checkpoints import head_tensors, upgrade_config
+from ..finite_load import check_finite
 from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
@@ -102,6 +103,7 @@ def check_resumable(cfg: dict, ckpt_path: str) -> None:
     ckpt = read_checkpoint(ckpt_path)  # one clear error for a corrupt or unsafe last.ckpt
     hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     saved = upgrade_config(hp.get("cfg", {}))
+    check_finite(ckpt_path, head_tensors(ckpt), saved)  # a diverged last.ckpt is not resumed
     diffs = [d for sec in MODEL_SECTIONS for d in _differences(saved.get(sec), cfg.get(sec), f"{sec}.")]
     if diffs:
         raise ConfigError(
@@ -179,8 +181,9 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any]] | Non
     Raises:
         NoValidationError: the run ended without the monitored validation metric.
     """
+    ckpt_path = resume_path(to_plain(cfg), Path(cfg["run_dir"]))  # checked before anything is built
     module, dm, trainer, run_dir = setup(cfg)
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(to_plain(cfg), run_dir))
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return None
     check_validated(to_plain(cfg), trainer, dm)

@@ -40,6 +40,7 @@ from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, _common_
 from ..data.shards.read import ShardPipeline
 from ..data.synthetic import CATEGORIES
 from ..encoders import FrozenCLIP
+from ..safe_load import check_torch_zip
 from .batch import CACHE_DTYPE, FEATURE_KEYS
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ def decode_feature_sample(
     if FEATURE_EXT not in sample:
         raise SampleError(f"missing member {key}.{FEATURE_EXT}")
     try:
+        check_torch_zip(sample[FEATURE_EXT], f"{key}.{FEATURE_EXT}")  # plain torch.save zip only, before any pickle
         d = torch.load(io.BytesIO(sample[FEATURE_EXT]), map_location="cpu", weights_only=True)
     except Exception as err:
         raise SampleError(f"unreadable {key}.{FEATURE_EXT}: {type(err).__name__}: {err}") from None
