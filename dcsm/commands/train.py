@@ -28,6 +28,7 @@ from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
 from ..model import DCSM
+from ..nan_guard import NonFiniteLossGuard
 from ..report import format_synthetic_table, write_report
 from ..runner import command_config, default_device
 
@@ -74,7 +75,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
         every_n_train_steps=ck["every_n_train_steps"], enable_version_counter=False,
     )
     logger = build_logger(cfg, run_dir)
-    callbacks: list = [best, last]
+    callbacks: list = [best, last, NonFiniteLossGuard()]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     diag = cfg["diagnostics"]
