@@ -17,7 +17,11 @@ from omegaconf import DictConfig
 
 from .. import __version__
 from ..config import ConfigError, to_plain
-from ..config_checks import TRAIN_SHARD_KEYS, check_shard_paths, check_validation_data
+from ..config_checks import (
+    TRAIN_SHARD_KEYS, check_monitor, check_shard_paths, check_validation_data, check_values, check_wandb_login,
+    check_writable,
+)
+from ..config_schema import train_schema
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
@@ -227,10 +231,14 @@ def evaluate_and_report(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
+    check_values(cfg, train_schema())
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)
     check_validation_data(cfg, "data.val_shards" if shards else "data.val_splits")
+    check_monitor(cfg)
+    check_writable("run_dir", cfg["run_dir"], "folder")
+    check_wandb_login(cfg)
     run_dir = Path(cfg["run_dir"])
     rank0 = rank_zero_only.rank == 0
     # One run per run_dir, from before the model is built until metrics.json is written (rank 0
