@@ -19,6 +19,7 @@ model, encoder or data is built, so a bad value fails in a second with one line 
 from __future__ import annotations
 
 import errno
+import math
 import netrc
 import os
 import tempfile
@@ -87,10 +88,12 @@ def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
         if not found or not violation(rule, value):
             continue
         fix = f"Fix: {key}={rule.describe()}."
-        if rule.kind in (INT, FLOAT) and rule.low is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise ConfigError(f"{key}={value} must be {rule.describe().strip('<>').split(' ', 1)[1]}. {fix}")
-        if rule.kind == INT and rule.low is not None:
-            raise ConfigError(f"{key}={value!r} must be a whole number >= {rule.low:g}. {fix}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if rule.kind in (INT, FLOAT) and rule.bounds() and number and math.isfinite(value) and (
+                rule.kind == FLOAT or isinstance(value, int)):
+            raise ConfigError(f"{key}={value} must be {rule.bounds()}. {fix}")
+        if rule.kind == INT:
+            raise ConfigError(f"{key}={value!r} must be a whole number {rule.bounds()}. {fix}".replace("  ", " "))
         raise ConfigError(f"{key}={value!r} is not allowed. {fix}")
 
 

@@ -38,6 +38,12 @@ class Rule:
     high_open: bool = False
     non_empty: bool = False
 
+    def bounds(self) -> str:
+        """``>= 0 and <= 1`` (empty without bounds)."""
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(b for b in (lo, hi) if b)
+
     def describe(self) -> str:
         """The accepted values, for the Fix: part of an error."""
         if self.kind in (CHOICE, CHOICE_LIST):
@@ -46,10 +52,8 @@ class Rule:
         elif self.kind == DEVICES:
             text = "an integer >= 1, -1 (all), auto, or a list of GPU indices like [0,1]"
         elif self.kind in (INT, FLOAT):
-            word = "integer" if self.kind == INT else "number"
-            lo = "" if self.low is None else f" {'>' if self.low_open else '>='} {self.low:g}"
-            hi = "" if self.high is None else f" {'<' if self.high_open else '<='} {self.high:g}"
-            text = f"<{word}{lo}{' and' if lo and hi else ''}{hi}>"
+            bounds = self.bounds()
+            text = f"<{'integer' if self.kind == INT else 'number'}{' ' + bounds if bounds else ''}>"
         else:
             text = {BOOL: "true|false", STR: "<text>", STR_LIST: "[a list of texts]"}[self.kind]
         return f"{text} or null" if self.nullable else text
