@@ -37,7 +37,7 @@ def nonfinite_warning(counts: dict[str, int]) -> list[str]:
     if not bad:
         return []
     return ["", f"**Warning: {sum(counts.values())} item(s) had NaN or infinite scores and count as wrong** "
-            f"({'; '.join(bad)}). {NONFINITE_RULE}. The model or its settings are broken: check the checkpoint."]
+            f"({'; '.join(bad)}); the model or its settings are broken: check the checkpoint. Rule: {NONFINITE_RULE}."]
 
 
 def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], categories: Sequence[str]) -> str:
@@ -80,7 +80,7 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
     per group (preposition / question type), pair and set accuracy, and overall; one accuracy
     column (%) per scorer; an ``n tied`` row per subset where a scorer had ties; the tie rule;
     the items whose options became identical after truncation; then the missing and the unreadable
-    images."""
+    images. Items with NaN/inf scores: an ``n non-finite`` row and a warning above the table."""
     metrics: dict[str, Any] = report["metrics"]
     scorers = list(report.get("scorers") or metrics)
     first = metrics[scorers[0]]
@@ -95,6 +95,7 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
         f"- annotation files: {', '.join(f'`{f}`' for f in report.get('annotation_files', []))}",
         f"- scored {report['n_scored']} of {report['n_items']} items; missing images: {missing['count']}; "
         f"unreadable images: {unreadable['count']}",
+        *nonfinite_warning({s: metrics[s].get("n_nonfinite", 0) for s in scorers if isinstance(metrics[s], dict)}),
         "",
         "| subset | metric | n | " + " | ".join(scorers) + " |",
         "|---|---|---:|" + "---:|" * len(scorers),
@@ -127,7 +128,6 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
     tied_row("all", first["n"], lambda m: m.get("n_tied"))
     tied_row("all", first["n"], lambda m: m.get("n_nonfinite"), "n non-finite")
     lines += ["", tie_rule_line()]
-    lines += nonfinite_warning({s: metrics[s].get("n_nonfinite", 0) for s in scorers if isinstance(metrics[s], dict)})
     trunc = {s: n for s, n in (report.get("n_truncation_identical") or {}).items() if n}
     if trunc:
         lines += ["", "Items whose options differ as text but are identical after truncation to encoder.max_tokens "
