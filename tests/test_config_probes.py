@@ -15,9 +15,12 @@ import dcsm.commands.cache_features as cache_features_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.synthetic_shards as synthetic_shards_cmd
 import dcsm.commands.train as train_cmd
+from dcsm.commands.from_reference import main as from_reference_main
+from dcsm.commands.miniature_benchmarks import main as miniature_main
 from dcsm.config import parse_cli
 from dcsm.config_checks import check_values
 from dcsm.config_schema import schema, train_schema
+from dcsm.pretrain import main as pretrain_main
 from dcsm.runner import USAGE_EXIT, command_config, run_command
 
 PROBE_SECONDS = 60  # a generous wall-clock guard on a loaded 2-core machine; probes take ~a second
@@ -105,6 +108,11 @@ PROBES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "typo_in_file": (TRAIN, lambda t: ["--config", _write(t, "c.yaml", "eval:\n  spilts: [test]\n")], "eval.spilts"),
     "typo_in_file_evaluate": (EVALUATE, lambda t: ["--config", _write(t, "c.yaml", "eval:\n  spilts: [test]\n")], "eval.spilts"),
     "typo_in_override": (TRAIN, lambda t: ["eval.spilts=[test]"], "eval.spilts"),
+    "miniature_out_a_file": (miniature_main, lambda t: [f"miniature_benchmarks.out={_write(t, 'f', 'x')}"], "is a file"),
+    "pretrain_out_a_file": (pretrain_main, lambda t: [f"out_dir={_write(t, 'f', 'x')}"], "out_dir="),
+    "pretrain_typo": (pretrain_main, lambda t: ["optim.stepz=3"], "optim.stepz"),
+    "from_reference_out_a_file": (from_reference_main, lambda t: [f"reference_data.data_path={t}",
+                                                                  f"reference_data.out={_write(t, 'f', 'x')}"], "is a file"),
     "shards_out_a_file": (synthetic_shards_cmd.main,
                           lambda t: [f"synthetic_shards.out={_write(t, 'f', 'x')}", "synthetic_shards.num_samples=2"], "is a file"),
 }
@@ -119,7 +127,7 @@ def test_bad_config_is_one_line_before_anything_runs(probe: str, tmp_path: Path,
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a W&B key
     monkeypatch.delenv("NETRC", raising=False)
     argv = build(tmp_path)
-    if not any(a.startswith("run_dir=") for a in argv):
+    if main in (TRAIN, EVALUATE) and not any(a.startswith("run_dir=") for a in argv):
         argv.append(f"run_dir={tmp_path / 'run'}")
 
     def too_slow(*_):  # noqa: ANN002
