@@ -133,27 +133,27 @@ def _check_override_value(override: str) -> None:
                           f"Fix: quote the value ({key}='...') or correct it.") from None
 
 
-def merge_known(cfg: DictConfig, extra: DictConfig, source: str) -> DictConfig:
+def merge_known(cfg: DictConfig, extra: DictConfig, source: str, against: str = "configs/default.yaml") -> DictConfig:
     """``extra`` merged onto ``cfg``; a key ``cfg`` does not have raises :class:`ConfigError`
-    naming ``source`` (a config file or the overrides) and the key."""
+    naming ``source`` (a config file or the overrides), the key and ``against`` (the defaults file)."""
     OmegaConf.set_struct(cfg, True)
     try:
         merged = OmegaConf.merge(cfg, extra)
     except (ConfigAttributeError, ConfigKeyError) as err:
         key = getattr(err, "full_key", None) or err.msg.splitlines()[0]
         raise ConfigError(f"unknown config key '{key}' in {source}. "
-                          "Fix: check the spelling against configs/default.yaml.") from None
+                          f"Fix: check the spelling against {against}.") from None
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)
         raise ConfigError(f"config key '{key}' in {source}: {' '.join(str(err).split())[:160]}. "
-                          "Fix: give it a value of the kind configs/default.yaml has.") from None
+                          f"Fix: give it a value of the kind {against} has.") from None
     finally:
         OmegaConf.set_struct(cfg, False)
     OmegaConf.set_struct(merged, False)
     return merged
 
 
-def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str], against: str = "configs/default.yaml") -> DictConfig:
     """Merge ``key=value`` overrides; unknown keys raise :class:`ConfigError`."""
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -165,7 +165,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     except OmegaConfBaseException as err:
         raise ConfigError(f"overrides {list(overrides)}: {' '.join(str(err).split())[:160]}. "
                           "Fix: key=value with a dotted key (e.g. trainer.max_epochs=3).") from None
-    return merge_known(cfg, extra, f"overrides {list(overrides)}")
+    return merge_known(cfg, extra, f"overrides {list(overrides)}", against)
 
 
 def to_plain(cfg: DictConfig | dict) -> dict:
@@ -173,8 +173,14 @@ def to_plain(cfg: DictConfig | dict) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
+def _shown(path: Path) -> str:
+    """A defaults file as users know it: ``configs/default.yaml`` for a shipped one."""
+    return f"{SHIPPED_FOLDER}/{path.name}" if path.resolve().parent == CONFIG_DIR.resolve() else str(path)
+
+
 def parse_cli(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> DictConfig:
-    """``[--config FILE] [key=value ...]`` -> resolved config."""
+    """``[--config FILE] [key=value ...]`` -> resolved config: ``FILE`` (and its ``base:`` chain)
+    merged onto ``default``, the command's defaults, which hold every key there is."""
     args = list(sys.argv[1:] if argv is None else argv)
     path: str | Path = default
     if "--config" in args:
@@ -185,8 +191,10 @@ def parse_cli(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG)
         del args[i : i + 2]
     defaults = load_yaml(default)
     chosen = resolve_config_path(path)
-    cfg = defaults if chosen.resolve() == Path(default).resolve() else merge_known(defaults, load_yaml(chosen), f"config file '{chosen}'")
-    cfg = apply_overrides(cfg, args)
+    against = _shown(Path(default))
+    cfg = defaults if chosen.resolve() == Path(default).resolve() else merge_known(
+        defaults, load_yaml(chosen), f"config file '{chosen}'", against)
+    cfg = apply_overrides(cfg, args, against)
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -24,11 +25,12 @@ USAGE_EXIT = 2
 AUTO_DEVICE = "auto"
 
 
-def command_config(argv: Sequence[str] | None = None) -> dict:
-    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved plain config dict,
-    checked before anything is built (:func:`dcsm.config_checks.check_config`: single strings
-    under list keys become lists, integer keys in range)."""
-    return check_config(to_plain(parse_cli(argv)))
+def command_config(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> dict:
+    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) over ``default`` (the
+    command's defaults, holding every key) -> resolved plain config dict, checked before anything
+    is built (:func:`dcsm.config_checks.check_config`: single strings under list keys become
+    lists, every key's type/choice/range)."""
+    return check_config(to_plain(parse_cli(argv, default=default)))
 
 
 def default_device(device: str | None = AUTO_DEVICE) -> str:
