@@ -169,3 +169,23 @@ def test_a_path_is_a_path_but_a_bare_name_finds_the_shipped_config(tmp_path: Pat
     assert cfg["seed"] == 7 and cfg["run_dir"] == "runs/smoke_random"
     (tmp_path / "plain.yaml").write_text("seed: 3\n")  # no base: the defaults fill in every other key
     assert parse_cli(["--config", str(tmp_path / "plain.yaml")])["optim"]["lr"] == pytest.approx(1e-3)
+
+
+def test_online_wandb_passes_with_a_key_from_env_or_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcsm.config_checks import check_wandb_login, wandb_key_found
+
+    online = {"logger": {"kind": "wandb", "mode": "online"}}
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    assert not wandb_key_found()
+    check_wandb_login({"logger": {"kind": "wandb", "mode": "offline"}})  # offline needs no key
+    check_wandb_login({"logger": {"kind": "csv", "mode": "online"}})  # nor does another logger
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    check_wandb_login(online)
+    monkeypatch.delenv("WANDB_API_KEY")
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    netrc.chmod(0o600)
+    check_wandb_login(online)  # what `wandb login` writes

@@ -131,3 +131,22 @@ def test_runner_turns_any_escaping_enospc_into_one_line(tmp_path: Path, capsys) 
     with pytest.raises(OSError, match="I/O error"):
         run_command(other, [])
     json.dumps(err)  # plain text
+
+
+def test_disk_full_while_caching_features_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, encoder) -> None:  # noqa: ANN001
+    import dcsm.commands.cache_features as cache_features_cmd
+
+    raw = tmp_path / "raw"
+    synthetic_shards_main([f"synthetic_shards.out={raw}", "synthetic_shards.num_samples=4", "synthetic_shards.samples_per_shard=2",
+                           "synthetic_shards.image_size=32", "progress=false"])
+    monkeypatch.setattr(cache_features_cmd, "FrozenCLIP", lambda spec: encoder)  # the session's tiny encoder
+    fill_disk(monkeypatch, room=4096, only="shard-")
+    feat = tmp_path / "feat"
+    with pytest.raises(SystemExit) as exc:
+        run_command(cache_features_cmd.main, [f"cache_features.shards={raw}", f"cache_features.out={feat}", "progress=false",
+                                              "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"])
+    assert exc.value.code == USAGE_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: disk full while writing '{feat}/shard-") and " free in " in err[0], err
+    assert not list(feat.glob("*.tar"))  # no partial feature shard
+    _no_temp_files(feat)
