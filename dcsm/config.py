@@ -56,6 +56,8 @@ def load_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> DictConfig:
             raise ConfigError(f"config file '{path}' holds a {kind}, not a mapping of keys. "
                               "Fix: write 'section:' / 'key: value' lines (see configs/default.yaml).")
         cfg = OmegaConf.load(path)
+    except ConfigError:
+        raise
     except yaml.YAMLError as err:  # one line naming the file, line and column
         where, problem = _yaml_problem(err)
         raise ConfigError(f"config file '{path}'{where}: YAML syntax error: {problem}. Fix: correct the YAML there.") from None

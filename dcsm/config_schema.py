@@ -76,6 +76,7 @@ def _choices(choices: Sequence[Any], non_empty: bool = False) -> Rule:
     return Rule(CHOICE_LIST, choices=tuple(choices), non_empty=non_empty)
 
 
+SEED = Rule(INT, low=0, high=2**32 - 1)  # what numpy and Lightning's seed_everything accept
 BOOL_RULE = Rule(BOOL)
 STR_RULE = Rule(STR)
 OPT_STR = Rule(STR, nullable=True)
@@ -106,16 +107,16 @@ def schema() -> dict[str, Rule]:
     from .scorer import LAYOUTS, POOLED
 
     return {
-        "seed": _int(0),
+        "seed": SEED,
         "run_dir": STR_RULE,
         "progress": BOOL_RULE,
         "encoder.model": STR_RULE,
         "encoder.pretrained": OPT_STR,
         "encoder.max_tokens": _int(1),
         "encoder.keep_cls": BOOL_RULE,
-        "encoder.seed": _int(0),
+        "encoder.seed": SEED,
         "encoder.pad_rows": _choice(PAD_ROWS),
-        "functional_rows.seed": _int(0),
+        "functional_rows.seed": SEED,
         "functional_rows.init": _choice(ROW_INITS),
         "maps.standardize": _choice(STANDARDIZE_MODES),
         "maps.eps": _float(0.0),
@@ -141,7 +142,7 @@ def schema() -> dict[str, Rule]:
         "data.image_size": _int(1),
         "data.num_options": _int(2),
         "data.categories": _choices(CATEGORIES, non_empty=True),
-        "data.seed": _int(0),
+        "data.seed": SEED,
         "data.cache_features": BOOL_RULE,
         "data.batch_size": _int(1),
         "data.encode_batch_size": _int(1),
