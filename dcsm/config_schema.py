@@ -18,6 +18,10 @@ INT, FLOAT, BOOL, STR, CHOICE, CHOICE_LIST, STR_LIST, DEVICES = (
     "int", "float", "bool", "str", "choice", "choice_list", "str_list", "devices")
 
 
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one key may hold.
@@ -40,8 +44,8 @@ class Rule:
 
     def bounds(self) -> str:
         """``>= 0 and <= 1`` (empty without bounds)."""
-        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {_num(self.low)}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {_num(self.high)}"
         return " and ".join(b for b in (lo, hi) if b)
 
     def describe(self) -> str:
