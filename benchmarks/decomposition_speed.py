@@ -38,7 +38,7 @@ def bench_settings(argv: Sequence[str] | None = None) -> dict:
     """``[--config FILE] [key=value ...]`` -> the ``bench:`` section (``decomposition_speed.yaml``
     when no ``--config``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    b = command_config(args if "--config" in args else ["--config", str(DEFAULT_CONFIG), *args]).get("bench")
+    b = command_config(args, default=DEFAULT_CONFIG).get("bench")
     if not isinstance(b, dict):
         raise ValueError(f"the config has no bench: section. Fix: use {DEFAULT_CONFIG.name} or a YAML with 'base: {DEFAULT_CONFIG.name}'.")
     if not b["output"]:

@@ -39,9 +39,9 @@ HEADER = "# Benchmarks\n\nFigures written by the scripts in this folder; each se
 
 def bench_config(argv: Sequence[str] | None, default: Path) -> dict:
     """A benchmark's ``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved
-    plain config; ``default`` (the YAML beside the script) when no ``--config`` is given."""
+    plain config over ``default`` (the YAML beside the script), which holds every key there is."""
     args = list(sys.argv[1:] if argv is None else argv)
-    cfg = command_config(args if "--config" in args else ["--config", str(default), *args])
+    cfg = command_config(args, default=default)  # a --config FILE is merged onto it: its keys are the known ones
     if not isinstance(cfg.get("bench"), dict):
         raise ValueError(f"the config has no bench: section. Fix: use {default.name} or a YAML with "
                          f"'base: {default.name}' (or a run config) plus its bench: section.")

@@ -13,7 +13,8 @@ and reports accuracy per subset and per group (WhatsUp: preposition; NegBench: q
 plus WhatsUp Controlled-A/B pair and set accuracy (:func:`dcsm.metrics.mcq_metrics`).
 
 A tie for the top score counts as wrong (:data:`dcsm.metrics.TIE_RULE`, written into every
-report); tied items are counted per scorer and subset (``n_tied``). Items with options that
+report); tied items are counted per scorer and subset (``n_tied``), and so are items with a NaN
+or infinite score (``n_nonfinite``, :data:`dcsm.metrics.NONFINITE_RULE`: wrong, and warned about). Items with options that
 differ as text but are identical after truncation to ``encoder.max_tokens`` are counted per
 subset (``n_truncation_identical``) and named in a warning: the map cannot tell them apart.
 
@@ -53,7 +54,7 @@ from .encoders import FrozenCLIP, PooledCLIP
 from .evaluation import score_batches
 from .features.encode import encode_batch
 from .heatmaps import HEATMAP_SIZE, render_heatmap, spatial_heatmap
-from .metrics import TIE_RULE, mcq_metrics, top_choice
+from .metrics import NONFINITE, NONFINITE_RULE, TIE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from .model import DCSM
 from .progress import progress_bar, progress_enabled
 from .prompts import PROMPT_STYLES
@@ -346,6 +347,7 @@ def run_benchmark(
     metrics = {
         n: mcq_metrics(scored, [int(top_choice(scores[n][i])) for i in scored_idx]) for n in names
     }
+    warn_nonfinite({n: m["n_nonfinite"] for n, m in metrics.items()}, benchmark)
 
     failure_records = []
     failure_files = save_failure_images(output, failures, items)
@@ -358,7 +360,8 @@ def run_benchmark(
             "source": item.source, "row": item.row, "subset": item.subset, "group": item.group,
             "raw_image_path": item.raw_image_path, "image_path": str(item.image_path),
             "label": item.label, "prediction": pred, "clip_prediction": int(top_choice(scores[CLIP_SCORER][idx])),
-            "tied": pred < 0, "correct_caption": caps[item.label], "predicted_caption": caps[shown], "captions": caps,
+            "tied": pred == TIE, "nonfinite": pred == NONFINITE,
+            "correct_caption": caps[item.label], "predicted_caption": caps[shown], "captions": caps,
             "dcsm_scores": _rounded(scores[DCSM_SCORER][idx]), "clip_scores": _rounded(scores[CLIP_SCORER][idx]),
             "images": files,
         })
@@ -384,6 +387,7 @@ def run_benchmark(
         "encoder": spec.to_dict(),
         "metrics": metrics,
         "tie_rule": TIE_RULE,
+        "nonfinite_rule": NONFINITE_RULE,
         "n_truncation_identical": n_truncation_identical,
         "failures": failure_records,
         "failure_images": [path for files in failure_files for path in files.values()],

@@ -17,6 +17,8 @@ Outputs, written atomically next to each other: the JSON (CLIP_benchmark records
 (:mod:`dcsm.suite_table`). A tie for the top score counts as wrong (``tie_rule``, stated under
 the Markdown table); tied items are counted per column and subset (``n_tied``), and items whose
 options are identical after truncation per DCSM column and subset (``n_truncation_identical``).
+Items with a NaN/inf score count as wrong and are counted per column and subset
+(``n_nonfinite``), with a warning in the log and under the table.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ from .data.benchmarks import MCQItem
 from .data.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
 from .encoders import PooledCLIP
 from .io import atomic_write_json, atomic_write_text
-from .metrics import TIE_RULE, mcq_metrics, top_choice
+from .metrics import NONFINITE_RULE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from .model import DCSM
 from .progress import progress_enabled
 from .prompts import PROMPT_STYLES
-from .report import nan_to_none, tie_rule_line
+from .report import nan_to_none, nonfinite_warning, tie_rule_line
 from .runner import default_device
 from .suite_table import render_csv, render_markdown, suite_json
 
@@ -205,7 +207,10 @@ def run_suite(
     names = list(columns)
     title = f"Benchmark suite: multiple-choice accuracy (%), prompt style `{prompt_style}`"
     n_tied = {col: {s: m["n_tied"] for s, m in per.items()} for col, per in metrics.items()}
-    markdown = render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n") + _tie_notes(n_tied, truncated) + _unreadable_notes(unreadable) + "\n"
+    n_nonfinite = {col: {s: m["n_nonfinite"] for s, m in per.items()} for col, per in metrics.items()}
+    warn_nonfinite({f"{col} {s}": n for col, per in n_nonfinite.items() for s, n in per.items()}, "suite")
+    markdown = (render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n")
+                + _tie_notes(n_tied, truncated) + _nonfinite_notes(n_nonfinite) + _unreadable_notes(unreadable) + "\n")
     report: dict[str, Any] = {
         **suite_json(accuracy, columns, counts=counts, skipped=skipped),
         "dataset": SUITE_BENCHMARK,
@@ -217,6 +222,8 @@ def run_suite(
         "metrics": metrics,
         "tie_rule": TIE_RULE,
         "n_tied": n_tied,
+        "nonfinite_rule": NONFINITE_RULE,
+        "n_nonfinite": n_nonfinite,
         "n_truncation_identical": truncated,
         "annotation_files": {s.subset: [str(f) for f in s.files] for s in loaded},
         "missing_images": {s.subset: {"count": len(datasets[s.subset].missing), "paths": datasets[s.subset].missing}
@@ -243,6 +250,12 @@ def _unreadable_notes(unreadable: dict[str, dict[str, Any]]) -> str:
     shown = rows[:MISSING_SHOWN_IN_LOG] + ([f"... {len(rows) - MISSING_SHOWN_IN_LOG} more (all in the JSON)"]
                                           if len(rows) > MISSING_SHOWN_IN_LOG else [])
     return f"\n\nUnreadable images ({len(rows)}; their rows are not scored): " + "; ".join(shown)
+
+
+def _nonfinite_notes(n_nonfinite: dict[str, dict[str, int]]) -> str:
+    """The warning under the suite table naming the columns and subsets with NaN/inf scores."""
+    lines = nonfinite_warning({f"{col} {s}": n for col, per in n_nonfinite.items() for s, n in per.items()})
+    return "\n" + "\n".join(lines) if lines else ""
 
 
 def _tie_notes(n_tied: dict[str, dict[str, int]], truncated: dict[str, dict[str, int]]) -> str:

@@ -4,54 +4,32 @@ model, encoder or data is built, so a bad value fails in a second with one line 
 * :func:`normalize_lists`: a single string where ``configs/default.yaml`` has a list
   (``eval.annotation_files=path``, ``eval.splits=test``) becomes a one-element list, instead of
   being iterated character by character later.
-* :func:`check_values`: the numeric keys of :data:`MIN_VALUES` are integers (not bools, not
-  text) at or above their minimum.
+* :func:`check_values`: every key of the one table :func:`dcsm.config_schema.schema` holds
+  the type, choice or range it allows (``optim.lr=abc``, ``trainer.accelerator=tpu``,
+  ``trainer.devices=0``, ``checkpoint.mode=foo``, ``eval.splits=[nope]`` ...).
+* :func:`check_monitor`: ``checkpoint.monitor`` names a metric the run logs.
+* :func:`check_writable`: ``run_dir`` / ``eval.output`` can be written (not a file where a
+  folder goes or the other way round, path not too long, parent writable).
+* :func:`check_wandb_login`: ``logger.mode=online`` has an API key (``WANDB_API_KEY`` or
+  ``~/.netrc``, as wandb reads them).
 * :func:`check_shard_paths`: local shard folders/files named by a config key exist (a missing
   folder says "does not exist", not "no manifest.json").
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import netrc
 import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .config import DEFAULT_CONFIG, ConfigError, load_yaml, to_plain
+from .config_schema import FLOAT, INT, Rule, schema, violation
 
-#: Integer keys and the least value that makes sense (checked wherever the key is set).
-MIN_VALUES: dict[str, int] = {
-    "data.batch_size": 1,
-    "data.encode_batch_size": 1,
-    "data.num_workers": 0,
-    "data.num_options": 2,
-    "data.shuffle_buffer": 0,
-    "data.train_size": 1,
-    "data.val_size": 0,
-    "data.test_size": 0,
-    "data.shifted_size": 0,
-    "data.heldout_size": 0,
-    "data.image_size": 1,
-    "encoder.max_tokens": 1,
-    "scorer.channels": 1,
-    "scorer.hidden": 1,
-    "trainer.max_epochs": 1,
-    "trainer.accumulate_grad_batches": 1,
-    "trainer.log_every_n_steps": 1,
-    "trainer.check_val_every_n_epoch": 1,
-    "eval.batch_size": 1,
-    "eval.num_workers": 0,
-    "eval.max_failures": 0,
-    "diagnostics.batch_size": 1,
-    "synthetic_shards.samples_per_shard": 1,
-    "pair_shards.samples_per_shard": 1,
-    "cache_features.batch_size": 1,
-}
-#: Keys that may be null (then the default behaviour applies) but, when set, must be >= the value.
-OPTIONAL_MIN_VALUES: dict[str, int] = {
-    "data.samples_per_epoch": 1,
-    "checkpoint.every_n_train_steps": 1,
-    "synthetic_shards.num_samples": 1,
-}
 #: Keys naming shards to read, checked when the command reads them.
 TRAIN_SHARD_KEYS = ("data.train_shards", "data.val_shards")
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "gs://", "s3://")
@@ -98,27 +76,122 @@ def normalize_lists(cfg: dict) -> dict:
     return cfg
 
 
-def _check_int(key: str, value: Any, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}={value!r} must be a whole number >= {least}. Fix: {key}=<integer >= {least}>.")
-    if value < least:
-        raise ConfigError(f"{key}={value} must be >= {least}. Fix: {key}=<integer >= {least}>.")
-
-
-def check_values(cfg: dict) -> None:
-    """Integer keys of :data:`MIN_VALUES` (and set keys of :data:`OPTIONAL_MIN_VALUES`) in range.
+def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
+    """Every key of ``rules`` (default: :func:`dcsm.config_schema.schema`) present in ``cfg``
+    holds what its rule allows.
 
     Raises:
-        ConfigError: naming the key, the value and the fix.
+        ConfigError: naming the key, the value and the accepted values.
     """
-    for key, least in MIN_VALUES.items():
+    for key, rule in (schema() if rules is None else rules).items():
         found, value = lookup(cfg, key)
-        if found:
-            _check_int(key, value, least)
-    for key, least in OPTIONAL_MIN_VALUES.items():
-        found, value = lookup(cfg, key)
-        if found and value is not None:
-            _check_int(key, value, least)
+        if not found or not violation(rule, value):
+            continue
+        fix = f"Fix: {key}={rule.describe()}."
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if rule.kind in (INT, FLOAT) and rule.bounds() and number and math.isfinite(value) and (
+                rule.kind == FLOAT or isinstance(value, int)):
+            raise ConfigError(f"{key}={value} must be {rule.bounds()}. {fix}")
+        if rule.kind == INT:
+            raise ConfigError(f"{key}={value!r} must be a whole number {rule.bounds()}. {fix}".replace("  ", " "))
+        raise ConfigError(f"{key}={value!r} is not allowed. {fix}")
+
+
+def monitor_names(cfg: dict) -> list[str]:
+    """The metrics a training run logs (:class:`dcsm.lit.DCSMModule`), which ``checkpoint.monitor`` may name."""
+    from .data.shard_module import SHARD_SOURCES
+
+    data = cfg.get("data", {})
+    vals = ["val"] if data.get("source") in SHARD_SOURCES else list(data.get("val_splits") or [])
+    cats = list(data.get("categories") or [])
+    metrics = ["loss", "acc", "clip_acc", *(f"{m}_{c}" for m in ("acc", "clip_acc") for c in cats)]
+    return ["train/loss", "train/acc", *(f"{v}/{m}" for v in vals for m in metrics)]
+
+
+def check_monitor(cfg: dict) -> None:
+    """``checkpoint.monitor`` (when set) is a metric the run logs; otherwise the run would only
+    fail after training.
+
+    Raises:
+        ConfigError: naming the key and the metrics there are.
+    """
+    monitor = lookup(cfg, "checkpoint.monitor")[1]
+    names = monitor_names(cfg)
+    if monitor is not None and monitor not in names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise ConfigError(f"checkpoint.monitor={monitor} is not a metric this run logs ({shown}). "
+                          f"Fix: checkpoint.monitor=<one of those>, or null to keep the newest checkpoint.")
+
+
+def _name_max(folder: Path) -> tuple[int, int]:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+def check_writable(key: str, value: str | os.PathLike, kind: str = "folder") -> None:
+    """``value`` (a ``kind`` = "folder" or "file" path set by ``key``) can be created and written:
+    no part of it is a file where a folder is needed, a file is not a folder, no name is too long,
+    and the nearest existing folder accepts a new file (tried, then removed). Nothing is created.
+
+    Raises:
+        ConfigError: naming the key, the path and why.
+    """
+    path = Path(os.path.abspath(os.fspath(value)))
+    fix = f"Fix: {key}=<a writable {kind} path>."
+    name_max, path_max = _name_max(Path("/"))
+    if len(os.fsencode(str(path))) >= path_max or any(len(os.fsencode(p)) > name_max for p in path.parts):
+        raise ConfigError(f"{key}='{value}': path too long (at most {name_max} bytes a name, {path_max} in all). {fix}")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}='{value}' is a file, not a folder. {fix}")
+    if kind == "file" and path.is_dir():
+        raise ConfigError(f"{key}='{value}' is a folder; it must name the file to write (e.g. {path / 'eval.json'}). {fix}")
+    parent = path if kind == "folder" else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}='{value}': '{parent}' is a file, so no folder can be made under it. {fix}")
+    try:
+        with tempfile.TemporaryFile(dir=parent, prefix=".dcsm-write-check-"):
+            pass
+    except OSError as err:
+        why = "no space left" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise ConfigError(f"{key}='{value}': cannot write in '{parent}' ({why}). {fix}") from None
+
+
+WANDB_HOST = "api.wandb.ai"
+
+
+def wandb_key_found(host: str = WANDB_HOST) -> bool:
+    """True when wandb will find an API key: ``WANDB_API_KEY`` or a ``netrc`` entry for its host
+    (``NETRC`` or ``~/.netrc``, where ``wandb login`` writes it)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    base = os.environ.get("WANDB_BASE_URL", f"https://{host}")
+    host = base.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    for path in (os.environ.get("NETRC"), os.path.expanduser("~/.netrc"), os.path.expanduser("~/_netrc")):
+        if path and os.path.isfile(path):
+            try:
+                entry = netrc.netrc(path).authenticators(host)
+            except (netrc.NetrcParseError, OSError):
+                continue
+            if entry and entry[2]:
+                return True
+    return False
+
+
+def check_wandb_login(cfg: dict) -> None:
+    """``logger.kind=wandb logger.mode=online`` needs an API key before anything runs.
+
+    Raises:
+        ConfigError: how to log in, or to log offline.
+    """
+    lg = cfg.get("logger") or {}
+    if lg.get("kind") == "wandb" and lg.get("mode") == "online" and not wandb_key_found():
+        raise ConfigError("logger.mode=online needs a W&B API key, and none was found (WANDB_API_KEY, ~/.netrc). "
+                          "Fix: run 'wandb login' or set WANDB_API_KEY, or use logger.mode=offline (sync later with "
+                          "'wandb sync').")
 
 
 def _local_paths(urls: Any) -> list[str]:

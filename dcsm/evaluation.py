@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from .data.module import SyntheticDataConfig, scene_dataset
 from .features.batch import FeatureBatch, collate_mcq
-from .metrics import category_accuracy
+from .metrics import category_accuracy, warn_nonfinite
 from .model import DCSM
 from .progress import progress_bar
 
@@ -64,7 +64,8 @@ def evaluate_synthetic(
     model: DCSM, data: SyntheticDataConfig, splits: Sequence[str], batch_size: int, device: str | torch.device
 ) -> dict[str, Any]:
     """Per-split, per-category accuracy of DCSM and the CLIP baseline on synthetic splits (a
-    progress bar per split when ``data.progress``)."""
+    progress bar per split when ``data.progress``); items with NaN/inf scores count as wrong,
+    are counted (``n_nonfinite``) and warned about."""
     model.to(device)
     results = {}
     for split in splits:
@@ -72,4 +73,5 @@ def evaluate_synthetic(
         loader = DataLoader(ds, batch_size=batch_size, collate_fn=collate_mcq, num_workers=0)
         batches = progress_bar(loader, data.progress, desc=f"scoring {split}", total=len(loader), unit="batch")
         results[split] = category_accuracy(score_loader(model, batches, device), data.categories)
+        warn_nonfinite({m: n["all"] for m, n in results[split]["n_nonfinite"].items()}, f"synthetic split {split}")
     return results

@@ -1,5 +1,10 @@
 """Atomic file writes (temp file in the same folder + ``os.replace``): readers never see a
-half-written checkpoint, shard or metrics file, and a killed run leaves the old file intact."""
+half-written checkpoint, shard or metrics file, and a killed run leaves the old file intact.
+
+A full disk (``ENOSPC``/``EDQUOT``, also when it surfaces inside ``torch.save`` as a
+``RuntimeError``) becomes one :class:`DiskFullError` naming the file being written and the free
+space; the temp file is removed and the old file, if any, is left as it was.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,58 @@ from typing import Any, Callable, IO
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
+
+from .disk_full import DiskFullError, disk_full_error, is_disk_full  # noqa: F401  (DiskFullError: re-exported)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .safe_load import read_checkpoint
 
 
+class _Recording:
+    """A file object that remembers the ``OSError`` its ``write`` raised: ``torch.save``'s zip
+    writer turns it into ``RuntimeError: unexpected pos``, losing the reason."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename onto ``path``."""
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename onto ``path``.
+
+    Raises:
+        DiskFullError: the disk filled up (the temp file is removed, ``path`` untouched).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
+    rec: _Recording | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            rec = _Recording(f)
+            write(rec)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if is_disk_full(err) or (rec is not None and is_disk_full(rec.error)):
+            raise disk_full_error(path, err) from err
         raise
     return path
 

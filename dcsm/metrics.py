@@ -21,10 +21,16 @@ which returns :data:`TIE` when two or more options share the top score. Options 
 after truncation (past ``encoder.max_tokens`` or CLIP's context) score bit-identically, and a
 plain argmax would pick the first of them, which in WhatsUp files is the answer; a tie
 therefore never counts as correct, and the tied items are counted (``n_tied``).
+
+Non-finite scores (:data:`NONFINITE_RULE`): a row with any NaN or infinite score (a broken
+head, a NaN weight, ``maps.eps: NaN``) is never an answer: :func:`top_choice` returns
+:data:`NONFINITE` (argmax of all-NaN would return option 0, in many files the answer), the item
+counts as wrong (also in WhatsUp pair/set accuracy) and is counted (``n_nonfinite``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Any, Sequence
@@ -33,12 +39,19 @@ import torch
 
 from .data.benchmarks import MCQItem
 
-__all__ = ["category_accuracy", "mcq_metrics", "top_choice", "TIE", "TIE_RULE", "CONTROLLED_PAIRS"]
+__all__ = ["category_accuracy", "mcq_metrics", "top_choice", "TIE", "TIE_RULE", "NONFINITE", "NONFINITE_RULE",
+           "CONTROLLED_PAIRS", "warn_nonfinite"]
+
+log = logging.getLogger("dcsm")
 
 #: :func:`top_choice`'s prediction when the top score is shared; never equal to a label.
 TIE = -1
 #: The tie rule, written into every report.
 TIE_RULE = "a tie for the top score counts as wrong; tied items are counted as n_tied"
+#: :func:`top_choice`'s prediction when a row has a NaN/inf score; never equal to a label.
+NONFINITE = -2
+#: The non-finite rule, written into every report.
+NONFINITE_RULE = "an item with a NaN or infinite score for any option counts as wrong; such items are counted as n_nonfinite"
 
 #: Controlled subsets -> the two relation pairs whose joint correctness makes a "pair".
 CONTROLLED_PAIRS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
@@ -54,13 +67,16 @@ def top_choice(scores: torch.Tensor) -> torch.Tensor:
 
     The index of the top score when it is unique, :data:`TIE` (-1) when two or more options
     share it (exact equality: options that are identical after truncation have identical ids and
-    embeddings, hence bit-identical scores; distinct real-valued scores practically never tie).
+    embeddings, hence bit-identical scores; distinct real-valued scores practically never tie);
+    :data:`NONFINITE` (-2) when any score of the row is NaN or infinite (checked first).
     """
     if scores.dim() == 0 or scores.shape[-1] == 0:
         raise ValueError(f"scores must have shape (..., K) with K >= 1 options, got {tuple(scores.shape)}")
     top = scores.max(dim=-1, keepdim=True).values
     shared = (scores == top).sum(dim=-1) > 1
-    return torch.where(shared, torch.full_like(shared, TIE, dtype=torch.long), scores.argmax(dim=-1))
+    choice = torch.where(shared, torch.full_like(shared, TIE, dtype=torch.long), scores.argmax(dim=-1))
+    broken = ~torch.isfinite(scores).all(dim=-1)
+    return torch.where(broken, torch.full_like(choice, NONFINITE), choice)
 
 
 def _as_index_list(predictions: Sequence[int] | torch.Tensor) -> list[int]:
@@ -106,27 +122,30 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
     Args:
         items: the evaluated items (the caller leaves out items without an image).
         predictions: one predicted option index per item, aligned with ``items``, or
-            :data:`TIE` (-1) for a tie (:func:`top_choice`), which counts as wrong.
+            :data:`TIE` (-1) for a tie or :data:`NONFINITE` (-2) for a NaN/inf score
+            (:func:`top_choice`), both counted as wrong.
 
     Returns:
         ``{"accuracy", "n", "per_subset": {subset: {"accuracy", "n"}},
         "per_group": {subset: {group: {"accuracy", "n"}}},
         "pair_accuracy": {subset: float}, "set_accuracy": {subset: float},
         "n_tied": int, "n_tied_per_subset": {subset: int},
-        "n_tied_per_group": {subset: {group: int}}}``; pair and set accuracy hold WhatsUp
+        "n_tied_per_group": {subset: {group: int}}, "n_nonfinite": int,
+        "n_nonfinite_per_subset": {subset: int}, "n_nonfinite_per_group": {subset: {group: int}}}``; pair and set accuracy hold WhatsUp
         controlled subsets only. Empty inputs give NaN accuracies.
     """
     preds = _as_index_list(predictions)
     if len(preds) != len(items):
         raise ValueError(f"got {len(preds)} predictions for {len(items)} items; they must be aligned one to one")
     for i, (item, pred) in enumerate(zip(items, preds)):
-        if pred != TIE and not 0 <= pred < len(item.captions):
+        if pred not in (TIE, NONFINITE) and not 0 <= pred < len(item.captions):
             raise ValueError(
                 f"prediction {pred} at position {i} is out of range for {len(item.captions)} options "
                 f"({item.source} row {item.row})"
             )
-    correct = [pred == item.label for item, pred in zip(items, preds)]  # a TIE is never a label
+    correct = [pred == item.label for item, pred in zip(items, preds)]  # TIE/NONFINITE are never a label
     tied = [pred == TIE for pred in preds]
+    broken = [pred == NONFINITE for pred in preds]
 
     by_subset: dict[str, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
@@ -136,12 +155,15 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
     per_group: dict[str, dict[str, dict[str, float | int]]] = {}
     tied_subset: dict[str, int] = {}
     tied_group: dict[str, dict[str, int]] = {}
+    broken_subset: dict[str, int] = {}
+    broken_group: dict[str, dict[str, int]] = {}
     pair_accuracy: dict[str, float] = {}
     set_accuracy: dict[str, float] = {}
     for subset, idx in by_subset.items():
         n_ok = sum(correct[i] for i in idx)
         per_subset[subset] = {"accuracy": _accuracy(n_ok, len(idx)), "n": len(idx)}
         tied_subset[subset] = sum(tied[i] for i in idx)
+        broken_subset[subset] = sum(broken[i] for i in idx)
         groups: dict[str, list[int]] = defaultdict(list)
         for i in idx:
             if items[i].group is not None:
@@ -152,6 +174,7 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
                 for g, gi in sorted(groups.items())
             }
             tied_group[subset] = {g: sum(tied[i] for i in gi) for g, gi in sorted(groups.items())}
+            broken_group[subset] = {g: sum(broken[i] for i in gi) for g, gi in sorted(groups.items())}
         if subset in CONTROLLED_PAIRS:
             pa, sa = _pair_and_set([items[i] for i in idx], [correct[i] for i in idx], subset)
             pair_accuracy[subset] = pa
@@ -167,30 +190,49 @@ def mcq_metrics(items: Sequence[MCQItem], predictions: Sequence[int] | torch.Ten
         "n_tied": sum(tied),
         "n_tied_per_subset": tied_subset,
         "n_tied_per_group": tied_group,
+        "n_nonfinite": sum(broken),
+        "n_nonfinite_per_subset": broken_subset,
+        "n_nonfinite_per_group": broken_group,
     }
 
 
 def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str], key: str = "category") -> dict[str, dict[str, float]]:
     """Accuracy of DCSM and CLIP per category and overall; a tie for the top score counts as
-    wrong (:func:`top_choice`).
+    wrong, and so does a row with a NaN/inf score (:func:`top_choice`).
 
     Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n},
-    "n_tied": {"dcsm": {"all": n, cat: n}, "clip": {...}}}``.
+    "n_tied": {"dcsm": {"all": n, cat: n}, "clip": {...}}, "n_nonfinite": {same layout}}``.
     """
     label = scores["label"]
     choice = {m: top_choice(scores[m]) for m in ("dcsm", "clip")}
     correct = {m: (c == label).float() for m, c in choice.items()}
     tied = {m: c == TIE for m, c in choice.items()}
+    broken = {m: c == NONFINITE for m, c in choice.items()}
     cat = scores[key] if key in scores else torch.zeros_like(label)
     names = list(categories) if key in scores else ["all"]
     result: dict[str, dict[str, float]] = {m: {"all": float(c.mean()) if len(c) else float("nan")} for m, c in correct.items()}
     result["n"] = {"all": int(len(label))}
     n_tied = {m: {"all": int(t.sum())} for m, t in tied.items()}
+    n_broken = {m: {"all": int(b.sum())} for m, b in broken.items()}
     for i, name in enumerate(names):
         sel = cat == i
         result["n"][name] = int(sel.sum())
         for m, c in correct.items():
             result[m][name] = float(c[sel].mean()) if sel.any() else float("nan")
             n_tied[m][name] = int(tied[m][sel].sum())
+            n_broken[m][name] = int(broken[m][sel].sum())
     result["n_tied"] = n_tied  # type: ignore[assignment]
+    result["n_nonfinite"] = n_broken  # type: ignore[assignment]
     return result
+
+
+def warn_nonfinite(counts: dict[str, int], where: str) -> None:
+    """One log warning per evaluation when any scorer (``counts``: scorer -> items with a NaN/inf
+    score) produced non-finite scores; nothing when all are 0."""
+    bad = {name: n for name, n in counts.items() if n}
+    if bad:
+        log.warning(
+            "%s: %s item(s) had NaN or infinite scores and count as wrong (%s). The model or its settings are broken "
+            "(a NaN weight, maps.eps, an overflow): check the checkpoint.", where,
+            ", ".join(f"{name} {n}" for name, n in bad.items()), NONFINITE_RULE,
+        )

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from . import toy_clip  # noqa: F401 - registers dcsm-toy-ViT with open_clip
-from .config_checks import check_config
+from .config_checks import check_config, check_writable
 from .config import CONFIG_DIR, DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
 from .data.captioned import CaptionedScenes
 from .data.module import SyntheticDataConfig, scene_dataset
@@ -188,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``[--config FILE] [key=value ...]`` -> pretrain and print the held-out accuracies."""
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = check_config(to_plain(parse_cli(args, default=PRETRAIN_CONFIG)))
+    check_writable("out_dir", cfg["out_dir"], "folder")
     record = pretrain(cfg, command=" ".join(["python data_prep/pretrain_toy_clip.py", *args]))
     print(json.dumps({k: record[k] for k in ("weights", "train_wall_s", "clip_cosine", "fixed_scenes")}, indent=1))
     return record

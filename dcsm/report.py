@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .io import atomic_write_json, atomic_write_text
-from .metrics import TIE_RULE
+from .metrics import NONFINITE_RULE, TIE_RULE
 
 MISSING_SHOWN_IN_TABLE = 20
 SUMMARY_KEYS = ("n_items", "n_scored")
@@ -30,11 +30,23 @@ def tie_rule_line() -> str:
     return f"Ties: {TIE_RULE}."
 
 
+def nonfinite_warning(counts: dict[str, int]) -> list[str]:
+    """Markdown lines warning about items with NaN/inf scores (``counts``: "where" -> items);
+    none when every count is 0."""
+    bad = [f"{where}: {n}" for where, n in counts.items() if n]
+    if not bad:
+        return []
+    return ["", f"**Warning: {sum(counts.values())} item(s) had NaN or infinite scores and count as wrong** "
+            f"({'; '.join(bad)}); the model or its settings are broken: check the checkpoint. Rule: {NONFINITE_RULE}."]
+
+
 def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], categories: Sequence[str]) -> str:
     """Markdown table: one row per split x category, DCSM vs CLIP accuracy (%); under it the tie
-    rule and, where any, the number of tied items per split (all categories)."""
+    rule and, where any, the number of tied items per split (all categories) and a warning
+    naming the items with NaN/inf scores per split and scorer."""
     lines = ["| split | category | n | DCSM acc (%) | CLIP acc (%) |", "|---|---|---:|---:|---:|"]
     tied_notes = []
+    nonfinite: dict[str, int] = {}
     for split, res in results.items():
         for name in [*categories, "all"]:
             if name not in res["n"]:
@@ -45,9 +57,12 @@ def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], cate
         tied = {m: res.get("n_tied", {}).get(m, {}).get("all", 0) for m in ("dcsm", "clip")}
         if any(tied.values()):
             tied_notes.append(f"- {split}: n tied DCSM {tied['dcsm']}, CLIP {tied['clip']}")
+        for m, label in (("dcsm", "DCSM"), ("clip", "CLIP")):
+            nonfinite[f"{split} {label}"] = res.get("n_nonfinite", {}).get(m, {}).get("all", 0)
     lines += ["", tie_rule_line()]
     if tied_notes:
         lines += ["", "Tied items (counted wrong):", *tied_notes]
+    lines += nonfinite_warning(nonfinite)
     return "\n".join(lines)
 
 
@@ -65,7 +80,7 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
     per group (preposition / question type), pair and set accuracy, and overall; one accuracy
     column (%) per scorer; an ``n tied`` row per subset where a scorer had ties; the tie rule;
     the items whose options became identical after truncation; then the missing and the unreadable
-    images."""
+    images. Items with NaN/inf scores: an ``n non-finite`` row and a warning above the table."""
     metrics: dict[str, Any] = report["metrics"]
     scorers = list(report.get("scorers") or metrics)
     first = metrics[scorers[0]]
@@ -80,6 +95,7 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
         f"- annotation files: {', '.join(f'`{f}`' for f in report.get('annotation_files', []))}",
         f"- scored {report['n_scored']} of {report['n_items']} items; missing images: {missing['count']}; "
         f"unreadable images: {unreadable['count']}",
+        *nonfinite_warning({s: metrics[s].get("n_nonfinite", 0) for s in scorers if isinstance(metrics[s], dict)}),
         "",
         "| subset | metric | n | " + " | ".join(scorers) + " |",
         "|---|---|---:|" + "---:|" * len(scorers),
@@ -94,14 +110,15 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
                 vals.append("n/a")
         lines.append(f"| {subset} | {metric} | {n} | " + " | ".join(vals) + " |")
 
-    def tied_row(subset: str, n: Any, get: Callable[[dict[str, Any]], Any]) -> None:
+    def tied_row(subset: str, n: Any, get: Callable[[dict[str, Any]], Any], what: str = "n tied") -> None:
         counts = [get(metrics[s]) if isinstance(metrics[s], dict) else None for s in scorers]
         if any(counts):
-            lines.append(f"| {subset} | n tied | {n} | " + " | ".join("n/a" if c is None else str(c) for c in counts) + " |")
+            lines.append(f"| {subset} | {what} | {n} | " + " | ".join("n/a" if c is None else str(c) for c in counts) + " |")
 
     for subset, sub in first["per_subset"].items():
         row(subset, "accuracy", sub["n"], lambda m, s=subset: m["per_subset"][s]["accuracy"])
         tied_row(subset, sub["n"], lambda m, s=subset: m.get("n_tied_per_subset", {}).get(s))
+        tied_row(subset, sub["n"], lambda m, s=subset: m.get("n_nonfinite_per_subset", {}).get(s), "n non-finite")
         for group, g in first.get("per_group", {}).get(subset, {}).items():
             row(subset, group, g["n"], lambda m, s=subset, gr=group: m["per_group"][s][gr]["accuracy"])
         if subset in first.get("pair_accuracy", {}):
@@ -109,6 +126,7 @@ def format_benchmark_table(report: dict[str, Any]) -> str:
             row(subset, "set accuracy", sub["n"], lambda m, s=subset: m["set_accuracy"][s])
     row("all", "accuracy", first["n"], lambda m: m["accuracy"])
     tied_row("all", first["n"], lambda m: m.get("n_tied"))
+    tied_row("all", first["n"], lambda m: m.get("n_nonfinite"), "n non-finite")
     lines += ["", tie_rule_line()]
     trunc = {s: n for s, n in (report.get("n_truncation_identical") or {}).items() if n}
     if trunc:
@@ -188,6 +206,7 @@ def write_report(
     Results are written first, so that a W&B problem never loses them. Every report states the
     tie rule (``tie_rule``)."""
     report.setdefault("tie_rule", TIE_RULE)
+    report.setdefault("nonfinite_rule", NONFINITE_RULE)
     atomic_write_json(output, report)
     atomic_write_text(output.with_suffix(".md"), markdown + "\n")
     if logger_cfg and logger_cfg.get("kind") == "wandb":

@@ -11,23 +11,26 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from .config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
 from .config_checks import check_config
+from .disk_full import disk_full_error, disk_full_path, is_disk_full
 
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
 USAGE_EXIT = 2
 AUTO_DEVICE = "auto"
 
 
-def command_config(argv: Sequence[str] | None = None) -> dict:
-    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) -> resolved plain config dict,
-    checked before anything is built (:func:`dcsm.config_checks.check_config`: single strings
-    under list keys become lists, integer keys in range)."""
-    return check_config(to_plain(parse_cli(argv)))
+def command_config(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> dict:
+    """``[--config FILE] [key=value ...]`` (``sys.argv`` when None) over ``default`` (the
+    command's defaults, holding every key) -> resolved plain config dict, checked before anything
+    is built (:func:`dcsm.config_checks.check_config`: single strings under list keys become
+    lists, every key's type/choice/range)."""
+    return check_config(to_plain(parse_cli(argv, default=default)))
 
 
 def default_device(device: str | None = AUTO_DEVICE) -> str:
@@ -59,8 +62,8 @@ def one_line(err: BaseException) -> str:
 
 
 def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
-    """Run a command's ``main``; ``--help`` prints its usage; user errors print ``error: ...`` on
-    one line and exit 2."""
+    """Run a command's ``main``; ``--help`` prints its usage; user errors, and a full disk
+    anywhere (:mod:`dcsm.disk_full`), print ``error: ...`` on one line and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in HELP_FLAGS for a in args):
         print(usage(main))
@@ -72,4 +75,9 @@ def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str]
         if os.environ.get("DCSM_DEBUG"):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+    except (OSError, RuntimeError) as err:  # a full disk outside dcsm.io.atomic_write (images, W&B files)
+        if os.environ.get("DCSM_DEBUG") or not is_disk_full(err):
+            raise
+        print(f"error: {one_line(disk_full_error(disk_full_path(err), err))}", file=sys.stderr)
         sys.exit(USAGE_EXIT)

@@ -114,7 +114,7 @@ def test_mcq_metrics_counts_ties_as_wrong_per_subset_and_group() -> None:
     assert m["n_tied_per_group"] == {"s1": {"g1": 0, "g2": 1}, "s2": {"g1": 1}}
     assert m["per_subset"]["s1"] == {"accuracy": 0.5, "n": 2}
     with pytest.raises(ValueError, match="out of range"):
-        mcq_metrics(items[:1], [-2])
+        mcq_metrics(items[:1], [-3])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..config_checks import check_shard_paths
+from ..config_checks import check_shard_paths, check_writable
 from ..progress import progress_enabled
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..features.writer import cache_shards
@@ -28,6 +28,7 @@ def cache_features(cfg: dict) -> dict:
         if not c[key]:
             raise ValueError(f"{SECTION}.{key} is not set. Fix: {SECTION}.{key}=PATH (raw shards / output folder).")
     check_shard_paths(cfg, [f"{SECTION}.shards"])
+    check_writable(f"{SECTION}.out", c["out"], "folder")
     encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(default_device(c["device"]))
     manifest = cache_shards(encoder, c["shards"], c["out"], c["batch_size"], with_opposite=c["opposite"],
                             overwrite=c["overwrite"], progress=progress_enabled(cfg))

@@ -19,6 +19,7 @@ from ..benchmark_eval import run_benchmark_from_config
 from ..benchmark_suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
 from ..checkpoints import load_dcsm, upgrade_config
 from ..config import ConfigError, load_yaml, to_plain
+from ..config_checks import check_wandb_login, check_writable
 from ..data.benchmark_dataset import BENCHMARKS
 from ..encoders import EncoderSpec, FrozenCLIP
 from ..head_export import is_head_export, read_export_config
@@ -128,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if bench not in known:
         raise ValueError(f"unknown eval.benchmark '{ev['benchmark']}'. Fix: eval.benchmark={'|'.join(known)}.")
     ckpts = checkpoint_list(ev["checkpoint"])
+    if ev["output"]:
+        check_writable("eval.output", ev["output"], "file")
+    if bench in BENCHMARKS:  # the one evaluation that logs a W&B run
+        check_wandb_login(cfg)
     if len(ckpts) > 1 and bench != SUITE_BENCHMARK:
         raise ValueError(f"several checkpoints ({len(ckpts)}) are compared with eval.benchmark=all only. "
                          "Fix: eval.checkpoint=ONE_PATH, or eval.benchmark=all eval.data_root=DIR.")

@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config_checks import check_config
+from ..config_checks import check_config, check_writable
 from ..config import CONFIG_DIR, parse_cli, to_plain
 from ..data.reference_layout import ReferenceLayout, scan_reference_data
 from ..data.shards import write_shards
@@ -57,6 +57,7 @@ def convert(cfg: dict[str, Any]) -> dict[str, dict]:
     if not cfg.get("data_path") or not cfg.get("out"):
         raise ValueError(f"{SECTION}.data_path and {SECTION}.out are required. "
                          f"Fix: {SECTION}.data_path=<the paper's data folder> {SECTION}.out=<shard folder>")
+    check_writable(f"{SECTION}.out", cfg["out"], "folder")
     fraction = float(cfg["val_fraction"])
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"{SECTION}.val_fraction must be in [0, 1), got {fraction}")

@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..config_checks import check_writable
 from ..data.synthetic import COLOURS
 from ..io import atomic_write
 from ..runner import command_config
@@ -81,6 +82,7 @@ def miniature_benchmarks(cfg: dict) -> dict[str, list[str]]:
     """Draw the images the ``miniature_benchmarks`` section asks for; returns the drawn paths."""
     c = cfg[SECTION]
     fx, out = Path(c["fixtures"]), Path(c["out"])
+    check_writable(f"{SECTION}.out", out, "folder")
     n_w = whatsup(fx / "whatsup" / "controlled_images_dataset.json", out / "whatsup", c["rows"])
     n_n = negbench(fx / "negbench" / "VOC2007_mcq_llama3.1_rephrased.csv", out / "negbench_voc", c["rows"])
     print(f"drew {len(n_w)} WhatsUp images under {out / 'whatsup'} and {len(n_n)} NegBench VOC images under {out / 'negbench_voc'}")

@@ -42,6 +42,7 @@ from PIL import Image
 from ..data.negatives import caption_category, make_negatives_with_rules
 from ..data.shards.format import encode_image
 from ..data.shards.write import write_shards
+from ..config_checks import check_writable
 from ..runner import command_config
 
 SECTION = "pair_shards"
@@ -255,6 +256,7 @@ def pair_shards(cfg: dict) -> dict:
     for key in ("input", "out"):
         if not c[key]:
             raise ValueError(f"{SECTION}.{key} is not set. Fix: {SECTION}.{key}=PATH.")
+    check_writable(f"{SECTION}.out", c["out"], "folder")
     manifest = make_pair_shards(c["input"], c["out"], image_root=c["image_root"], num_options=c["num_options"],
                                 samples_per_shard=c["samples_per_shard"], seed=c["seed"], prefix=c["prefix"],
                                 key_prefix=c["key_prefix"], overwrite=c["overwrite"])

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from ..data.shards.write import write_shards
 from ..data.synthetic import CATEGORIES, SPLITS, make_scene
+from ..config_checks import check_writable
 from ..runner import command_config
 
 SECTION = "synthetic_shards"
@@ -58,6 +59,7 @@ def make_synthetic_shards(cfg: dict) -> dict:
     c = cfg[SECTION]
     if not c["out"]:
         raise ValueError(f"no output folder. Fix: {SECTION}.out=DIR.")
+    check_writable(f"{SECTION}.out", c["out"], "folder")
     if c["num_samples"] is None:
         raise ValueError(f"number of scenes not set. Fix: {SECTION}.num_samples=N.")
     if c["split"] not in SPLITS:

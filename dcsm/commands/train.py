@@ -17,7 +17,11 @@ from omegaconf import DictConfig
 
 from .. import __version__
 from ..config import ConfigError, to_plain
-from ..config_checks import TRAIN_SHARD_KEYS, check_shard_paths, check_validation_data
+from ..config_checks import (
+    TRAIN_SHARD_KEYS, check_monitor, check_shard_paths, check_validation_data, check_values, check_wandb_login,
+    check_writable,
+)
+from ..config_schema import train_schema
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
@@ -29,6 +33,7 @@ from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
 from ..model import DCSM
+from ..nan_guard import NonFiniteLossGuard
 from ..report import format_synthetic_table, write_report
 from ..runner import command_config, default_device
 
@@ -75,7 +80,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
         every_n_train_steps=ck["every_n_train_steps"], enable_version_counter=False,
     )
     logger = build_logger(cfg, run_dir)
-    callbacks: list = [best, last]
+    callbacks: list = [best, last, NonFiniteLossGuard()]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     diag = cfg["diagnostics"]
@@ -229,10 +234,14 @@ def evaluate_and_report(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
+    check_values(cfg, train_schema())
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)
     check_validation_data(cfg, "data.val_shards" if shards else "data.val_splits")
+    check_monitor(cfg)
+    check_writable("run_dir", cfg["run_dir"], "folder")
+    check_wandb_login(cfg)
     run_dir = Path(cfg["run_dir"])
     rank0 = rank_zero_only.rank == 0
     # One run per run_dir, from before the model is built until metrics.json is written (rank 0
