@@ -1,0 +1,385 @@
+"""The training dashboard: what a logged training run shows besides its scalar curves.
+
+* :class:`DashboardCallback` (a Lightning Callback, rank zero only): at fit start the run's config
+  and the encoder record go into the loggers' hyper-parameters (W&B run config, CSV
+  ``hparams.yaml``); after every ``dashboard.every_n_epochs``-th validation epoch, a fixed seeded
+  panel of validation examples (``dashboard.per_category`` per category) is scored by the current
+  head and drawn, one PNG per category: per example the image, the patch heatmap of the correct
+  and of the other shown option over the image, and the DCSM maps ``(L, P)`` of both with the
+  functional rows marked in red. PNGs go to ``run_dir/panels/epoch_NNN/`` (the newest
+  ``dashboard.keep_epochs`` folders kept), W&B gets them as images ``panel/<split>/<category>``.
+* :func:`log_final_table`: the final per-split, per-category table of the best checkpoint (DCSM
+  and CLIP accuracy, ``n`` and every count column the metrics dict carries, e.g. ``n_tied``) as a
+  W&B table ``final/metrics`` plus run summary values (``test/acc_spatial``, ``test/clip_acc``,
+  ``test/n_tied_spatial`` ...), and as ``final_metrics.csv`` in the CSV logger's folder.
+
+The "other shown option" is the best-scored option other than the correct one: the prediction
+when DCSM is wrong, a tied rival on a tie (a tie counts wrong), the runner-up when DCSM is right.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from PIL import Image
+
+from .data.module import SyntheticDataConfig, scene_dataset
+from .encoders import FrozenCLIP
+from .evaluation import score_batches
+from .features.batch import collate_mcq
+from .heatmaps import option_maps, render_heatmap, spatial_heatmap
+from .io import atomic_write_json, atomic_write_text
+from .metrics import TIE, top_choice
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DashboardConfig", "DashboardCallback", "encoder_record", "final_table", "final_summary", "log_final_table",
+           "PANEL_DIR", "FINAL_TABLE_KEY", "FINAL_CSV"]
+
+PANEL_DIR = "panels"  # under run_dir
+PANEL_KEY = "panel"  # W&B image key prefix: panel/<split>/<category>
+FINAL_TABLE_KEY = "final/metrics"
+FINAL_CSV = "final_metrics.csv"
+SCORERS = ("dcsm", "clip")  # accuracy columns of the final table; DCSM's keys carry no scorer prefix
+CELL_INCHES = 2.1  # panel cell side
+CAPTION_WIDTH = 34  # characters per caption line in a panel title
+TOKEN_LABEL = 10  # characters of a token shown as a map row label
+_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """The ``dashboard:`` config section (defaults live in ``configs/default.yaml``)."""
+
+    per_category: int
+    seed: int
+    split: str | None
+    every_n_epochs: int
+    keep_epochs: int
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "DashboardConfig":
+        d = cfg["dashboard"]
+        out = cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        for key in ("per_category", "every_n_epochs", "keep_epochs"):
+            value = getattr(out, key)
+            if not isinstance(value, int) or value < (0 if key == "per_category" else 1):
+                low = 0 if key == "per_category" else 1
+                raise ValueError(f"dashboard.{key} must be an integer >= {low}, got {value!r}. Fix: dashboard.{key}={max(low, 1)}.")
+        return out
+
+
+def encoder_record(encoder: FrozenCLIP) -> dict[str, Any]:
+    """What a run's encoder is: its spec plus the derived map shape; for the shipped toy CLIP the
+    SHA-256 of its weights (from its record)."""
+    rec: dict[str, Any] = {
+        **encoder.spec.to_dict(), "grid_size": list(encoder.grid_size), "num_patches": encoder.num_patches,
+        "embed_dim": encoder.embed_dim, "image_size": list(encoder.image_size),
+    }
+    from . import toy_clip
+
+    if encoder.spec.model == toy_clip.TOY_MODEL and encoder.spec.pretrained == toy_clip.TOY_TAG:
+        rec["weights_sha256"] = toy_clip.load_record().get("sha256")
+    return rec
+
+
+# ----------------------------------------------------------------------------- final table
+def _count_columns(res: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """Every count the metrics dict has besides ``n`` -> (column, scorer or None, metrics key).
+    Per-scorer counts (``{"dcsm": {cat: n}, "clip": ...}``, e.g. ``n_tied``) give one column per
+    scorer (``n_tied``, ``clip_n_tied``); per-category counts (``{cat: n}``) one column."""
+    cols = []
+    for key, value in res.items():
+        if key in (*SCORERS, "n") or not isinstance(value, dict):
+            continue
+        if value and all(isinstance(v, dict) for v in value.values()):
+            cols += [(key if s == "dcsm" else f"{s}_{key}", s, key) for s in value]
+        else:
+            cols.append((key, None, key))
+    return cols
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def final_table(results: dict[str, dict[str, Any]], categories: Sequence[str]) -> tuple[list[str], list[list[Any]]]:
+    """Per split x category (categories, then ``all``): ``split, category, n, acc, clip_acc`` and
+    the count columns the metrics dict carries (:func:`_count_columns`, e.g. ``n_tied,
+    clip_n_tied``); accuracies are fractions, NaN (empty category) -> None."""
+    count_cols: dict[str, tuple[str | None, str]] = {}
+    for res in results.values():
+        for col, scorer, key in _count_columns(res):
+            count_cols.setdefault(col, (scorer, key))
+    columns = ["split", "category", "n", "acc", "clip_acc", *count_cols]
+    rows = []
+    for split, res in results.items():
+        for name in [*categories, "all"]:
+            if name not in res.get("n", {}):
+                continue
+            row = [split, name, res["n"][name], _finite(res["dcsm"].get(name)), _finite(res["clip"].get(name))]
+            for scorer, key in count_cols.values():
+                block = res.get(key, {})
+                block = block.get(scorer, {}) if scorer is not None else block
+                row.append(block.get(name) if isinstance(block, dict) else None)
+            rows.append(row)
+    return columns, rows
+
+
+def final_summary(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """Run summary values of :func:`final_table`: ``<split>/<column>`` for ``all`` and
+    ``<split>/<column>_<category>`` per category (``test/acc_spatial``, ``test/clip_n_tied``);
+    None cells are left out."""
+    out: dict[str, float] = {}
+    for row in rows:
+        split, cat = row[0], row[1]
+        suffix = "" if cat == "all" else f"_{cat}"
+        for col, value in zip(columns[2:], row[2:]):
+            if value is not None:
+                out[f"{split}/{col}{suffix}"] = value
+    return out
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def log_final_table(loggers: Sequence[Logger], results: dict[str, dict[str, Any]], categories: Sequence[str]) -> dict[str, Any]:
+    """The final table to every logger: W&B table :data:`FINAL_TABLE_KEY` + run summary values,
+    CSV :data:`FINAL_CSV` (atomic) in the CSV logger's folder. Returns ``{"columns", "rows",
+    "summary", "csv"}`` (``csv``: the paths written)."""
+    columns, rows = final_table(results, categories)
+    summary = final_summary(columns, rows)
+    written = []
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.log_table(FINAL_TABLE_KEY, columns=columns, data=[list(r) for r in rows])
+            lg.experiment.summary.update(summary)
+        elif isinstance(lg, CSVLogger):
+            path = Path(lg.log_dir) / FINAL_CSV
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, _csv_text(columns, rows))
+            written.append(str(path))
+    return {"columns": columns, "rows": rows, "summary": summary, "csv": written}
+
+
+# ----------------------------------------------------------------------------- epoch panel
+@dataclass
+class Panel:
+    """The fixed panel examples: a raw batch (preprocessed images, captions, labels, categories)
+    and, aligned with it, the PIL images and category names shown."""
+
+    split: str
+    batch: dict[str, Any]
+    images: list[Image.Image]
+    categories: list[str]
+    indices: list[int]
+
+
+def panel_indices(size: int, categories: Sequence[str], per_category: int, seed: int) -> dict[str, list[int]]:
+    """Seeded choice of ``per_category`` scene indices per category out of ``size`` synthetic
+    scenes (scene ``i`` has category ``categories[i % C]``, :func:`dcsm.data.synthetic.make_scene`),
+    sorted; fewer when a category has fewer scenes."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for c, name in enumerate(categories):
+        pool = torch.arange(c, size, len(categories))
+        out[name] = sorted(pool[torch.randperm(len(pool), generator=gen)[:per_category]].tolist())
+    return out
+
+
+def synthetic_panel(cfg: dict, split: str, dc: DashboardConfig, preprocess: Any) -> Panel:
+    """The panel examples of a synthetic validation ``split`` of the run config ``cfg``."""
+    data = SyntheticDataConfig.from_config(cfg)
+    ds = scene_dataset(data, split, preprocess)
+    chosen = panel_indices(len(ds), data.categories, dc.per_category, dc.seed)
+    items, images, cats, idx = [], [], [], []
+    for name, indices in chosen.items():
+        for i in indices:
+            item = ds[i]
+            if data.categories[item["category"]] != name:
+                raise RuntimeError(f"synthetic scene {i} of '{split}' is not a {name} scene: dashboard.panel_indices is out of date")
+            items.append(item)
+            images.append(ds.scenes[i].image)
+            cats.append(name)
+            idx.append(i)
+    return Panel(split, collate_mcq(items) if items else {}, images, cats, idx)
+
+
+def _token_labels(encoder: FrozenCLIP, ids: torch.Tensor) -> list[str]:
+    decode = getattr(encoder.tokenizer, "decode", None)
+    out = []
+    for i in ids.tolist():
+        text = decode([i]).strip() if decode is not None else str(i)
+        text = {"<start_of_text>": "<sot>", "<end_of_text>": "<eot>"}.get(text, text)
+        out.append(text[:TOKEN_LABEL])
+    return out
+
+
+def _draw_map(ax: Any, dcsm_map: torch.Tensor, mask: torch.Tensor, fr: torch.Tensor | None, labels: list[str], title: str) -> None:
+    """One option's map: its real token rows (labelled by token) x patches; functional rows
+    outlined and labelled in red."""
+    import matplotlib.pyplot as plt
+
+    rows = mask.bool().cpu()
+    m = dcsm_map.float().cpu()[rows].numpy()
+    func = (fr.cpu()[rows] if fr is not None else torch.zeros(int(rows.sum()), dtype=torch.bool)).tolist()
+    ax.imshow(m, cmap="viridis", aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(m)))
+    ax.set_yticklabels([lab for lab, keep in zip(labels, rows.tolist()) if keep], fontsize=5)
+    for tick, on in zip(ax.get_yticklabels(), func):
+        if on:
+            tick.set_color("red")
+            tick.set_fontweight("bold")
+    for r, on in enumerate(func):
+        if on:
+            ax.add_patch(plt.Rectangle((-0.5, r - 0.5), m.shape[1], 1, fill=False, ec="red", lw=1.0))
+    ax.set_xticks([])
+    ax.set_xlabel(f"patch ({m.shape[1]})", fontsize=5, labelpad=1)
+    ax.set_title(title, fontsize=5)
+
+
+def render_panel(
+    path: Path, title: str, images: list[Image.Image], captions: list[list[str]], label: list[int], other: list[int],
+    verdict: list[str], maps: torch.Tensor, masks: torch.Tensor, fr: torch.Tensor | None, token_ids: torch.Tensor,
+    encoder: FrozenCLIP,
+) -> Path:
+    """One category's panel PNG: a row per example (see the module doc); ``maps`` ``(n, 2, L, P)``
+    of the correct and the other option, ``masks``/``fr``/``token_ids`` ``(n, 2, L)``."""
+    import matplotlib.pyplot as plt
+
+    from .diagnostics.plots import _save
+
+    n = len(images)
+    cols = 5  # image, heatmap correct, heatmap other, map correct, map other
+    fig, axes = plt.subplots(n, cols, figsize=(CELL_INCHES * cols, CELL_INCHES * n), squeeze=False)
+    spec = encoder.spec
+    for i in range(n):
+        other_name = {"right": "runner-up", "tie": "tied", "wrong": "chosen"}[verdict[i]]
+        caps = [captions[i][label[i]], captions[i][other[i]]]
+        ax = axes[i]
+        ax[0].imshow(images[i].convert("RGB"))
+        ax[0].set_title(f"DCSM {verdict[i]}\n" + textwrap.fill(f"correct: {caps[0]}", CAPTION_WIDTH), fontsize=5)
+        for j in range(2):
+            heat = spatial_heatmap(maps[i, j], masks[i, j], encoder.grid_size, spec.keep_cls, None if fr is None else fr[i, j])
+            ax[1 + j].imshow(render_heatmap(heat, images[i]))
+            name = "correct" if j == 0 else other_name
+            ax[1 + j].set_title(textwrap.fill(f"{name}: {caps[j]}", CAPTION_WIDTH), fontsize=5)
+            _draw_map(ax[3 + j], maps[i, j], masks[i, j], None if fr is None else fr[i, j],
+                      _token_labels(encoder, token_ids[i, j]), f"map: {name}")
+        for a in ax[:3]:
+            a.set_xticks([])
+            a.set_yticks([])
+    return _save(fig, path, title + "  (functional rows: red)")
+
+
+class DashboardCallback(L.Callback):
+    """Run config + encoder record at fit start; the validation panel after validation epochs
+    (see the module doc). Everything runs on global rank zero only; the other ranks return at once.
+
+    Args:
+        cfg: the full run config (plain dict).
+        run_dir: the run folder (panels go to ``run_dir/panels``).
+    """
+
+    def __init__(self, cfg: dict, run_dir: str | Path) -> None:
+        super().__init__()
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.dc = DashboardConfig.from_config(cfg)
+        self.panel: Panel | None = None
+        self.written: list[Path] = []  # panel PNGs of this process, newest epoch last
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        encoder = pl_module.model.encoder
+        for lg in trainer.loggers:
+            lg.log_hyperparams({**self.cfg, "encoder_record": encoder_record(encoder)})
+        if not self.dc.per_category:
+            return
+        if self.cfg["data"]["source"] != "synthetic":
+            log.warning("dashboard: the epoch panel draws synthetic validation scenes; data.source=%s has none, so "
+                        "no panel is drawn (dashboard.per_category=0 silences this).", self.cfg["data"]["source"])
+            return
+        split = self.dc.split or (self.cfg["data"]["val_splits"] or [None])[0]
+        if split is None:
+            return
+        self.panel = synthetic_panel(self.cfg, split, self.dc, encoder.preprocess)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (not trainer.is_global_zero or trainer.sanity_checking or self.panel is None or not self.panel.images
+                or (trainer.current_epoch + 1) % self.dc.every_n_epochs):
+            return
+        with torch.inference_mode(False), torch.no_grad():
+            paths = self.draw(pl_module, trainer.current_epoch, trainer.global_step)
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger):  # one W&B step per epoch: every category's panel
+                import wandb
+
+                lg.log_metrics({f"{PANEL_KEY}/{self.panel.split}/{cat}": wandb.Image(str(path), caption=caption)
+                                for cat, (path, caption) in paths.items()}, step=trainer.global_step)
+        self._prune()
+
+    def draw(self, pl_module: L.LightningModule, epoch: int, step: int) -> dict[str, tuple[Path, str]]:
+        """Score the panel with the current head and write its PNGs and ``panel.json`` ->
+        ``{category: (png path, caption)}``."""
+        assert self.panel is not None
+        model = pl_module.model
+        (scores, f), = list(score_batches(model, [self.panel.batch], model.encoder.device))
+        dcsm, clip, label = scores["dcsm"].float(), scores["clip"].float(), scores["label"]
+        pred, clip_pred = top_choice(dcsm), top_choice(clip)
+        other = dcsm.scatter(1, label[:, None], float("-inf")).argmax(dim=1)  # best option other than the label
+        with torch.no_grad():
+            maps, masks, fr = option_maps(model.head, f, torch.arange(len(label)), torch.stack([label, other], dim=1))
+        ids = f.token_ids[torch.arange(len(label), device=f.token_ids.device)[:, None], torch.stack([label, other], 1).to(f.token_ids.device)]
+        verdict = ["tie" if p == TIE else "right" if p == y else "wrong" for p, y in zip(pred.tolist(), label.tolist())]
+        out_dir = self.run_dir / PANEL_DIR / f"epoch_{epoch:03d}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        captions = self.panel.batch["captions"]
+        out: dict[str, tuple[Path, str]] = {}
+        examples = []
+        for cat in dict.fromkeys(self.panel.categories):
+            sel = [i for i, c in enumerate(self.panel.categories) if c == cat]
+            right = sum(verdict[i] == "right" for i in sel)
+            clip_right = sum(int(clip_pred[i]) == int(label[i]) for i in sel)
+            caption = (f"epoch {epoch} step {step}, {self.panel.split}/{cat}: DCSM {right}/{len(sel)} right, "
+                       f"CLIP {clip_right}/{len(sel)}")
+            path = render_panel(
+                out_dir / f"{self.panel.split}_{cat}.png", caption, [self.panel.images[i] for i in sel],
+                [captions[i] for i in sel], [int(label[i]) for i in sel], [int(other[i]) for i in sel],
+                [verdict[i] for i in sel], maps[sel], masks[sel], None if fr is None else fr[sel], ids[sel], model.encoder,
+            )
+            out[cat] = (path, caption)
+            examples += [{"category": cat, "index": self.panel.indices[i], "captions": captions[i], "label": int(label[i]),
+                          "dcsm_choice": int(pred[i]), "clip_choice": int(clip_pred[i]), "shown_other": int(other[i]),
+                          "dcsm_scores": [round(float(v), 4) for v in dcsm[i]],
+                          "clip_scores": [round(float(v), 4) for v in clip[i]]} for i in sel]
+        atomic_write_json(out_dir / "panel.json", {
+            "epoch": epoch, "step": step, "split": self.panel.split, "rank": pl_module.global_rank,
+            "files": {c: p.name for c, (p, _) in out.items()}, "examples": examples,
+        })
+        self.written = [p for p, _ in out.values()]
+        return out
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep_epochs`` panel folders (by epoch number)."""
+        root = self.run_dir / PANEL_DIR
+        folders = sorted((int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _EPOCH_DIR.match(p.name)))
+        for _, old in folders[: max(len(folders) - self.dc.keep_epochs, 0)]:
+            shutil.rmtree(old, ignore_errors=True)
