@@ -53,6 +53,9 @@ def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | Sh
 def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
     lc = cfg["logger"]
     if lc["kind"] == "wandb":
+        # Processes started by strategy=ddp_spawn attach to this run but take its folder from
+        # WANDB_DIR: without it their media (epoch panels, diagnostics) land in ./wandb of the cwd.
+        os.environ["WANDB_DIR"] = str(run_dir)
         return WandbLogger(project=lc["project"], name=lc["name"], save_dir=str(run_dir), mode=lc["mode"], config=cfg)
     if lc["kind"] == "csv":
         return CSVLogger(str(run_dir), name="csv")
