@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .data.module import SyntheticDataConfig, scene_dataset
 from .encoders import FrozenCLIP
@@ -53,8 +53,14 @@ PANEL_KEY = "panel"  # W&B image key prefix: panel/<split>/<category>
 FINAL_TABLE_KEY = "final/metrics"
 FINAL_CSV = "final_metrics.csv"
 SCORERS = ("dcsm", "clip")  # accuracy columns of the final table; DCSM's keys carry no scorer prefix
-CELL_INCHES = 2.1  # panel cell side
-CAPTION_WIDTH = 34  # characters per caption line in a panel title
+TILE = 176  # panel tile side (px): image, heatmaps, maps
+LABEL_WIDTH = 72  # px left of a map for its token labels
+FONT_SIZE = 11
+LINE_HEIGHT = 13  # px per text line
+TITLE_LINES = 3  # lines above each tile (caption wrapped)
+CAPTION_WIDTH = 30  # characters per title line
+PAD = 6  # px between tiles and rows
+RED = (210, 0, 0)  # functional rows
 TOKEN_LABEL = 10  # characters of a token shown as a map row label
 _EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
 
@@ -232,27 +238,25 @@ def _token_labels(encoder: FrozenCLIP, ids: torch.Tensor) -> list[str]:
     return out
 
 
-def _draw_map(ax: Any, dcsm_map: torch.Tensor, mask: torch.Tensor, fr: torch.Tensor | None, labels: list[str], title: str) -> None:
-    """One option's map: its real token rows (labelled by token) x patches; functional rows
-    outlined and labelled in red."""
-    import matplotlib.pyplot as plt
-
+def _map_tile(dcsm_map: torch.Tensor, mask: torch.Tensor, fr: torch.Tensor | None, labels: list[str],
+              font: Any) -> Image.Image:
+    """One option's map: its real token rows (labelled by token, left) x patches, min-max coloured;
+    functional rows outlined and labelled in red."""
     rows = mask.bool().cpu()
     m = dcsm_map.float().cpu()[rows].numpy()
-    func = (fr.cpu()[rows] if fr is not None else torch.zeros(int(rows.sum()), dtype=torch.bool)).tolist()
-    ax.imshow(m, cmap="viridis", aspect="auto", interpolation="nearest")
-    ax.set_yticks(range(len(m)))
-    ax.set_yticklabels([lab for lab, keep in zip(labels, rows.tolist()) if keep], fontsize=5)
-    for tick, on in zip(ax.get_yticklabels(), func):
+    func = (fr.cpu()[rows] if fr is not None else torch.zeros(len(m), dtype=torch.bool)).tolist()
+    tile = render_heatmap(m, size=TILE)  # (L, P) stretched to TILE x TILE, nearest
+    canvas = Image.new("RGB", (LABEL_WIDTH + TILE, TILE), "white")
+    canvas.paste(tile, (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_h = TILE / max(len(m), 1)
+    shown = [lab for lab, keep in zip(labels, rows.tolist()) if keep]
+    for r, (lab, on) in enumerate(zip(shown, func)):
+        top = r * row_h
+        draw.text((LABEL_WIDTH - 3, top + row_h / 2), lab, fill=RED if on else "black", font=font, anchor="rm")
         if on:
-            tick.set_color("red")
-            tick.set_fontweight("bold")
-    for r, on in enumerate(func):
-        if on:
-            ax.add_patch(plt.Rectangle((-0.5, r - 0.5), m.shape[1], 1, fill=False, ec="red", lw=1.0))
-    ax.set_xticks([])
-    ax.set_xlabel(f"patch ({m.shape[1]})", fontsize=5, labelpad=1)
-    ax.set_title(title, fontsize=5)
+            draw.rectangle([LABEL_WIDTH, round(top), LABEL_WIDTH + TILE - 1, round(top + row_h) - 1], outline=RED)
+    return canvas
 
 
 def render_panel(
@@ -260,33 +264,45 @@ def render_panel(
     verdict: list[str], maps: torch.Tensor, masks: torch.Tensor, fr: torch.Tensor | None, token_ids: torch.Tensor,
     encoder: FrozenCLIP,
 ) -> Path:
-    """One category's panel PNG: a row per example (see the module doc); ``maps`` ``(n, 2, L, P)``
-    of the correct and the other option, ``masks``/``fr``/``token_ids`` ``(n, 2, L)``."""
-    import matplotlib.pyplot as plt
-
-    from .diagnostics.plots import _save
-
-    n = len(images)
-    cols = 5  # image, heatmap correct, heatmap other, map correct, map other
-    fig, axes = plt.subplots(n, cols, figsize=(CELL_INCHES * cols, CELL_INCHES * n), squeeze=False)
+    """One category's panel PNG: a row per example (see the module doc) under a title; ``maps``
+    ``(n, 2, L, P)`` of the correct and the other option, ``masks``/``fr``/``token_ids`` ``(n, 2, L)``.
+    Composed with PIL from :mod:`dcsm.heatmaps`' pictures (matplotlib took ~5 s per panel)."""
+    try:
+        font = ImageFont.load_default(size=FONT_SIZE)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    widths = [TILE, TILE, TILE, LABEL_WIDTH + TILE, LABEL_WIDTH + TILE]
+    head = TITLE_LINES * LINE_HEIGHT
+    row_h = head + TILE + PAD
+    top = 2 * LINE_HEIGHT + PAD
+    canvas = Image.new("RGB", (sum(widths) + PAD * (len(widths) + 1), top + row_h * len(images)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((PAD, PAD), title, fill="black", font=font)
+    draw.text((PAD, PAD + LINE_HEIGHT), "heatmaps: mean over the non-functional token rows; maps: token rows x patches "
+              f"({maps.shape[-1]}), functional rows in red", fill=RED, font=font)
     spec = encoder.spec
-    for i in range(n):
+    for i, image in enumerate(images):
+        y = top + i * row_h
         other_name = {"right": "runner-up", "tie": "tied", "wrong": "chosen"}[verdict[i]]
         caps = [captions[i][label[i]], captions[i][other[i]]]
-        ax = axes[i]
-        ax[0].imshow(images[i].convert("RGB"))
-        ax[0].set_title(f"DCSM {verdict[i]}\n" + textwrap.fill(f"correct: {caps[0]}", CAPTION_WIDTH), fontsize=5)
-        for j in range(2):
+        tiles = [image.convert("RGB").resize((TILE, TILE), Image.BILINEAR)]
+        titles = [f"DCSM {verdict[i]}"]
+        for j, name in enumerate(("correct", other_name)):
             heat = spatial_heatmap(maps[i, j], masks[i, j], encoder.grid_size, spec.keep_cls, None if fr is None else fr[i, j])
-            ax[1 + j].imshow(render_heatmap(heat, images[i]))
-            name = "correct" if j == 0 else other_name
-            ax[1 + j].set_title(textwrap.fill(f"{name}: {caps[j]}", CAPTION_WIDTH), fontsize=5)
-            _draw_map(ax[3 + j], maps[i, j], masks[i, j], None if fr is None else fr[i, j],
-                      _token_labels(encoder, token_ids[i, j]), f"map: {name}")
-        for a in ax[:3]:
-            a.set_xticks([])
-            a.set_yticks([])
-    return _save(fig, path, title + "  (functional rows: red)")
+            tiles.append(render_heatmap(heat, image, size=TILE))
+            titles.append(f"{name}: {caps[j]}")
+        for j, name in enumerate(("correct", other_name)):
+            tiles.append(_map_tile(maps[i, j], masks[i, j], None if fr is None else fr[i, j],
+                                   _token_labels(encoder, token_ids[i, j]), font))
+            titles.append(f"map: {name}")
+        x = PAD
+        for tile, text, w in zip(tiles, titles, widths):
+            lines = textwrap.wrap(text, CAPTION_WIDTH)[:TITLE_LINES]
+            draw.multiline_text((x, y), "\n".join(lines), fill="black", font=font, spacing=2)
+            canvas.paste(tile, (x + w - tile.width, y + head))
+            x += w + PAD
+    canvas.save(path, format="PNG")
+    return path
 
 
 class DashboardCallback(L.Callback):

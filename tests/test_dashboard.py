@@ -44,11 +44,11 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     import wandb
 
     run_dir = tmp_path_factory.mktemp("dash")
-    os.environ["WANDB_SILENT"] = "true"
     report = train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=wandb", "logger.mode=offline", *TINY,
                          f"trainer.max_epochs={EPOCHS}", f"dashboard.keep_epochs={KEEP}", *DIAG,
                          f"diagnostics.text_bank={_small_bank(run_dir)}"])
     wandb.finish()
+    read_run(run_dirs(run_dir)[0])  # waits until the W&B service has written the whole run
     return run_dir, report
 
 
@@ -179,11 +179,11 @@ def test_ddp_run_logs_media_from_rank_zero_only(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not list(cwd.iterdir())  # the spawned ranks wrote no media into ./wandb of the working directory
     (wdir,) = run_dirs(run_dir)  # rank 1 opened no run of its own
+    summary = read_run(wdir)["summary"]
     assert len(media(wdir, "images", "panel/val")) == 2 * len(CATEGORIES)  # not doubled by rank 1
     for epoch in (0, 1):
         assert json.loads((run_dir / "panels" / f"epoch_{epoch:03d}" / "panel.json").read_text())["rank"] == 0
     (table_file,) = media(wdir, "table", "final")
     assert json.loads(table_file.read_text())["columns"][:3] == ["split", "category", "n"]
-    summary = read_run(wdir)["summary"]
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert summary["test/acc_spatial"] == pytest.approx(metrics["test"]["dcsm"]["spatial"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,10 +50,25 @@ def _key(item: Any) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_run(offline_dir: Path) -> dict[str, Any]:
-    """``{"config": {key: value}, "summary": {key: value}, "history": [{key: value}]}`` of an
-    offline run folder (values JSON-decoded; later updates win)."""
+def _finished(wandb_file: Path, timeout: float) -> None:
+    """Wait until the run's ``exit`` record is on disk and the file stopped growing: the W&B
+    service writes the log after ``wandb.finish()`` returns."""
+    deadline = time.monotonic() + timeout
+    size = -1
+    while time.monotonic() < deadline:
+        now = wandb_file.stat().st_size
+        if now == size and any(r.WhichOneof("record_type") == "exit" for r in records(wandb_file)):
+            return
+        size = now
+        time.sleep(0.5)
+    raise AssertionError(f"{wandb_file} holds no exit record after {timeout:.0f} s: the run did not finish")
+
+
+def read_run(offline_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """``{"config": {key: value}, "summary": {key: value}, "history": [{key: value}]}`` of a
+    finished offline run folder (values JSON-decoded; later updates win)."""
     wandb_file = next(offline_dir.glob("run-*.wandb"))
+    _finished(wandb_file, timeout)
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
