@@ -42,6 +42,7 @@ from .features.batch import collate_mcq
 from .heatmaps import option_maps, render_heatmap, spatial_heatmap
 from .io import atomic_write_json, atomic_write_text
 from .metrics import TIE, top_choice
+from .report import nan_to_none
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,15 @@ def synthetic_panel(cfg: dict, split: str, dc: DashboardConfig, preprocess: Any)
 
 
 def _token_labels(encoder: FrozenCLIP, ids: torch.Tensor) -> list[str]:
+    """Each BPE id as its token text (``<sot>``, ``<eot>``), cut to :data:`TOKEN_LABEL` characters;
+    the id itself where the tokenizer cannot decode one."""
     decode = getattr(encoder.tokenizer, "decode", None)
     out = []
     for i in ids.tolist():
-        text = decode([i]).strip() if decode is not None else str(i)
+        try:
+            text = decode([i]).strip() if decode is not None else str(i)
+        except Exception:  # noqa: BLE001 - a label only
+            text = str(i)
         text = {"<start_of_text>": "<sot>", "<end_of_text>": "<eot>"}.get(text, text)
         out.append(text[:TOKEN_LABEL])
     return out
@@ -319,7 +325,6 @@ class DashboardCallback(L.Callback):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.dc = DashboardConfig.from_config(cfg)
         self.panel: Panel | None = None
-        self.written: list[Path] = []  # panel PNGs of this process, newest epoch last
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -361,9 +366,9 @@ class DashboardCallback(L.Callback):
         dcsm, clip, label = scores["dcsm"].float(), scores["clip"].float(), scores["label"]
         pred, clip_pred = top_choice(dcsm), top_choice(clip)
         other = dcsm.scatter(1, label[:, None], float("-inf")).argmax(dim=1)  # best option other than the label
-        with torch.no_grad():
-            maps, masks, fr = option_maps(model.head, f, torch.arange(len(label)), torch.stack([label, other], dim=1))
-        ids = f.token_ids[torch.arange(len(label), device=f.token_ids.device)[:, None], torch.stack([label, other], 1).to(f.token_ids.device)]
+        shown = torch.stack([label, other], dim=1)  # (n, 2): correct, other
+        maps, masks, fr = option_maps(model.head, f, torch.arange(len(label)), shown)
+        ids = f.token_ids[torch.arange(len(label), device=f.token_ids.device)[:, None], shown.to(f.token_ids.device)]
         verdict = ["tie" if p == TIE else "right" if p == y else "wrong" for p, y in zip(pred.tolist(), label.tolist())]
         out_dir = self.run_dir / PANEL_DIR / f"epoch_{epoch:03d}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -386,11 +391,10 @@ class DashboardCallback(L.Callback):
                           "dcsm_choice": int(pred[i]), "clip_choice": int(clip_pred[i]), "shown_other": int(other[i]),
                           "dcsm_scores": [round(float(v), 4) for v in dcsm[i]],
                           "clip_scores": [round(float(v), 4) for v in clip[i]]} for i in sel]
-        atomic_write_json(out_dir / "panel.json", {
+        atomic_write_json(out_dir / "panel.json", nan_to_none({
             "epoch": epoch, "step": step, "split": self.panel.split, "rank": pl_module.global_rank,
             "files": {c: p.name for c, (p, _) in out.items()}, "examples": examples,
-        })
-        self.written = [p for p, _ in out.values()]
+        }))
         return out
 
     def _prune(self) -> None:
