@@ -8,6 +8,9 @@
   and of the other shown option over the image, and the DCSM maps ``(L, P)`` of both with the
   functional rows marked in red. PNGs go to ``run_dir/panels/epoch_NNN/`` (the newest
   ``dashboard.keep_epochs`` folders kept), W&B gets them as images ``panel/<split>/<category>``.
+  Examples: synthetic data, a seeded choice among the scenes of ``dashboard.split``; raw image
+  shards, the first ones per category of ``data.val_shards``; cached features carry no images (no
+  panel, one warning).
 * :func:`log_final_table`: the final per-split, per-category table of the best checkpoint (DCSM
   and CLIP accuracy, ``n`` and every count column the metrics dict carries, e.g. ``n_tied``) as a
   W&B table ``final/metrics`` plus run summary values (``test/acc_spatial``, ``test/clip_acc``,
@@ -229,6 +232,29 @@ def synthetic_panel(cfg: dict, split: str, dc: DashboardConfig, preprocess: Any)
     return Panel(split, collate_mcq(items) if items else {}, images, cats, idx)
 
 
+def shard_panel(cfg: dict, dc: DashboardConfig, preprocess: Any) -> Panel:
+    """The panel examples of raw image shards (``data.source=shards``): the first
+    ``dc.per_category`` samples per category of ``data.val_shards`` in file order (a fixed set;
+    the stream is read once, by this process alone, apart from the training loaders)."""
+    from .data.shards.read import raw_sample_pipeline
+
+    cats = tuple(cfg["data"]["categories"])
+    stream = raw_sample_pipeline(cfg["data"]["val_shards"], None, categories=cats, shuffle_buffer=0, shuffle_shards=False,
+                                 split_by_node=False, split_by_worker=False)
+    picked: dict[str, list[tuple[int, dict[str, Any]]]] = {c: [] for c in cats}
+    for n, sample in enumerate(stream):
+        c = int(sample.get("category", -1))
+        if 0 <= c < len(cats) and len(picked[cats[c]]) < dc.per_category:
+            picked[cats[c]].append((n, sample))
+        if all(len(v) >= dc.per_category for v in picked.values()):
+            break
+    chosen = [(name, n, s) for name in cats for n, s in picked[name]]
+    items = [{"images": preprocess(s["images"]), "captions": list(s["captions"]), "label": int(s["label"]),
+              "category": int(s["category"])} for _, _, s in chosen]
+    return Panel("val", collate_mcq(items) if items else {}, [s["images"] for _, _, s in chosen],
+                 [name for name, _, _ in chosen], [n for _, n, _ in chosen])
+
+
 def _token_labels(encoder: FrozenCLIP, ids: torch.Tensor) -> list[str]:
     """Each BPE id as its token text (``<sot>``, ``<eot>``), cut to :data:`TOKEN_LABEL` characters;
     the id itself where the tokenizer cannot decode one."""
@@ -334,14 +360,18 @@ class DashboardCallback(L.Callback):
             lg.log_hyperparams({**self.cfg, "encoder_record": encoder_record(encoder)})
         if not self.dc.per_category:
             return
-        if self.cfg["data"]["source"] != "synthetic":
-            log.warning("dashboard: the epoch panel draws synthetic validation scenes; data.source=%s has none, so "
-                        "no panel is drawn (dashboard.per_category=0 silences this).", self.cfg["data"]["source"])
+        source = self.cfg["data"]["source"]
+        if source == "shards":
+            if self.cfg["data"]["val_shards"]:
+                self.panel = shard_panel(self.cfg, self.dc, encoder.preprocess)
+            return
+        if source != "synthetic":
+            log.warning("dashboard: the epoch panel needs images; data.source=%s (cached features) has none, so no "
+                        "panel is drawn (dashboard.per_category=0 silences this).", source)
             return
         split = self.dc.split or (self.cfg["data"]["val_splits"] or [None])[0]
-        if split is None:
-            return
-        self.panel = synthetic_panel(self.cfg, split, self.dc, encoder.preprocess)
+        if split is not None:
+            self.panel = synthetic_panel(self.cfg, split, self.dc, encoder.preprocess)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (not trainer.is_global_zero or trainer.sanity_checking or self.panel is None or not self.panel.images

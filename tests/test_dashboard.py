@@ -132,6 +132,22 @@ def test_csv_logger_writes_the_final_table(tmp_path: Path) -> None:
     assert (tmp_path / "panels" / "epoch_000" / "val_negation.png").is_file()  # PNG panels with any logger
 
 
+def test_raw_shard_runs_get_panels_from_the_validation_shards(tmp_path: Path) -> None:
+    from dcsm.commands.synthetic_shards import main as make_shards
+
+    for split, n in (("train", 12), ("val", 9)):
+        make_shards([f"synthetic_shards.out={tmp_path / split}", f"synthetic_shards.num_samples={n}",
+                     f"synthetic_shards.split={split}", "synthetic_shards.samples_per_shard=6", "synthetic_shards.image_size=96"])
+    run_dir = tmp_path / "run"
+    train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=csv", *TINY, "trainer.max_epochs=1",
+                "data.source=shards", f"data.train_shards={tmp_path / 'train'}", f"data.val_shards={tmp_path / 'val'}",
+                "data.shuffle_buffer=4", "eval.splits=[test]"])
+    info = json.loads((run_dir / "panels" / "epoch_000" / "panel.json").read_text())
+    assert [(e["category"], e["index"]) for e in info["examples"]] == [  # first 2 per category in file order
+        ("binding", 0), ("binding", 3), ("spatial", 1), ("spatial", 4), ("negation", 2), ("negation", 5)]
+    assert all((run_dir / "panels" / "epoch_000" / f"val_{c}.png").is_file() for c in CATEGORIES)
+
+
 def test_final_table_takes_every_count_column() -> None:
     nan = float("nan")
     results = {"test": {
