@@ -106,19 +106,35 @@ def encoder_record(encoder: FrozenCLIP) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- final table
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _count_columns(res: dict[str, Any]) -> list[tuple[str, str | None, str]]:
     """Every count the metrics dict has besides ``n`` -> (column, scorer or None, metrics key).
-    Per-scorer counts (``{"dcsm": {cat: n}, "clip": ...}``, e.g. ``n_tied``) give one column per
-    scorer (``n_tied``, ``clip_n_tied``); per-category counts (``{cat: n}``) one column."""
+    Per-scorer counts (``{"dcsm": {cat: n} or n, "clip": ...}``, e.g. ``n_tied``) give one column
+    per scorer (``n_tied``, ``clip_n_tied``); per-category counts (``{cat: n}``) and a split
+    total (``n``) one column."""
     cols = []
     for key, value in res.items():
-        if key in (*SCORERS, "n") or not isinstance(value, dict):
+        if key in (*SCORERS, "n"):
             continue
-        if value and all(isinstance(v, dict) for v in value.values()):
+        if isinstance(value, dict) and value and set(value) <= set(SCORERS):
             cols += [(key if s == "dcsm" else f"{s}_{key}", s, key) for s in value]
-        else:
+        elif (isinstance(value, dict) and value and all(_is_count(v) for v in value.values())) or _is_count(value):
             cols.append((key, None, key))
     return cols
+
+
+def _cell(res: dict[str, Any], key: str, scorer: str | None, name: str) -> Any:
+    """A count of ``res[key]`` (per scorer when given) for category ``name``; a bare total counts
+    for ``all`` only."""
+    block = res.get(key)
+    if scorer is not None:
+        block = block.get(scorer) if isinstance(block, dict) else None
+    if isinstance(block, dict):
+        return _finite(block.get(name))
+    return _finite(block) if _is_count(block) and name == "all" else None
 
 
 def _finite(value: Any) -> Any:
@@ -140,10 +156,7 @@ def final_table(results: dict[str, dict[str, Any]], categories: Sequence[str]) -
             if name not in res.get("n", {}):
                 continue
             row = [split, name, res["n"][name], _finite(res["dcsm"].get(name)), _finite(res["clip"].get(name))]
-            for scorer, key in count_cols.values():
-                block = res.get(key, {})
-                block = block.get(scorer, {}) if scorer is not None else block
-                row.append(block.get(name) if isinstance(block, dict) else None)
+            row += [_cell(res, key, scorer, name) for scorer, key in count_cols.values()]
             rows.append(row)
     return columns, rows
 

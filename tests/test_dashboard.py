@@ -163,6 +163,21 @@ def test_final_table_takes_every_count_column() -> None:
     summary = final_summary(columns, rows)
     assert summary["test/n_nonfinite_a"] == 3 and summary["test/clip_n_nonfinite"] == 0 and summary["test/acc"] == 0.5
     assert "test/acc_b" not in summary and not any(isinstance(v, float) and math.isnan(v) for v in summary.values())
+    # totals without a per-category split (per scorer, or one number) go to the `all` row only
+    results["test"]["n_nonfinite"] = {"dcsm": 3, "clip": 0}
+    results["test"]["n_skipped"] = 1
+    columns, rows = final_table(results, ["a", "b"])
+    assert columns[-3:] == ["n_nonfinite", "clip_n_nonfinite", "n_skipped"]
+    assert rows[0][-3:] == [None, None, None] and rows[2][:2] == ["test", "all"] and rows[2][-3:] == [3, 0, 1]
+
+
+def test_bad_dashboard_knob_names_key_and_fix(tmp_path: Path) -> None:
+    from dcsm.config import load_yaml, to_plain
+
+    cfg = to_plain(load_yaml(SMOKE))
+    cfg["dashboard"]["keep_epochs"] = 0
+    with pytest.raises(ValueError, match=r"dashboard.keep_epochs must be an integer >= 1, got 0. Fix: dashboard.keep_epochs=1"):
+        DashboardCallback(cfg, tmp_path)
 
 
 def test_callback_does_nothing_off_rank_zero(tmp_path: Path) -> None:
