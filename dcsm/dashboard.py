@@ -38,7 +38,9 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from PIL import Image, ImageDraw, ImageFont
 
+from . import toy_clip
 from .data.module import SyntheticDataConfig, scene_dataset
+from .data.synthetic import SPLITS
 from .encoders import FrozenCLIP
 from .evaluation import score_batches
 from .features.batch import collate_mcq
@@ -83,10 +85,9 @@ class DashboardConfig:
     def from_config(cls, cfg: dict) -> "DashboardConfig":
         d = cfg["dashboard"]
         out = cls(**{k: d[k] for k in cls.__dataclass_fields__})
-        for key in ("per_category", "every_n_epochs", "keep_epochs"):
+        for key, low in (("per_category", 0), ("every_n_epochs", 1), ("keep_epochs", 1)):
             value = getattr(out, key)
-            if not isinstance(value, int) or value < (0 if key == "per_category" else 1):
-                low = 0 if key == "per_category" else 1
+            if not isinstance(value, int) or value < low:
                 raise ValueError(f"dashboard.{key} must be an integer >= {low}, got {value!r}. Fix: dashboard.{key}={max(low, 1)}.")
         return out
 
@@ -98,8 +99,6 @@ def encoder_record(encoder: FrozenCLIP) -> dict[str, Any]:
         **encoder.spec.to_dict(), "grid_size": list(encoder.grid_size), "num_patches": encoder.num_patches,
         "embed_dim": encoder.embed_dim, "image_size": list(encoder.image_size),
     }
-    from . import toy_clip
-
     if encoder.spec.model == toy_clip.TOY_MODEL and encoder.spec.pretrained == toy_clip.TOY_TAG:
         rec["weights_sha256"] = toy_clip.load_record().get("sha256")
     return rec
@@ -229,6 +228,9 @@ def panel_indices(size: int, categories: Sequence[str], per_category: int, seed:
 
 def synthetic_panel(cfg: dict, split: str, dc: DashboardConfig, preprocess: Any) -> Panel:
     """The panel examples of a synthetic validation ``split`` of the run config ``cfg``."""
+    if split not in SPLITS:
+        raise ValueError(f"dashboard.split '{split}' is not a synthetic split. Fix: one of {list(SPLITS)}, or null "
+                         "(the first of data.val_splits).")
     data = SyntheticDataConfig.from_config(cfg)
     ds = scene_dataset(data, split, preprocess)
     chosen = panel_indices(len(ds), data.categories, dc.per_category, dc.seed)
