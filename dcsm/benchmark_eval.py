@@ -52,8 +52,7 @@ from .data.benchmark_dataset import (
 from .data.benchmarks import MCQItem
 from .encoders import FrozenCLIP, PooledCLIP
 from .evaluation import score_batches
-from .features.encode import encode_batch
-from .heatmaps import HEATMAP_SIZE, render_heatmap, spatial_heatmap
+from .heatmaps import HEATMAP_SIZE, option_maps, render_heatmap, spatial_heatmap
 from .metrics import NONFINITE, NONFINITE_RULE, TIE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from .model import DCSM
 from .progress import progress_bar, progress_enabled
@@ -107,13 +106,9 @@ def score_dcsm_and_clip(
         for r in (pred != label).nonzero().flatten().tolist():
             if len(failures) >= max_failures:
                 break
-            pair = torch.tensor([int(label[r]), int(rival[r])], device=f.tokens.device)
-            tok, msk, ids = f.tokens[r : r + 1, pair], f.token_mask[r : r + 1, pair], f.token_ids[r : r + 1, pair]
-            with torch.no_grad():
-                maps = head.fp32_maps(f.patches[r : r + 1], tok, msk, ids)[0]  # (2, L, P)
-                fr = head.functional_rows.index(ids[0]) >= 0 if head.map_cfg.inject_functional_rows else None
+            maps, msk, fr = option_maps(head, f, torch.tensor([r]), torch.tensor([[int(label[r]), int(rival[r])]]))
             heat = [
-                spatial_heatmap(maps[j], msk[0, j], model.encoder.grid_size, spec.keep_cls, None if fr is None else fr[j])
+                spatial_heatmap(maps[0, j], msk[0, j], model.encoder.grid_size, spec.keep_cls, None if fr is None else fr[0, j])
                 for j in range(2)
             ]
             failures.append({"item_index": int(scores["item_index"][r]), "shown": int(rival[r]), "heatmaps": heat})

@@ -1,16 +1,44 @@
-"""DCSM heatmaps: one caption's map ``(L, P)`` -> its patch-grid heatmap, and a picture of it."""
+"""DCSM heatmaps: chosen options' maps ``(L, P)`` with their functional rows, one caption's map ->
+its patch-grid heatmap, and a picture of it."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+if TYPE_CHECKING:  # type hints only: the model imports nothing from here
+    from .features.batch import FeatureBatch
+    from .model import DCSMHead
+
 HEATMAP_SIZE = 224
 HEATMAP_ALPHA = 0.55
+
+
+@torch.no_grad()
+def option_maps(
+    head: "DCSMHead", f: "FeatureBatch", samples: torch.Tensor, options: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The maps the head scores, for chosen options of chosen samples of a feature batch.
+
+    Args:
+        head: the trained head (its map settings and functional rows).
+        f: features of N samples with K options.
+        samples: ``(n,)`` long, sample indices into ``f``.
+        options: ``(n, j)`` long, option indices per chosen sample (e.g. correct and predicted).
+    Returns:
+        maps ``(n, j, L, P)`` fp32, real-token mask ``(n, j, L)`` and functional-row mask
+        ``(n, j, L)`` (None when ``maps.inject_functional_rows`` is off), all on ``f``'s device.
+    """
+    rows = samples.to(f.tokens.device)[:, None]
+    options = options.to(f.tokens.device)
+    tok, msk, ids = f.tokens[rows, options], f.token_mask[rows, options], f.token_ids[rows, options]
+    maps = head.fp32_maps(f.patches[rows[:, 0]], tok, msk, ids)
+    fr = head.functional_rows.index(ids) >= 0 if head.map_cfg.inject_functional_rows else None
+    return maps, msk, fr
 
 
 

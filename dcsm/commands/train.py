@@ -22,6 +22,7 @@ from ..config_checks import (
     check_writable,
 )
 from ..config_schema import train_schema
+from ..dashboard import DashboardCallback, log_final_table
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
@@ -58,6 +59,9 @@ def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | Sh
 def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
     lc = cfg["logger"]
     if lc["kind"] == "wandb":
+        # Processes started by strategy=ddp_spawn attach to this run but take its folder from
+        # WANDB_DIR: without it their media (epoch panels, diagnostics) land in ./wandb of the cwd.
+        os.environ["WANDB_DIR"] = str(run_dir)
         return WandbLogger(project=lc["project"], name=lc["name"], save_dir=str(run_dir), mode=lc["mode"], config=cfg)
     if lc["kind"] == "csv":
         return CSVLogger(str(run_dir), name="csv")
@@ -83,6 +87,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     callbacks: list = [best, last, NonFiniteLossGuard()]
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.dashboard)
     diag = cfg["diagnostics"]
     if diag["callback"]:  # head diagnostics at validation end (dcsm.diagnostics), files under run_dir/diagnostics
         from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
@@ -178,10 +183,10 @@ def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) ->
     )
 
 
-def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any]] | None:
-    """Train; returns the module (best weights loaded), its checkpoint path and what the data
-    stream skipped (:func:`data_summary`) on global rank 0, None on the other ranks
-    (checkpoints live on rank 0's file system).
+def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any], list[Logger]] | None:
+    """Train; returns the module (best weights loaded), its checkpoint path, what the data
+    stream skipped (:func:`data_summary`) and the run's loggers on global rank 0, None on the
+    other ranks (checkpoints live on rank 0's file system).
 
     Raises:
         NoValidationError: the run ended without the monitored validation metric.
@@ -194,7 +199,7 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any]] | Non
     check_validated(to_plain(cfg), trainer, dm)
     cb = trainer.checkpoint_callback
     best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
-    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm)
+    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm), trainer.loggers
 
 
 def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],
@@ -254,9 +259,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         trained = fit(cfg)
         if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
             return {}
-        module, ckpt, training_data = trained
+        module, ckpt, training_data, loggers = trained
         out = run_dir / "metrics.json"
-        return evaluate_and_report(
+        report = evaluate_and_report(
             module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out,
             f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n", training_data,
         )
+        log_final_table(loggers, report["metrics"], module.categories)  # W&B table + summary, CSV
+        return report
