@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from .. import __version__
 from ..config import ConfigError, to_plain
 from ..config_checks import TRAIN_SHARD_KEYS, check_shard_paths, check_validation_data
+from ..data.accounting import DataAccountingCallback, read_accounting
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
@@ -75,6 +76,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     )
     logger = build_logger(cfg, run_dir)
     callbacks: list = [best, last]
+    callbacks.append(DataAccountingCallback())  # shard streams: used/lost/dropped over all ranks -> metrics.json
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     diag = cfg["diagnostics"]
@@ -143,13 +145,20 @@ class NoValidationError(ValueError):
     """A run ended without the validation metric its best checkpoint is chosen by."""
 
 
-def data_summary(dm: L.LightningDataModule) -> dict[str, Any]:
-    """What the training stream skipped (shard sources): skip events, samples lost, examples."""
+def data_summary(dm: L.LightningDataModule, run_dir: Path | None = None) -> dict[str, Any]:
+    """Where the shard streams' samples went (shard sources; all ranks): ``lost_samples`` and
+    ``skip_events`` of the training stream, and per split (``train``, ``val``) the
+    used/lost/dropped/repeated counts of :mod:`dcsm.data.accounting`."""
     skips = getattr(dm, "skips", None)
     if skips is None:
         return {}
-    return {"skip_events": skips.count, "lost_samples": skips.lost_samples,
-            "skip_examples": [str(e) for e in skips.examples[:5]]}
+    report = read_accounting(run_dir) if run_dir is not None else None
+    if report is None:  # no fit end reached (or called outside train.py): this process's counters
+        report = {"train": {"lost": skips.lost_samples, "skip_events": skips.count}}
+    train = report.get("train", {})
+    return {"skip_events": train.get("skip_events", 0), "lost_samples": train.get("lost", 0),
+            "skip_examples": report.pop("skip_examples_rank0", {}).get("train") or [str(e) for e in skips.examples[:5]],
+            **report}
 
 
 def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) -> None:
@@ -163,7 +172,7 @@ def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) ->
     if not getattr(dm, "val_names", ()):
         why = f"there is no validation data ({val_key} is empty)"
     else:
-        lost = data_summary(dm).get("lost_samples", 0)
+        lost = data_summary(dm, Path(cfg["run_dir"])).get("lost_samples", 0)
         why = f"validation never logged it ({lost} training sample(s) lost to corrupt shards)"
     raise NoValidationError(
         f"training in {cfg['run_dir']} ended without checkpoint.monitor={monitor}, so no best checkpoint "
@@ -186,7 +195,7 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any]] | Non
     check_validated(to_plain(cfg), trainer, dm)
     cb = trainer.checkpoint_callback
     best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
-    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm)
+    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm, run_dir)
 
 
 def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],

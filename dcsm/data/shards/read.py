@@ -33,6 +33,7 @@ from webdataset.gopen import gopen
 from ..synthetic import CATEGORIES
 from .format import SampleError, ShardError, decode_raw_sample
 from .manifest import expand_urls, shard_subset
+from .accounting import PassTally, SampleAccount, ShardTally
 from .skips import SkipCounter, _SharedInt
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def iter_shard(
     handler: Callable[[Exception], bool] = _default_handler,
     state: StreamState | None = None,
     expected: int | None = None,
+    tally: ShardTally | None = None,
 ) -> Iterator[dict]:
     """Decoded samples of one shard in file order; corrupt ones are skipped and counted.
 
@@ -101,30 +103,51 @@ def iter_shard(
     go on, False to stop (``state.stopped`` is set), or raise (e.g.
     ``webdataset.reraise_exception``) for strict mode. Once the shard is read to its end, the
     samples it lost go to ``skips.lost_samples``: ``expected`` (its manifest count) minus the
-    samples it gave, or the corrupt samples skipped when ``expected`` is None.
+    samples it gave, or the corrupt samples skipped when ``expected`` is None. A key seen before
+    in the shard (a sample appended twice) is skipped and counted as a duplicate, not given.
+    ``tally`` (a :class:`ShardTally`) is kept up to date for the caller's accounting.
     """
     state = state if state is not None else StreamState()
-    given = corrupt = 0
+    tally = tally if tally is not None else ShardTally()
+    keys: set[str] = set()
     tar_errors: set[str] = set()
     for sample in _tar_samples(url, skips, handler, state, tar_errors):
+        key = sample.get("__key__")
+        if key in keys:
+            tally.duplicates += 1
+            skips.record(url, key, "duplicate key: the shard holds this sample twice; the repeat is skipped")
+            continue
+        keys.add(key)
         try:
             out = decode(sample)
         except SampleError as err:
-            corrupt += 1
-            skips.record(url, sample.get("__key__"), str(err))
+            tally.corrupt += 1
+            skips.record(url, key, str(err))
             if not handler(err):
                 state.stopped = True
         else:
-            given += 1
+            tally.given += 1
             yield out
         if state.stopped:
             return
+    given, corrupt = tally.given, tally.corrupt
     if expected is not None and given + corrupt < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
         skips.record(url, None, f"shard ended after {given + corrupt} of the {expected} samples its manifest lists "
                                 "(truncated or rewritten?)")
-    lost = corrupt if expected is None else expected - given
+    lost = corrupt if expected is None else max(expected - given, 0)
+    tally.lost, tally.done = lost, True
     if lost > 0:
         skips.add_lost(lost)
+
+
+class _QuietSkips:
+    """A skip sink for re-read (repeated) samples: their skips were counted on the first read."""
+
+    def record(self, *args: Any) -> None:
+        return None
+
+    def add_lost(self, n: int) -> None:
+        return None
 
 
 def _buffer_shuffle(src: Iterable[dict], bufsize: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -175,6 +198,8 @@ class ShardPipeline(wds.DataPipeline):
         handler: Callable[[Exception], bool] | None = None,
         skips: SkipCounter | None = None,
         expected_counts: Mapping[str, int] | None = None,
+        reader_samples: int | None = None,
+        account: SampleAccount | None = None,
     ) -> None:
         super().__init__()
         if (rank is None) != (world_size is None):
@@ -197,7 +222,12 @@ class ShardPipeline(wds.DataPipeline):
         self.handler = handler or _default_handler
         self.skips = skips if skips is not None else SkipCounter()
         self.expected_counts = dict(expected_counts or {})  # url -> manifest count (lost-sample accounting)
-        self.pipeline = [self._shards, self._samples, self._shuffle]
+        if reader_samples is not None and reader_samples < 1:
+            raise ShardError(f"reader_samples must be >= 1, got {reader_samples}")
+        self.reader_samples = reader_samples  # every reader yields exactly this many (DDP equal share)
+        self.account = account if account is not None else SampleAccount()
+        self._tally: PassTally | None = None
+        self.pipeline = [self._shards, self._samples, self._shuffle, self._commit]
 
     # -- epoch
     @property
@@ -251,11 +281,66 @@ class ShardPipeline(wds.DataPipeline):
         )
 
     def _samples(self, urls: Iterable[str]) -> Iterator[dict]:
+        """This reader's samples; with ``reader_samples``, exactly that many: the rest of its
+        shards is dropped once it has them, and a reader that has too few repeats samples
+        (its own shards again, or every shard when its own gave none) to fill its share."""
+        urls = list(urls)
+        cap = self.reader_samples
+        tally = self._tally = PassTally(manifest=sum(self.expected_counts.get(u, 0) for u in urls))
         state = StreamState()
-        for url in urls:
-            yield from iter_shard(url, self.decode, self.skips, self.handler, state, self.expected_counts.get(url))
+        for i, url in enumerate(urls):
+            if cap is not None and tally.used >= cap:
+                tally.dropped += sum(self.expected_counts.get(u, 0) for u in urls[i:])
+                break
+            shard = ShardTally()
+            expected = self.expected_counts.get(url)
+            samples = iter_shard(url, self.decode, self.skips, self.handler, state, expected, shard)
+            try:
+                for sample in samples:
+                    yield sample
+                    if cap is not None and tally.used + shard.given >= cap:
+                        break
+            finally:
+                samples.close()
+                tally.add_shard(shard, expected)
             if state.stopped:
                 return
+        if cap is not None and tally.used < cap:
+            yield from self._repeat(urls, cap - tally.used, tally)
+
+    def _repeat(self, own: list[str], need: int, tally: PassTally) -> Iterator[dict]:
+        """``need`` more samples re-read from ``own`` shards, else from all shards of the epoch
+        (from this reader's place on); counted in ``tally.repeated``, not skipped twice."""
+        rank, world = self.node_info()
+        worker, nworkers = self.worker_info()
+        everything = shard_subset(self.urls, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
+        start = (rank * nworkers + worker) % max(len(everything), 1)
+        for source in (own, everything[start:] + everything[:start]):
+            while need > 0:
+                got = 0
+                for url in source:
+                    for sample in iter_shard(url, self.decode, _QuietSkips()):
+                        yield sample
+                        got += 1
+                        tally.repeated += 1
+                        need -= 1
+                        if need == 0:
+                            return
+                if got == 0:
+                    break  # nothing readable here: next source
+        if need > 0:
+            raise ShardError(
+                f"no readable sample in any of the {len(self.urls)} shard(s) (e.g. {self.urls[0]}) to fill "
+                f"rank {rank} worker {worker}'s {self.reader_samples} samples. Fix: check the shards (see the "
+                "skipped-sample warnings) or re-write them."
+            )
+
+    def _commit(self, src: Iterable[dict]) -> Iterator[dict]:
+        """Pass samples on; add this reader's pass to :attr:`account` once it is whole."""
+        yield from src
+        if self._tally is not None:
+            self.account.commit(self._tally)
+            self._tally = None
 
     def _shuffle(self, src: Iterable[dict]) -> Iterator[dict]:
         rank, worker = self.node_info()[0], self.worker_info()[0]

@@ -1,0 +1,142 @@
+"""Two-process DDP (gloo, CPU) on feature shards through ``train.py`` as a user launches it
+(``trainer.strategy=ddp trainer.devices=2``): equal, uneven, truncated and corrupt shards
+never hang (a timeout inside the test fails instead), every rank takes the same steps, and
+``used + lost + dropped`` equals the manifest's samples in ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dcsm.commands.synthetic_shards import main as make_synthetic_shards
+from dcsm.data.shards import MANIFEST_NAME, write_tar
+from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.features.writer import cache_shards
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 4
+TIMEOUT_S = 240  # a healthy 2-process run here takes ~20-40 s on 2 shared cores; a hang would block CI forever
+TOY = EncoderSpec(model="dcsm-toy-ViT", pretrained="toy", max_tokens=20)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 feature samples of the toy CLIP in shards of 8."""
+    root = tmp_path_factory.mktemp("ddp")
+    make_synthetic_shards([f"synthetic_shards.out={root / 'raw'}", "synthetic_shards.num_samples=80",
+                           "synthetic_shards.samples_per_shard=8", "synthetic_shards.image_size=96"])
+    cache_shards(FrozenCLIP(TOY), sorted(str(p) for p in (root / "raw").glob("shard-*.tar")), root / "feat",
+                 batch_size=16, progress=False)
+    return root / "feat"
+
+
+def regroup(src: Path, out: Path, sizes: list[int]) -> Path:
+    """Feature shards of ``sizes`` samples each (in key order) from ``src``, with a manifest."""
+    members: list[list[tuple[str, bytes]]] = []
+    for tar_path in sorted(src.glob("shard-*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for m in tar.getmembers():
+                key = m.name.split(".", 1)[0]
+                if not members or members[-1][0][0].split(".", 1)[0] != key:
+                    members.append([])
+                members[-1].append((m.name, tar.extractfile(m).read()))
+    assert sum(sizes) <= len(members)
+    manifest = json.loads((src / MANIFEST_NAME).read_text())
+    out.mkdir(parents=True)
+    entries, start = [], 0
+    for i, n in enumerate(sizes):
+        name = f"shard-{i:06d}.tar"
+        size = write_tar(out / name, [m for sample in members[start:start + n] for m in sample])
+        entries.append({"name": name, "count": n, "bytes": size, "skipped": 0, "source": "regrouped", "source_bytes": None})
+        start += n
+    manifest.update(shards=entries, num_shards=len(entries), num_samples=sum(sizes))
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return out
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def run_ddp(run_dir: Path, train: Path, *extra: str, val: Path | None = None) -> dict:
+    """``train.py`` under 2-process DDP; its ``metrics.json`` (the test fails on a hang or an error)."""
+    args = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / "smoke.yaml"),
+            f"run_dir={run_dir}", "data.source=features", f"data.train_shards={train}",
+            f"data.val_shards={val if val is not None else 'null'}", f"data.batch_size={BATCH}", "data.shuffle_buffer=8",
+            "data.num_workers=0", "data.test_size=8", "eval.splits=[test]", "eval.batch_size=8", "logger.kind=none",
+            "progress=false", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2",
+            "trainer.strategy=ddp", "optim.warmup_steps=1", "trainer.log_every_n_steps=1",
+            f"checkpoint.monitor={'val/acc' if val is not None else 'null'}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+        out, _ = proc.communicate()
+        pytest.fail(f"DDP run hung (> {TIMEOUT_S} s):\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-4000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["_log"] = out
+    return metrics
+
+
+def check_accounting(data: dict, split: str, manifest_per_epoch: int, epochs: int) -> dict:
+    r = data[split]
+    assert r["epochs"] == epochs and r["manifest_per_epoch"] == manifest_per_epoch
+    assert r["manifest"] == manifest_per_epoch * epochs
+    assert r["used"] + r["lost"] + r["dropped"] == r["manifest"], r
+    return r
+
+
+def equal_steps(data: dict, steps: int) -> None:
+    ranks = data["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert [r["global_step"] for r in ranks] == [steps, steps]
+    assert [r["train_batches"] for r in ranks] == [steps, steps]
+
+
+def test_ddp_equal_shards_use_every_sample_once(tmp_path: Path, features: Path) -> None:
+    train = regroup(features, tmp_path / "train", [8, 8, 8, 8])
+    data = run_ddp(tmp_path / "run", train)["training_data"]
+    r = check_accounting(data, "train", 32, 1)
+    assert (r["used"], r["lost"], r["dropped"], r["repeated"]) == (32, 0, 0, 0)
+    equal_steps(data, 32 // 2 // BATCH)
+
+
+def test_ddp_shard_cut_in_half_does_not_hang(tmp_path: Path, features: Path) -> None:
+    """The hang of issue 22: two equal shards, one cut in half; the short rank repeats samples."""
+    train = regroup(features, tmp_path / "train", [16, 16])
+    truncate(train / "shard-000001.tar")
+    metrics = run_ddp(tmp_path / "run", train)
+    data = metrics["training_data"]
+    r = check_accounting(data, "train", 32, 1)
+    assert r["lost"] > 0 and r["dropped"] == 0 and r["repeated"] == r["lost"]  # the short rank filled up
+    assert data["lost_samples"] == r["lost"] and r["lost_fraction"] == pytest.approx(r["lost"] / 32, abs=1e-6)
+    equal_steps(data, 16 // BATCH)
+    assert "lost" in metrics["_log"] and "repeated to even out DDP ranks" in metrics["_log"]
+
+
+@pytest.mark.slow
+def test_ddp_uneven_shards_with_workers_and_validation(tmp_path: Path, features: Path) -> None:
+    """16/24/40 on 2 ranks x 2 workers (3 shards, 4 readers: one reads none and resamples),
+    2 epochs; a validation shard cut in half is counted once, not once per validation pass."""
+    train = regroup(features, tmp_path / "train", [16, 24, 40])
+    val = regroup(features, tmp_path / "val", [8, 8])
+    truncate(val / "shard-000001.tar")
+    data = run_ddp(tmp_path / "run", train, "data.num_workers=2", "trainer.max_epochs=2", val=val)["training_data"]
+    r = check_accounting(data, "train", 80, 2)
+    assert r["lost"] == 0 and r["repeated"] >= r["dropped"]  # 4 readers x 20 = 80 per epoch
+    assert r["used"] + r["repeated"] == 2 * 80
+    equal_steps(data, 2 * 2 * 20 // BATCH)
+    v = check_accounting(data, "val", 16, 1)  # the last whole pass only (3 passes ran, sanity check included)
+    assert v["lost"] > 0 and v["dropped"] == v["repeated"] == 0 and v["used"] == 16 - v["lost"]
