@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
-from dcsm.data.shards import MANIFEST_NAME, write_tar
 from dcsm.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features.writer import cache_shards
+from tests.shard_surgery import edit_feature_bytes, overwrite_ff, regroup, truncate
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4
@@ -36,34 +34,6 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache_shards(FrozenCLIP(TOY), sorted(str(p) for p in (root / "raw").glob("shard-*.tar")), root / "feat",
                  batch_size=16, progress=False)
     return root / "feat"
-
-
-def regroup(src: Path, out: Path, sizes: list[int]) -> Path:
-    """Feature shards of ``sizes`` samples each (in key order) from ``src``, with a manifest."""
-    members: list[list[tuple[str, bytes]]] = []
-    for tar_path in sorted(src.glob("shard-*.tar")):
-        with tarfile.open(tar_path) as tar:
-            for m in tar.getmembers():
-                key = m.name.split(".", 1)[0]
-                if not members or members[-1][0][0].split(".", 1)[0] != key:
-                    members.append([])
-                members[-1].append((m.name, tar.extractfile(m).read()))
-    assert sum(sizes) <= len(members)
-    manifest = json.loads((src / MANIFEST_NAME).read_text())
-    out.mkdir(parents=True)
-    entries, start = [], 0
-    for i, n in enumerate(sizes):
-        name = f"shard-{i:06d}.tar"
-        size = write_tar(out / name, [m for sample in members[start:start + n] for m in sample])
-        entries.append({"name": name, "count": n, "bytes": size, "skipped": 0, "source": "regrouped", "source_bytes": None})
-        start += n
-    manifest.update(shards=entries, num_shards=len(entries), num_samples=sum(sizes))
-    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
-    return out
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def run_ddp(run_dir: Path, train: Path, *extra: str, val: Path | None = None) -> dict:
@@ -140,3 +110,21 @@ def test_ddp_uneven_shards_with_workers_and_validation(tmp_path: Path, features:
     equal_steps(data, 2 * 2 * 20 // BATCH)
     v = check_accounting(data, "val", 16, 1)  # the last whole pass only (3 passes ran, sanity check included)
     assert v["lost"] > 0 and v["dropped"] == v["repeated"] == 0 and v["used"] == 16 - v["lost"]
+
+
+@pytest.mark.slow
+def test_ddp_corrupt_sample_on_one_rank_only_is_skipped(tmp_path: Path, features: Path) -> None:
+    """0xFF over one sample's feature bytes (fp16 NaN) in rank 0's or rank 1's shard: that rank
+    skips it (checksum), repeats one sample, both take the same steps, the head stays finite."""
+    import torch
+
+    train = regroup(features, tmp_path / "train", [16, 16])
+    edit_feature_bytes(train / "shard-000000.tar", 5, overwrite_ff)
+    metrics = run_ddp(tmp_path / "run", train)
+    data = metrics["training_data"]
+    r = check_accounting(data, "train", 32, 1)
+    assert (r["used"], r["lost"], r["dropped"], r["repeated"]) == (31, 1, 0, 1)
+    equal_steps(data, 16 // BATCH)
+    assert "checksum mismatch" in " ".join(data["skip_examples"]) or "checksum mismatch" in metrics["_log"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
