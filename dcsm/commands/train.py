@@ -25,6 +25,7 @@ from ..encoders import EncoderSpec, FrozenCLIP
 from ..evaluation import evaluate_synthetic
 from ..io import AtomicCheckpointIO
 from ..checkpoints import upgrade_config
+from ..rng_state import RNGStateCallback
 from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
@@ -77,6 +78,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     logger = build_logger(cfg, run_dir)
     callbacks: list = [best, last]
     callbacks.append(DataAccountingCallback())  # shard streams: used/lost/dropped over all ranks -> metrics.json
+    callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     diag = cfg["diagnostics"]
