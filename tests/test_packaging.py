@@ -35,8 +35,27 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert needed in names, needed
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    see_outer_packages(venv)
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
     return venv
+
+
+def see_outer_packages(venv: Path) -> Path:
+    """Let ``venv`` import what the interpreter running the tests imports (torch, lightning, ...).
+
+    ``--system-site-packages`` shows the *base* interpreter's packages; when the tests run in a
+    virtualenv or conda env, the dependencies live in that env instead. A ``.pth`` file in the
+    new venv appends the running interpreter's site-packages (venv, conda, user or system) after
+    the venv's own, so the wheel installed into the venv still wins over any other ``dcsm``.
+    """
+    import site
+
+    outer = [*site.getsitepackages(), site.getusersitepackages()]
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    pth = Path(purelib) / "_dcsm_test_outer_env.pth"
+    pth.write_text("".join(f"{p}\n" for p in dict.fromkeys(outer) if os.path.isdir(p)))
+    return pth
 
 
 def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
