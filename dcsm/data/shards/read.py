@@ -12,9 +12,11 @@ Call :meth:`ShardPipeline.set_epoch` before each epoch (the epoch is shared with
 workers too).
 
 Every shard gets the same shard order on all ranks, so the rank/worker split is a partition:
-each key is read exactly once per epoch across all ranks and workers. With DDP, use a number
-of shards divisible by ``world_size * num_workers`` so that ranks see equal sample counts
-(a warning says when it is not).
+each key is read exactly once per epoch across all ranks and workers. With ``reader_samples``
+(DDP training) every reader yields exactly that many samples whatever its shards hold: the
+rest is dropped, a shortfall is filled by re-reading samples (:meth:`ShardPipeline._repeat`).
+Each whole reader pass is counted in the pipeline's
+:class:`~dcsm.data.shards.accounting.SampleAccount` (used, lost, dropped, repeated, duplicates).
 """
 
 from __future__ import annotations
@@ -271,9 +273,9 @@ class ShardPipeline(wds.DataPipeline):
         rank, world = self.node_info()
         worker, nworkers = self.worker_info()
         if len(self.urls) % (world * nworkers) and (world > 1 or nworkers > 1) and rank == 0 and worker == 0:
-            log.warning(
-                "%d shards over %d rank(s) x %d worker(s): readers get unequal shard counts "
-                "(with DDP, use a multiple of world_size * num_workers shards)", len(self.urls), world, nworkers,
+            log.info(
+                "%d shards over %d rank(s) x %d worker(s): readers get unequal shard counts%s", len(self.urls), world,
+                nworkers, " (evened out: see the dropped/repeated counts)" if self.reader_samples else "",
             )
         yield from shard_subset(
             self.urls, rank=rank, world_size=world, worker=worker, num_workers=nworkers,
