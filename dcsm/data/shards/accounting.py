@@ -8,8 +8,9 @@ shared with the DataLoader workers:
 * ``used``       distinct samples it yielded (trained on / validated);
 * ``lost``       samples of shards read to their end that were corrupt, failed their checksum,
                  or were missing (a truncated or unreadable shard: manifest count minus given);
-* ``dropped``    samples not read because the reader already had its equal share (DDP), the
-                 unread rest of its shards;
+* ``dropped``    samples a reader over its equal share (DDP) did not use: a random subset of
+                 its samples, new each epoch, skipped undecoded (with unknown counts: the
+                 unread rest of its shards);
 * ``repeated``   extra samples yielded (re-read) to fill the equal share of a reader that had
                  too few; not in ``used``;
 * ``duplicates`` samples skipped because their key already appeared in the same shard;
@@ -33,10 +34,12 @@ FIELDS = ("manifest", "used", "lost", "dropped", "repeated", "duplicates", "pass
 class ShardTally:
     """One shard's pass: what it gave and lost; ``done`` once read to its end."""
 
+    seen: int = 0  # samples read (by position; duplicates aside)
     given: int = 0
     corrupt: int = 0
     duplicates: int = 0
-    lost: int = 0  # set when done: manifest count - given (or corrupt when no count is known)
+    dropped: int = 0  # not wanted (a reader over its share): not decoded, or in a missing tail
+    lost: int = 0  # set when done: wanted samples corrupt or missing (corrupt when no count is known)
     done: bool = False
 
 
@@ -56,12 +59,13 @@ class PassTally:
         """Add a shard read to its end (``lost``) or stopped early (unread rest ``dropped``)."""
         self.used += shard.given
         self.duplicates += shard.duplicates
+        self.dropped += shard.dropped
         if shard.done:
             self.lost += shard.lost
         else:
             self.lost += shard.corrupt
             if expected is not None:
-                self.dropped += max(expected - shard.given - shard.corrupt, 0)
+                self.dropped += max(expected - shard.seen, 0)
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}

@@ -98,6 +98,7 @@ def iter_shard(
     state: StreamState | None = None,
     expected: int | None = None,
     tally: ShardTally | None = None,
+    select: Callable[[int], bool] | None = None,
 ) -> Iterator[dict]:
     """Decoded samples of one shard in file order; corrupt ones are skipped and counted.
 
@@ -108,6 +109,9 @@ def iter_shard(
     samples it gave, or the corrupt samples skipped when ``expected`` is None. A key seen before
     in the shard (a sample appended twice) is skipped and counted as a duplicate, not given.
     ``tally`` (a :class:`ShardTally`) is kept up to date for the caller's accounting.
+    ``select(i)``: whether the ``i``-th sample of the shard (by position, duplicates aside) is
+    wanted; the others are not decoded and count as dropped (also those of a missing tail),
+    and only wanted samples that are corrupt or missing count as lost.
     """
     state = state if state is not None else StreamState()
     tally = tally if tally is not None else ShardTally()
@@ -120,6 +124,11 @@ def iter_shard(
             skips.record(url, key, "duplicate key: the shard holds this sample twice; the repeat is skipped")
             continue
         keys.add(key)
+        position = tally.seen
+        tally.seen += 1
+        if select is not None and not select(position):
+            tally.dropped += 1
+            continue
         try:
             out = decode(sample)
         except SampleError as err:
@@ -132,11 +141,14 @@ def iter_shard(
             yield out
         if state.stopped:
             return
-    given, corrupt = tally.given, tally.corrupt
-    if expected is not None and given + corrupt < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
-        skips.record(url, None, f"shard ended after {given + corrupt} of the {expected} samples its manifest lists "
+    given, corrupt, seen = tally.given, tally.corrupt, tally.seen
+    if expected is not None and seen < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
+        skips.record(url, None, f"shard ended after {seen} of the {expected} samples its manifest lists "
                                 "(truncated or rewritten?)")
-    lost = corrupt if expected is None else max(expected - given, 0)
+    missing = range(seen, expected) if expected is not None else range(0)
+    unwanted = sum(1 for i in missing if not select(i)) if select is not None else 0
+    tally.dropped += unwanted
+    lost = corrupt if expected is None else max(expected - given - tally.dropped, 0)
     tally.lost, tally.done = lost, True
     if lost > 0:
         skips.add_lost(lost)
@@ -288,15 +300,20 @@ class ShardPipeline(wds.DataPipeline):
         (its own shards again, or every shard when its own gave none) to fill its share."""
         urls = list(urls)
         cap = self.reader_samples
-        tally = self._tally = PassTally(manifest=sum(self.expected_counts.get(u, 0) for u in urls))
+        counts = [self.expected_counts.get(u) for u in urls]
+        tally = self._tally = PassTally(manifest=sum(c or 0 for c in counts))
+        keep = self._keep(counts)
         state = StreamState()
+        offset = 0
         for i, url in enumerate(urls):
-            if cap is not None and tally.used >= cap:
-                tally.dropped += sum(self.expected_counts.get(u, 0) for u in urls[i:])
+            if cap is not None and tally.used >= cap and keep is None:
+                tally.dropped += sum(c or 0 for c in counts[i:])
                 break
             shard = ShardTally()
-            expected = self.expected_counts.get(url)
-            samples = iter_shard(url, self.decode, self.skips, self.handler, state, expected, shard)
+            expected = counts[i]
+            select = None if keep is None else (lambda j, o=offset: o + j < len(keep) and bool(keep[o + j]))
+            offset += expected or 0
+            samples = iter_shard(url, self.decode, self.skips, self.handler, state, expected, shard, select)
             try:
                 for sample in samples:
                     yield sample
@@ -309,6 +326,19 @@ class ShardPipeline(wds.DataPipeline):
                 return
         if cap is not None and tally.used < cap:
             yield from self._repeat(urls, cap - tally.used, tally)
+
+    def _keep(self, counts: list[int | None]) -> np.ndarray | None:
+        """Which of this reader's listed samples (by position) it yields when they are more than
+        its ``reader_samples``: a random subset, new each epoch (so no sample is left out every
+        epoch); None when all are wanted or the counts are unknown (then it stops at its share)."""
+        cap, total = self.reader_samples, sum(c or 0 for c in counts)
+        if cap is None or None in counts or total <= cap:
+            return None
+        rank, worker = self.node_info()[0], self.worker_info()[0]
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 2])
+        keep = np.zeros(total, dtype=bool)
+        keep[rng.choice(total, cap, replace=False)] = True
+        return keep
 
     def _repeat(self, own: list[str], need: int, tally: PassTally) -> Iterator[dict]:
         """``need`` more samples re-read from ``own`` shards, else from all shards of the epoch
