@@ -96,6 +96,7 @@ class DCSMModule(L.LightningModule):
         self.val_names = tuple(val_names)
         self.strict_loading = False  # the frozen encoder is rebuilt, not loaded
         self._val_stats: dict[int, torch.Tensor] = {}
+        self._val_loss: dict[int, torch.Tensor] = {}
         self.samples_seen = 0  # this rank's training samples; restored on resume
 
     @property
@@ -129,13 +130,17 @@ class DCSMModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_stats = {}
+        self._val_loss: dict[int, torch.Tensor] = {}  # [sum of losses, samples] per loader
 
     def validation_step(self, batch: dict[str, Any] | FeatureBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         scores = score_batch(self.model, batch, to_cpu=False)
         dcsm, clip, label = scores["dcsm"], scores["clip"], scores["label"]
-        loss = F.cross_entropy(dcsm, label)
-        name = self.val_names[dataloader_idx]
-        self.log(f"{name}/loss", loss, batch_size=len(dcsm), add_dataloader_idx=False, sync_dist=True)
+        loss = F.cross_entropy(dcsm, label, reduction="sum")
+        # summed here and reduced over ranks once at epoch end (ranks may score different numbers
+        # of batches; no per-step collective that a rank without a batch would never join)
+        prev_loss = self._val_loss.get(dataloader_idx)
+        pair = torch.stack([loss.detach().float(), torch.tensor(float(len(dcsm)), device=loss.device)])
+        self._val_loss[dataloader_idx] = pair if prev_loss is None else prev_loss + pair
         # (categories + 1, 3) sums of [n, dcsm correct, clip correct]; last row = all; a tie counts wrong
         n_cat = max(len(self.categories), 1)
         cat = scores.get("category", torch.zeros_like(label))
@@ -155,6 +160,9 @@ class DCSMModule(L.LightningModule):
             stats = self._val_stats.get(idx, torch.zeros(n_rows, 3, device=self.device))
             stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
             name = self.val_names[idx]
+            loss = self.trainer.strategy.reduce(self._val_loss.get(idx, torch.zeros(2, device=self.device)), reduce_op="sum")
+            if loss[1] > 0:
+                self.log(f"{name}/loss", loss[0] / loss[1], add_dataloader_idx=False, sync_dist=False)
             names = [*(self.categories or ()), "all"] if self.categories else ["", "all"]
             for row, cat in zip(stats, names):
                 if not cat or row[0] == 0:
@@ -162,7 +170,7 @@ class DCSMModule(L.LightningModule):
                 suffix = "" if cat == "all" else f"_{cat}"
                 self.log(f"{name}/acc{suffix}", row[1] / row[0], add_dataloader_idx=False, sync_dist=False)
                 self.log(f"{name}/clip_acc{suffix}", row[2] / row[0], add_dataloader_idx=False, sync_dist=False)
-        self._val_stats = {}
+        self._val_stats, self._val_loss = {}, {}
 
     # ------------------------------------------------------------- optim
     def configure_optimizers(self) -> dict[str, Any]:

@@ -34,11 +34,15 @@ class RunDirLock:
     Args:
         run_dir: the run's folder (created if missing).
         enabled: False on non-zero ranks (they share rank 0's run).
+        key: the config key that names the folder (in the error message).
+        fix: what to do instead (in the error message).
     """
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, key: str = "run_dir",
+                 fix: str = "wait for it to finish, or give this run its own run_dir=...") -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self.enabled = enabled
+        self.key, self.fix = key, fix
         self._fd: int | None = None
 
     def __enter__(self) -> "RunDirLock":
@@ -52,8 +56,7 @@ class RunDirLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise RunDirBusyError(
-                f"run_dir '{self.path.parent}' is in use by another run ({holder}). "
-                "Fix: wait for it to finish, or give this run its own run_dir=..."
+                f"{self.key} '{self.path.parent}' is in use by another run ({holder}). Fix: {self.fix}"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())

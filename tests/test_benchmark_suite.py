@@ -142,11 +142,11 @@ def test_eval_diagnostics_on_a_bare_encoder_and_a_checkpoint(tmp_path: Path, ckp
     assert json.loads(Path(files["json"]).read_text())["heads"]["ranking"]
     with pytest.raises(ValueError, match=r"eval.diagnostics=\['centre'\] is not allowed"):
         evaluate(["eval.diagnostics=[centre]", *tiny[1:]])
-    # with a checkpoint: the diagnostics land in its run folder, then the benchmark runs as usual
+    # with a checkpoint and eval.output: the diagnostics land beside the output, then the benchmark runs as usual
     rep = evaluate([*tiny, f"eval.checkpoint={ckpt}", "eval.benchmark=ncd", "eval.num_workers=0", "logger.kind=none",
                     f"eval.annotation_files=[{tree / 'NCD_colorful_composite_squares'}]", f"eval.image_root={tree}",
                     f"eval.output={tmp_path / 'ncd.json'}"])
-    assert rep["n_scored"] == 2 and Path(rep["diagnostics"]["json"]) == ckpt.parent.parent / "diagnostics" / "diagnostics.json"
+    assert rep["n_scored"] == 2 and Path(rep["diagnostics"]["json"]) == tmp_path / "diagnostics" / "diagnostics.json"
     assert Path(rep["diagnostics"]["json"]).is_file()
 
 

@@ -34,9 +34,34 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                    "dcsm/diagnostics/data/text_bank.txt", "dcsm/model_configs/dcsm-toy-ViT.json"):
         assert needed in names, needed
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # outside the test's PYTHONPATH (a checkout's dcsm.egg-info there reads as "already installed")
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
+                   check=True, env=clean_env)
+    see_outer_packages(venv)  # after the install: pip would take an outer (e.g. editable) dcsm for this one
     return venv
+
+
+def see_outer_packages(venv: Path) -> Path:
+    """Let ``venv`` import what the interpreter running the tests imports (torch, lightning, ...).
+
+    ``--system-site-packages`` would show the *base* interpreter's packages, not those of the
+    virtualenv or conda env the tests run in (no torch there), and would activate the ``.pth``
+    hooks of the base's packages — an editable ``dcsm`` install's import finder would then shadow
+    the wheel under test. A ``.pth`` file in the new venv instead appends the running
+    interpreter's site-packages (venv, conda, user or system) as plain paths after the venv's own:
+    their packages import, their ``.pth`` hooks stay off, and the wheel in the venv comes first.
+    """
+    import site
+
+    on_path = [p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")]
+    outer = [*site.getsitepackages(), site.getusersitepackages(), *on_path]  # on_path: e.g. a venv's system site
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    pth = Path(purelib) / "_dcsm_test_outer_env.pth"
+    pth.write_text("".join(f"{p}\n" for p in dict.fromkeys(outer) if os.path.isdir(p)))
+    return pth
 
 
 def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -46,6 +71,7 @@ def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_installed_commands_run_from_another_directory(installed: Path, tmp_path: Path) -> None:
     where = _run(installed, "python", "-c", "import dcsm, dcsm.config as c; print(dcsm.__file__); print(c.CONFIG_DIR)", cwd=tmp_path)
+    assert where.returncode == 0, where.stderr[-2000:]
     module_file, config_dir = where.stdout.split()
     assert str(installed) in module_file and config_dir.endswith("dcsm/configs"), where.stdout  # the wheel, not the checkout
     help_ = _run(installed, "dcsm-train", "--help", cwd=tmp_path)

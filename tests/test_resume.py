@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 import dcsm.commands.train as train_cmd
 import dcsm.data.module as data_module
@@ -119,8 +120,8 @@ def test_killed_run_resumes_exactly(tmp_path: Path, source: str, kill: str, feat
     if source not in _FULL:
         rec = SampleRecorder()
         module, trainer = _fit(_cfg(tmp_path / "full", source, feature_shards), rec)
-        _FULL[source] = (trainer.global_step, module.samples_seen, rec.ids)
-    steps, samples, ids = _FULL[source]
+        _FULL[source] = (trainer.global_step, module.samples_seen, rec.ids, _weights(module))
+    steps, samples, ids, weights = _FULL[source]
     assert steps == EPOCHS * STEPS_PER_EPOCH and samples == EPOCHS * N_TRAIN
     assert ids[:N_TRAIN] != ids[N_TRAIN: 2 * N_TRAIN] and sorted(ids[:N_TRAIN]) == sorted(ids[N_TRAIN: 2 * N_TRAIN])
 
@@ -133,3 +134,16 @@ def test_killed_run_resumes_exactly(tmp_path: Path, source: str, kill: str, feat
     assert trainer.global_step == steps
     assert module.samples_seen == samples
     assert before.ids + after.ids == ids  # the same samples, in the same order
+    resumed = _weights(module)  # dropout on: the same masks too, hence the same weights, bit for bit
+    assert resumed.keys() == weights.keys()
+    assert all(torch.equal(resumed[k], weights[k]) for k in weights), max(
+        (resumed[k] - weights[k]).abs().max().item() for k in weights)
+
+
+def _weights(module) -> dict:  # noqa: ANN001
+    return {k: v.detach().clone() for k, v in module.head.state_dict().items()}
+
+
+def test_runs_train_with_dropout() -> None:
+    cfg = _cfg(Path("unused"), "synthetic", Path("unused"))
+    assert cfg["scorer"]["dropout"] > 0 and cfg["scorer"]["conv_dropout"] > 0

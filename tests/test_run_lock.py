@@ -55,3 +55,32 @@ def test_orphan_temp_files_removed(tmp_path: Path) -> None:
     assert [p.name for p in removed] == [".last.ckpt.abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "notes.tmp"]
     assert clean_orphan_temp_files(tmp_path / "missing") == []
+
+
+def test_a_second_cache_features_job_into_one_folder_is_refused(
+    tmp_path: Path, encoder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+) -> None:
+    """While one job writes feature shards into a folder (holds its lock), a second exits 2 with
+    one line and leaves the first one's temp files alone."""
+    import dcsm.commands.cache_features as cache_cmd
+    from dcsm.commands.synthetic_shards import main as make_synthetic_shards
+    from dcsm.runner import run_command
+
+    make_synthetic_shards([f"synthetic_shards.out={tmp_path / 'raw'}", "synthetic_shards.num_samples=2",
+                           "synthetic_shards.samples_per_shard=2", "synthetic_shards.image_size=32"])
+    out = tmp_path / "feat"
+    out.mkdir()
+    temp = out / ".shard-000000.tar.abc123.tmp"  # the first job's shard being written
+    temp.write_bytes(b"partial")
+    monkeypatch.setattr(cache_cmd, "FrozenCLIP", lambda spec: encoder)
+    argv = [f"cache_features.shards={tmp_path / 'raw'}", f"cache_features.out={out}", "encoder.model=ViT-B-32",
+            "encoder.pretrained=null", "encoder.max_tokens=20", "progress=false"]
+    with RunDirLock(out, key="cache_features.out"):  # the first job
+        with pytest.raises(SystemExit) as exit_info:
+            run_command(cache_cmd.main, argv)
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "cache_features.out" in err[0] and "in use by another run" in err[0]
+    assert temp.read_bytes() == b"partial" and not (out / "shard-000000.tar").exists()
+    run_command(cache_cmd.main, argv)  # once the first job is gone, it runs (and resumes) normally
+    assert (out / "shard-000000.tar").is_file() and not temp.exists()

@@ -137,7 +137,7 @@ def _module_for(urls: str, encoder, world: int, **cfg) -> "ShardDataModule":  # 
 def test_uneven_shards_give_every_rank_the_same_batches(tmp_path: Path, encoder: FrozenCLIP, monkeypatch) -> None:  # noqa: ANN001
     make_synthetic_shards([f"synthetic_shards.out={tmp_path}", "synthetic_shards.num_samples=13",
                            "synthetic_shards.samples_per_shard=4", "synthetic_shards.image_size=64"])
-    seen = {}
+    seen, counts = {}, {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
@@ -145,10 +145,16 @@ def test_uneven_shards_give_every_rank_the_same_batches(tmp_path: Path, encoder:
         dm.setup("fit")
         loader = dm.train_dataloader()
         batches = [b["key"] for b in loader]
-        assert len(batches) == dm.train_batches_per_epoch()
+        assert len(batches) == dm.train_batches_per_epoch() == 4
         seen[rank] = [k for b in batches for k in b]
-    # shards of 4, 4, 4, 1 over 2 ranks: the smallest share is 4 + 1 -> 2 whole batches each, no duplicates
-    assert len(seen[0]) == len(seen[1]) == 4 and not set(seen[0]) & set(seen[1])
+        counts[rank] = dm.accounts["train"].snapshot()
+    # shards of 4, 4, 4, 1 over 2 ranks: each rank yields ceil(13 / 2) -> 8 (whole batches); the rank
+    # holding 4 + 1 repeats 3 of its own samples, nothing is dropped, every sample is used
+    assert len(seen[0]) == len(seen[1]) == 8
+    assert len(set(seen[0]) | set(seen[1])) == 13 and not set(seen[0]) & set(seen[1])
+    total = {k: counts[0][k] + counts[1][k] for k in counts[0]}
+    assert total["manifest"] == 13 and total["used"] == 13 and total["repeated"] == 3
+    assert total["lost"] == total["dropped"] == 0 and total["passes"] == 2
 
 
 def test_shards_without_counts_need_samples_per_epoch(tmp_path: Path, feature_shards: Path, encoder: FrozenCLIP) -> None:
@@ -172,3 +178,26 @@ def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None
     dm = _module_for(str(feature_shards), other, world=1, source="features")
     with pytest.raises(ValueError, match="max_tokens: 20 in the features, 16 configured"):
         dm.setup("fit")
+
+
+def test_a_reader_over_its_share_drops_a_new_random_subset_each_epoch(tmp_path: Path) -> None:
+    """Shards of 4, 4, 4, 1 on 2 ranks with 3 samples each: every reader yields exactly 3, the
+    ones it leaves out (counted as dropped, never decoded) change from epoch to epoch."""
+    from dcsm.data.shard_module import shard_manifests
+    from dcsm.data.shards import raw_sample_pipeline
+
+    make_synthetic_shards([f"synthetic_shards.out={tmp_path}", "synthetic_shards.num_samples=13",
+                           "synthetic_shards.samples_per_shard=4", "synthetic_shards.image_size=32"])
+    counts, _ = shard_manifests(str(tmp_path))
+    kept: dict[int, list[set]] = {0: [], 1: []}
+    for epoch in range(4):
+        for rank in (0, 1):
+            pipe = raw_sample_pipeline(str(tmp_path), None, rank=rank, world_size=2, shuffle_buffer=0, seed=0, epoch=epoch,
+                                       shuffle_shards=True, expected_counts=counts, reader_samples=3)
+            keys = [s["key"] for s in pipe]
+            assert len(keys) == len(set(keys)) == 3
+            kept[rank].append(set(keys))
+            c = pipe.account.snapshot()
+            assert c["used"] == 3 and c["used"] + c["lost"] + c["dropped"] == c["manifest"] and c["repeated"] == 0
+    for rank in (0, 1):
+        assert len({frozenset(k) for k in kept[rank]}) > 1  # not the same left-out samples every epoch

@@ -437,7 +437,8 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
     pattern = str(raw / "shard-{000000..000001}.tar")
     feat = tmp_path / "feat"
     m = cache_features.cache_shards(encoder, pattern, feat, batch_size=1)  # batch boundary inside a shard
-    assert sorted(p.name for p in feat.iterdir()) == ["manifest.json", "shard-000000.tar", "shard-000001.tar"]
+    # .dcsm.lock: one cache_features job per folder (a kernel flock, free once the job ends)
+    assert sorted(p.name for p in feat.iterdir()) == [".dcsm.lock", "manifest.json", "shard-000000.tar", "shard-000001.tar"]
     assert m["encoder"] == encoder.spec.to_dict() and m["format"] == "dcsm.feature_shards"
     assert [e["count"] for e in m["shards"]] == [2, 1] and m["num_samples"] == 3 and m["num_skipped"] == 0
     assert (m["num_patches"], m["embed_dim"], m["max_tokens"]) == (49, 512, 20)

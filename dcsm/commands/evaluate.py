@@ -6,7 +6,8 @@ found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.b
 ``eval.diagnostics=[heads, textspan, pruning, center_bias]`` also runs the diagnostics
 (:mod:`dcsm.diagnostics.runner`) on the checkpoint's encoder (pruning and center_bias score the
 DCSM head too) or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON and
-figures land in ``<run dir>/diagnostics/``.
+figures land in ``<run dir>/diagnostics/`` (with ``eval.output``: ``diagnostics/`` beside it), and a
+later run of other diagnostics adds its numbers to the same ``diagnostics.json``.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
         encoder = model.encoder
     else:
         encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(device)
-    out_dir = _run_dir(cfg, checkpoint) / DIAGNOSTICS_DIR
+    output = cfg["eval"].get("output")  # eval.output: the diagnostics land beside it
+    out_dir = (Path(output).parent if output else _run_dir(cfg, checkpoint)) / DIAGNOSTICS_DIR
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
         scorers={"dcsm": model} if model is not None else None,  # DCSM moves images to its encoder's device

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -23,6 +22,7 @@ from ..config_checks import (
 )
 from ..config_schema import train_schema
 from ..dashboard import DashboardCallback, log_final_table
+from ..data.accounting import DataAccountingCallback, read_accounting
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
@@ -30,6 +30,7 @@ from ..evaluation import evaluate_synthetic
 from ..io import AtomicCheckpointIO
 from ..checkpoints import head_tensors, upgrade_config
 from ..finite_load import check_finite
+from ..rng_state import RNGStateCallback
 from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..safe_load import read_checkpoint
 from ..lit import DCSMModule, load_module
@@ -85,6 +86,8 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     )
     logger = build_logger(cfg, run_dir)
     callbacks: list = [best, last, NonFiniteLossGuard()]
+    callbacks.append(DataAccountingCallback())  # shard streams: used/lost/dropped over all ranks -> metrics.json
+    callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
         callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.dashboard)
@@ -155,13 +158,20 @@ class NoValidationError(ValueError):
     """A run ended without the validation metric its best checkpoint is chosen by."""
 
 
-def data_summary(dm: L.LightningDataModule) -> dict[str, Any]:
-    """What the training stream skipped (shard sources): skip events, samples lost, examples."""
+def data_summary(dm: L.LightningDataModule, run_dir: Path | None = None) -> dict[str, Any]:
+    """Where the shard streams' samples went (shard sources; all ranks): ``lost_samples`` and
+    ``skip_events`` of the training stream, and per split (``train``, ``val``) the
+    used/lost/dropped/repeated counts of :mod:`dcsm.data.accounting`."""
     skips = getattr(dm, "skips", None)
     if skips is None:
         return {}
-    return {"skip_events": skips.count, "lost_samples": skips.lost_samples,
-            "skip_examples": [str(e) for e in skips.examples[:5]]}
+    report = read_accounting(run_dir) if run_dir is not None else None
+    if report is None:  # no fit end reached (or called outside train.py): this process's counters
+        report = {"train": {"lost": skips.lost_samples, "skip_events": skips.count}}
+    train = report.get("train", {})
+    return {"skip_events": train.get("skip_events", 0), "lost_samples": train.get("lost", 0),
+            "skip_examples": report.pop("skip_examples_rank0", {}).get("train") or [str(e) for e in skips.examples[:5]],
+            **report}
 
 
 def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) -> None:
@@ -175,7 +185,7 @@ def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) ->
     if not getattr(dm, "val_names", ()):
         why = f"there is no validation data ({val_key} is empty)"
     else:
-        lost = data_summary(dm).get("lost_samples", 0)
+        lost = data_summary(dm, Path(cfg["run_dir"])).get("lost_samples", 0)
         why = f"validation never logged it ({lost} training sample(s) lost to corrupt shards)"
     raise NoValidationError(
         f"training in {cfg['run_dir']} ended without checkpoint.monitor={monitor}, so no best checkpoint "
@@ -199,7 +209,7 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any], list[
     check_validated(to_plain(cfg), trainer, dm)
     cb = trainer.checkpoint_callback
     best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
-    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm), trainer.loggers
+    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm, run_dir), trainer.loggers
 
 
 def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],

@@ -90,11 +90,18 @@ class ResumableLoader(DataLoader):
         self._resume: dict[str, int] | None = None
         self._epoch = 0
         self._active = False  # an iterator of this epoch is running (not yet exhausted)
+        self.start_batch = 0
+
+    @property
+    def stream_epoch(self) -> int:
+        """The epoch of the data order the current (or last) iterator serves."""
+        return self._epoch
 
     def __iter__(self) -> Iterator[Any]:
         resume, self._resume = self._resume, None
         self._epoch = resume["epoch"] if resume is not None else self.epoch_fn()
         skip = resume["batches_done"] if resume is not None else 0
+        self.start_batch = skip  # the epoch's batch this iterator starts at (0: a whole epoch)
         self.position.set_epoch(self._epoch)
         self.position.set_skip_batches(skip)
         self._active = True

@@ -4,15 +4,21 @@ frozen features (``data_prep/cache_features.py``; training never runs CLIP).
 Shards are split across ranks and DataLoader workers without duplicates, shuffled with a
 buffer that is deterministic in ``(seed, epoch)``, and corrupt samples are skipped with a
 counted warning. Sample counts come from the shards' ``manifest.json`` (or
-``data.samples_per_epoch``). Under DDP every (rank, worker) stream yields the same whole
-number of batches — the most that the smallest possible shard share holds — so no rank runs
-out while another waits in a collective; with equal shards, a multiple of
-``world_size x num_workers`` of them, nothing is dropped but a last partial batch. The train
-loader is a :class:`~dcsm.data.resumable.ResumableLoader`: a resumed run continues the same
-stream at the same batch (the next epoch's start when the checkpoint closed an epoch). The
-train stream has no length: an epoch ends where the stream ends, so one that skipped corrupt
-samples still ends and validates; samples lost per shard (its manifest count minus what it
-gave) are counted in :attr:`ShardDataModule.skips`.
+``data.samples_per_epoch``).
+
+Under DDP every reader (rank x DataLoader worker) of the train stream yields exactly the
+same number of samples per epoch, :func:`reader_share` — the mean share rounded up to whole
+batches, computed by every rank alike from the manifest (no collective, so nothing can hang):
+a reader whose shards hold more stops there (the unread rest is counted as ``dropped``), one
+that holds fewer — uneven shards, a truncated shard, corrupt samples — repeats samples until
+it has its share (counted as ``repeated``). Every rank hence takes the same steps. The
+validation stream is not capped or padded: each rank scores all of its own samples and the
+module sums the results over ranks. Where the samples went is counted per split in a
+:class:`~dcsm.data.shards.accounting.SampleAccount` (used + lost + dropped == manifest).
+
+The train loader is a :class:`~dcsm.data.resumable.ResumableLoader`: a resumed run continues
+the same stream at the same batch (the next epoch's start when the checkpoint closed an
+epoch). The train stream has no length: an epoch ends where the stream ends.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
 from ..features.shards import check_encoder, feature_sample_pipeline, probe_encoder
 from .shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
+from .shards.accounting import SampleAccount, summarize
 from .module import needs_opposite
 
 log = logging.getLogger(__name__)
@@ -84,38 +91,29 @@ def shard_manifests(urls: str) -> tuple[dict[str, int] | None, list[tuple[str, d
     return counts, [(f, m) for f, m in manifests.items() if m]
 
 
-def equal_share(counts: Sequence[int], readers: int, batch_size: int) -> int:
-    """Samples every reader yields under DDP: whole batches out of the smallest share any
-    reader can get (each gets ``len(counts) // readers`` shards or one more, in any epoch)."""
-    per_reader = len(counts) // readers
-    floor = sum(sorted(counts)[:per_reader])
-    share = floor // batch_size * batch_size
-    if share == 0:
-        raise ValueError(
-            f"{len(counts)} shard(s) cannot give {readers} readers (ranks x workers) a batch of {batch_size} each. "
-            "Fix: write more, smaller shards (a multiple of world_size x num_workers), or lower data.num_workers."
-        )
-    return share
+def reader_share(total: int, readers: int, batch_size: int) -> int:
+    """Samples every train reader (rank x worker) yields per epoch under DDP: the mean share
+    ``total / readers`` rounded up to whole batches (readers with fewer repeat samples)."""
+    if total < 1:
+        raise ValueError("the training shards list no samples (manifest.json counts are 0). Fix: write the shards again.")
+    return math.ceil(total / readers / batch_size) * batch_size
 
 
 class ShardStream(IterableDataset):
-    """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches and stop
-    after ``limit`` samples per reader (the DDP equal share); a :class:`Positionable` for
-    :class:`~dcsm.data.resumable.ResumableLoader`.
+    """A shard pipeline that can skip its first ``skip_batches`` DataLoader batches; a
+    :class:`Positionable` for :class:`~dcsm.data.resumable.ResumableLoader`.
 
-    It has no length: an epoch ends where the stream ends, so a stream that skipped corrupt
-    samples still ends its epoch (and validates) instead of leaving the trainer waiting for
-    batches a manifest promised. ``expected_samples`` (manifest or ``data.samples_per_epoch``)
-    only sizes the learning-rate schedule.
+    It has no length: an epoch ends where the stream ends (under DDP the pipeline yields each
+    reader's equal share, :func:`reader_share`). ``expected_samples`` (this rank's samples
+    per epoch) only sizes the learning-rate schedule.
 
     DataLoader workers batch their own samples and the loader takes batches round-robin, so
     of the first ``n`` batches worker ``w`` (of ``W``) produced ``ceil((n - w) / W)``.
     """
 
-    def __init__(self, pipeline: ShardPipeline, batch_size: int, expected_samples: int | None,
-                 limit: int | None = None) -> None:
+    def __init__(self, pipeline: ShardPipeline, batch_size: int, expected_samples: int | None) -> None:
         super().__init__()
-        self.pipeline, self.batch_size, self.limit = pipeline, batch_size, limit
+        self.pipeline, self.batch_size = pipeline, batch_size
         self.expected_samples = expected_samples
         self.skip_batches = 0
 
@@ -131,7 +129,8 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, workers = self.pipeline.worker_info()
         mine = max(0, math.ceil((self.skip_batches - worker) / max(workers, 1)))
-        return itertools.islice(iter(self.pipeline), mine * self.batch_size, self.limit)
+        # read to its end (no islice stop): the pipeline counts a reader's pass only when it is whole
+        return itertools.islice(iter(self.pipeline), mine * self.batch_size, None)
 
 
 class SizedShardStream(ShardStream):
@@ -157,7 +156,11 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError("raw image shards need the encoder's preprocess transform; pass the encoder.")
         self.cfg = cfg
         self.encoder = encoder
-        self.skips = SkipCounter()
+        self.skips = SkipCounter()  # train stream (this rank; made again per rank in setup)
+        self.val_skips = SkipCounter()
+        self.accounts: dict[str, SampleAccount] = {"train": SampleAccount(), "val": SampleAccount()}
+        self.readers: dict[str, int] = {}  # readers (ranks x workers) per split
+        self.manifest_samples: dict[str, int | None] = {}  # per split, all shards of one epoch
         self.loaders: dict[str, DataLoader] = {}
         self.expected_train_samples: int | None = None  # this rank's, per epoch; sizes the LR schedule
 
@@ -169,13 +172,15 @@ class ShardDataModule(L.LightningDataModule):
     def val_names(self) -> tuple[str, ...]:
         return ("val",) if self.cfg.val_shards else ()
 
-    def _pipeline(self, urls: str, shuffle: bool, counts: dict[str, int] | None) -> ShardPipeline:
+    def _pipeline(self, urls: str, shuffle: bool, counts: dict[str, int] | None,
+                  reader_samples: int | None = None) -> ShardPipeline:
         """The decoding stream of ``urls``; feature samples are checked against this run's encoder
         (those without an encoder record pass only when every url has a checked manifest entry)."""
         common = dict(
             expected_counts=counts, shuffle_buffer=self.cfg.shuffle_buffer if shuffle else 0, seed=self.cfg.seed,
-            shuffle_shards=shuffle, skips=self.skips, categories=self.cfg.categories,
+            shuffle_shards=shuffle, skips=self.skips if shuffle else self.val_skips, categories=self.cfg.categories,
             with_opposite=self.cfg.with_opposite and shuffle,  # train stream only
+            reader_samples=reader_samples, account=self.accounts["train" if shuffle else "val"],
         )
         if self.cfg.source == "features":
             spec = self.encoder.spec.to_dict() if self.encoder is not None else None
@@ -196,24 +201,50 @@ class ShardDataModule(L.LightningDataModule):
                 f"sample count of '{urls}' unknown: no manifest.json beside the shards. Fix: set "
                 "data.samples_per_epoch=N (all shards together), or write the shards with data_prep/ (it writes one)."
             )
-        limit = None
-        if world > 1:  # every reader yields the same whole batches: no rank waits for another forever
-            sizes = list(counts.values()) if counts is not None else [total // readers] * readers
-            limit = equal_share(sizes, readers, self.cfg.batch_size)
-        length = limit * max(self.cfg.num_workers, 1) if limit is not None else total  # this rank's samples
-        stream_cls = ShardStream if shuffle else SizedShardStream
-        stream = stream_cls(self._pipeline(urls, shuffle, counts), self.cfg.batch_size, length, limit)
+        workers = max(self.cfg.num_workers, 1)
+        split = "train" if shuffle else "val"
+        self.readers[split] = world * workers
+        self.manifest_samples[split] = sum(counts.values()) if counts is not None else None
+        share = None
+        if world > 1 and shuffle:  # every train reader yields the same whole batches: no rank waits forever
+            share = reader_share(total, readers, self.cfg.batch_size)
+            log.info("DDP: every rank trains on %d samples per epoch (%d reader(s) x %d; %d listed in all)",
+                     share * workers, readers, share, total)
+        pipeline = self._pipeline(urls, shuffle, counts, share)
         if shuffle:
+            length = share * workers if share is not None else total  # this rank's samples
             self.expected_train_samples = length
-        return ResumableLoader(stream, stream, self.trainer, batch_size=self.cfg.batch_size,
-                               num_workers=self.cfg.num_workers, collate_fn=collate_mcq)
+            stream = ShardStream(pipeline, self.cfg.batch_size, length)
+            return ResumableLoader(stream, stream, self.trainer, batch_size=self.cfg.batch_size,
+                                   num_workers=self.cfg.num_workers, collate_fn=collate_mcq)
+        # an upper bound (every reader may end in a partial batch): the loop ends at the stream's end
+        stream = SizedShardStream(pipeline, self.cfg.batch_size, total + readers * self.cfg.batch_size)
+        return ValidationLoader(stream, stream, self.trainer, self.accounts["val"], batch_size=self.cfg.batch_size,
+                                num_workers=self.cfg.num_workers, collate_fn=collate_mcq)
 
     def train_batches_per_epoch(self) -> int | None:
         """Batches this rank expects per epoch (the manifest's promise; skips make it fewer)."""
         n = self.expected_train_samples
         return None if n is None else math.ceil(n / self.cfg.batch_size)
 
+    def accounting(self) -> dict[str, dict[str, Any]]:
+        """This rank's sample accounting per split (:func:`~dcsm.data.shards.accounting.summarize`):
+        train summed over the whole epochs read, val of the last whole validation pass."""
+        out: dict[str, dict[str, Any]] = {}
+        for split, counts in (("train", self.accounts["train"].snapshot()), ("val", self.val_pass)):
+            if split in self.readers:
+                out[split] = summarize(counts, self.readers[split])
+        return out
+
+    @property
+    def val_pass(self) -> dict[str, int]:
+        loader = self.loaders.get("val")
+        return dict(loader.last_pass) if isinstance(loader, ValidationLoader) else self.accounts["val"].snapshot()
+
     def setup(self, stage: str | None = None) -> None:
+        if not self.loaders:  # counters of this process (a DDP rank counts its own; reduced at fit end)
+            self.skips, self.val_skips = SkipCounter(), SkipCounter()
+            self.accounts = {"train": SampleAccount(), "val": SampleAccount()}
         if "train" not in self.loaders and stage in (None, "fit"):
             self.loaders["train"] = self._loader(self.cfg.train_shards, shuffle=True)
         if self.cfg.val_shards and "val" not in self.loaders:
@@ -226,6 +257,25 @@ class ShardDataModule(L.LightningDataModule):
         return [self.loaders["val"]] if "val" in self.loaders else []
 
     def teardown(self, stage: str | None = None) -> None:
-        if self.skips.count:
-            log.warning("lost %d sample(s) in %d skip(s) of corrupt samples or shards while streaming, e.g. %s",
-                        self.skips.lost_samples, self.skips.count, "; ".join(str(e) for e in self.skips.examples[:3]))
+        for name, skips in (("training", self.skips), ("validation", self.val_skips)):
+            if skips.count:
+                log.warning("%s: %d skip(s) of corrupt, duplicate or missing samples or shards while streaming, e.g. %s",
+                            name, skips.count, "; ".join(str(e) for e in skips.examples[:3]))
+
+
+class ValidationLoader(ResumableLoader):
+    """The validation loader: keeps the sample accounting of its last whole pass
+    (:attr:`last_pass`), so that a loss is reported once, not once per validation pass (the
+    sanity check, a partial pass, is never the one kept once a whole pass ran)."""
+
+    def __init__(self, dataset: Any, position: Any, trainer: Any, account: SampleAccount, **kwargs: Any) -> None:
+        super().__init__(dataset, position, trainer, **kwargs)
+        self.account = account
+        self.last_pass: dict[str, int] = account.snapshot()
+
+    def __iter__(self) -> Iterator[Any]:
+        self.account.reset()
+        yield from super().__iter__()
+        counts = self.account.snapshot()
+        if counts["passes"]:
+            self.last_pass = counts

@@ -22,6 +22,8 @@ import open_clip
 import torch
 from tqdm.auto import tqdm
 
+from ..io import atomic_write_json
+
 from .ablation import component_means
 from .decomposition import decompose
 from .head_scores import load_lexicon, rank_heads, score_heads
@@ -35,6 +37,7 @@ __all__ = ["DIAGNOSTICS", "DiagnosticsConfigError", "run_diagnostics"]
 
 HEAD_DIAGNOSTICS = ("heads", "textspan", "pruning")
 DIAGNOSTICS = (*HEAD_DIAGNOSTICS, "center_bias")
+REPORT_NAME = "diagnostics.json"
 REQUIRED = {"heads": ("image_set", "task", "text_bank", "concept_lexicon", "textspan", "heads", "pruning", "batch_size"),
             "center_bias": ("center_bias", "batch_size")}
 
@@ -84,7 +87,8 @@ def run_diagnostics(
             itself also gets center_bias's patch heatmap).
         wandb_run: a W&B run to log to; default: the active ``wandb.run`` if any.
 
-    Returns the report (also written to ``out_dir/diagnostics.json``).
+    Returns the report, also written to ``out_dir/diagnostics.json`` — merged with the one
+    there (:func:`merge_previous`): running ``heads`` and then ``center_bias`` keeps both.
     """
     names = list(dict.fromkeys(names))
     _check(names, cfg)
@@ -105,11 +109,43 @@ def run_diagnostics(
         report["center_bias"], cb_files = run_center_bias(encoder, cfg["center_bias"], out, scorers, bs, progress)
         files.update(cb_files)
     report["files"] = files
-    json_path = out / "diagnostics.json"
-    json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
-    files["json"] = str(json_path)
+    json_path = out / REPORT_NAME
     _log_wandb(report, files, wandb_run, wandb_prefix)
+    report = merge_previous(json_path, report, names)
+    atomic_write_json(json_path, report)
+    report["files"]["json"] = str(json_path)
     return report
+
+
+def merge_previous(json_path: Path, report: dict, names: Sequence[str]) -> dict:
+    """``report`` merged into the ``diagnostics.json`` already at ``json_path``: a run of other
+    diagnostics on the same encoder keeps the earlier ones' numbers and files (the sections this
+    run made replace their old versions; ``meta.runs`` says which run made which section). An
+    earlier report of another encoder is kept beside it as ``diagnostics-<time>.json``."""
+    import time
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    sections = [k for k in report if k not in ("meta", "files")]
+    report["meta"]["runs"] = {k: {"diagnostics": list(names), "time": stamp} for k in sections}
+    try:
+        old = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else None
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        return report
+    if old.get("meta", {}).get("encoder") != report["meta"]["encoder"]:
+        keep = json_path.with_name(f"diagnostics-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        json_path.rename(keep)
+        log.warning("%s held diagnostics of another encoder; kept as %s", json_path, keep.name)
+        return report
+    merged = {k: v for k, v in old.items() if k not in ("meta", "files") and k not in report}
+    runs = {k: v for k, v in old.get("meta", {}).get("runs", {}).items() if k in merged}
+    runs.update({k: {"diagnostics": old.get("meta", {}).get("diagnostics", []), "time": None} for k in merged if k not in runs})
+    meta = {**report["meta"], "diagnostics": list(dict.fromkeys([*old.get("meta", {}).get("diagnostics", []), *names])),
+            "runs": {**runs, **report["meta"]["runs"]}}
+    files = {k: v for k, v in old.get("files", {}).items() if k != "json" and Path(v).exists()}
+    files.update(report["files"])
+    return {"meta": meta, **merged, **{k: report[k] for k in sections}, "files": files}
 
 
 def _run_head_diagnostics(names: Sequence[str], encoder, cfg: dict, out: Path, scorers: dict[str, Scorer] | None,

@@ -7,7 +7,12 @@ Same names as the raw shards they come from, in another folder. One sample =
   the T = ``token_mask.sum()`` real token rows in row-major (option, position) order,
   ``token_mask`` (K, L) bool, ``token_ids`` (K, L) int32, ``text_pooled`` (K, D) fp16,
   ``label`` () int64, ``format_version`` int; optionally ``opposite_patches`` (P, D) and
-  ``opposite_image_pooled`` (D,) fp16 when the raw sample had an opposite image.
+  ``opposite_image_pooled`` (D,) fp16 when the raw sample had an opposite image; ``checksum``
+  (str, ``"sha256:<hex>"`` of every tensor's name, dtype, shape and bytes, :func:`tensor_checksum`).
+  Every read recomputes it: a mismatch (a flipped bit, overwritten bytes) or a non-finite
+  feature value makes the sample corrupt (skipped and counted as lost). Samples cached before
+  the checksum existed are read unverified (the run warns when its first shard has none: re-run
+  ``cache_features`` to get them verified); their features are still checked for NaN/inf.
 * ``KEY.json`` — the raw sample's JSON record, unchanged.
 * ``KEY.encoder.json`` — the ``EncoderSpec`` dict of the encoder that made the features. Every
   read from a training run checks it against the configured encoder (manifest or not):
@@ -26,6 +31,7 @@ Feature shards are written by :func:`dcsm.features.writer.cache_shards`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -145,9 +151,24 @@ def probe_encoder(url: str, want: dict[str, Any], manifest_checked: bool) -> Non
     if sample is None:
         return
     check_sample_encoder(sample, want, manifest_checked)
+    if not has_checksum(sample):
+        log.warning("feature shard '%s' was cached before per-sample checksums: its samples are read unverified "
+                    "(NaN/inf still rejected). Fix: %s", url, RECACHE_FIX)
     if ENCODER_EXT not in sample:
         log.warning("feature shard '%s' carries no per-sample encoder record (cached by an older dcsm); only its "
                     "manifest.json was checked. Fix: %s", url, RECACHE_FIX)
+
+
+def has_checksum(sample: dict) -> bool:
+    """Whether a raw feature sample's ``feat.pth`` carries a checksum (True when unreadable:
+    the stream then skips and counts it)."""
+    if FEATURE_EXT not in sample:
+        return True
+    try:
+        d = torch.load(io.BytesIO(sample[FEATURE_EXT]), map_location="cpu", weights_only=True)
+    except Exception:
+        return True
+    return not isinstance(d, dict) or CHECKSUM_KEY in d
 
 
 def check_encoder(manifests: Sequence[tuple[str, dict]], encoder: FrozenCLIP) -> None:
@@ -163,6 +184,35 @@ def check_encoder(manifests: Sequence[tuple[str, dict]], encoder: FrozenCLIP) ->
                 f"feature shards in '{folder}' were cached with another encoder ({'; '.join(diff)}). "
                 "Fix: set encoder.* to match, or re-run data_prep/cache_features.py with this encoder."
             )
+
+
+CHECKSUM_KEY = "checksum"
+CHECKSUM_ALGO = "sha256"
+
+
+def tensor_checksum(d: dict[str, Any]) -> str:
+    """``"sha256:<hex>"`` over the tensors of a feature dict (sorted names; name, dtype, shape, bytes)."""
+    h = hashlib.new(CHECKSUM_ALGO)
+    for k in sorted(k for k, v in d.items() if isinstance(v, torch.Tensor)):
+        t = d[k].detach().cpu().contiguous()
+        h.update(f"{k}|{str(t.dtype).removeprefix('torch.')}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return f"{CHECKSUM_ALGO}:{h.hexdigest()}"
+
+
+def verify_features(d: dict[str, Any], key: str) -> None:
+    """A loaded feature dict's checksum (when it has one) and finite float features.
+
+    Raises:
+        SampleError: checksum mismatch or a NaN/inf feature value (a corrupt sample).
+    """
+    want = d.get(CHECKSUM_KEY)
+    if want is not None and tensor_checksum(d) != want:
+        raise SampleError(f"{key}.{FEATURE_EXT}: checksum mismatch (corrupted bytes); the sample is skipped")
+    for k in FLOAT_KEYS + OPPOSITE_FLOAT_KEYS + ("tokens",):
+        t = d.get(k)
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise SampleError(f"{key}.{FEATURE_EXT}: non-finite values (NaN/inf) in '{k}'; the sample is skipped")
 
 
 def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
@@ -182,6 +232,7 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
     for k in FLOAT_KEYS + OPPOSITE_FLOAT_KEYS:
         if k in features:
             d[k] = features[k].detach().cpu().to(CACHE_DTYPE).clone()  # clone: never save a batch's storage
+    d[CHECKSUM_KEY] = tensor_checksum(d)
     buf = io.BytesIO()
     torch.save(d, buf)
     return [
@@ -227,6 +278,7 @@ def decode_feature_sample(
     if not isinstance(d, dict) or any(k not in d for k in need):
         missing = [k for k in need if not isinstance(d, dict) or k not in d]
         raise SampleError(f"{key}.{FEATURE_EXT} lacks {missing}")
+    verify_features(d, key)
     mask = d["token_mask"].bool()
     packed = d["tokens"]
     if mask.dim() != 2 or packed.dim() != 2 or packed.shape[0] != int(mask.sum()):

@@ -25,6 +25,7 @@ from ..data.shards.skips import SkipCounter
 from ..data.shards.write import count_tar_samples, write_tar
 from ..encoders import FrozenCLIP
 from ..io import atomic_write_json
+from ..run_lock import RunDirLock
 from .batch import CACHE_DTYPE
 from .encode import encode_batch
 from .shards import encoder_mismatch, feature_manifest, feature_members
@@ -88,6 +89,7 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
     Raises:
         ShardError: ``out_dir`` holds features of another encoder (unless ``overwrite``),
             duplicate shard names among the inputs, or ``batch_size < 1``.
+        RunDirBusyError: another ``cache_shards`` (any process) is writing into ``out_dir``.
     """
     if batch_size < 1:
         raise ShardError(f"batch_size must be >= 1, got {batch_size}")
@@ -97,6 +99,15 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
         raise ShardError(f"input shards must have distinct file names (outputs share the names), got {names}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # one writer per folder: a second job would delete the first one's temp files and race its manifest
+    with RunDirLock(out_dir, key="cache_features.out",
+                    fix="wait for the other cache_features job to finish (rerunning resumes), or write to another out= folder"):
+        return _cache_shards(encoder, urls, names, out_dir, batch_size, with_opposite, overwrite, progress)
+
+
+def _cache_shards(encoder: FrozenCLIP, urls: list[str], names: list[str], out_dir: Path, batch_size: int,
+                  with_opposite: bool, overwrite: bool, progress: bool) -> dict:
+    """:func:`cache_shards` while holding ``out_dir``'s lock."""
     old = _load_json(out_dir / MANIFEST_NAME)
     diff = encoder_mismatch(old.get("encoder"), encoder) if old is not None else []
     if diff and not overwrite:

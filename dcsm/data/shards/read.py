@@ -12,9 +12,11 @@ Call :meth:`ShardPipeline.set_epoch` before each epoch (the epoch is shared with
 workers too).
 
 Every shard gets the same shard order on all ranks, so the rank/worker split is a partition:
-each key is read exactly once per epoch across all ranks and workers. With DDP, use a number
-of shards divisible by ``world_size * num_workers`` so that ranks see equal sample counts
-(a warning says when it is not).
+each key is read exactly once per epoch across all ranks and workers. With ``reader_samples``
+(DDP training) every reader yields exactly that many samples whatever its shards hold: the
+rest is dropped, a shortfall is filled by re-reading samples (:meth:`ShardPipeline._repeat`).
+Each whole reader pass is counted in the pipeline's
+:class:`~dcsm.data.shards.accounting.SampleAccount` (used, lost, dropped, repeated, duplicates).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from webdataset.gopen import gopen
 from ..synthetic import CATEGORIES
 from .format import SampleError, ShardError, decode_raw_sample
 from .manifest import expand_urls, shard_subset
+from .accounting import PassTally, SampleAccount, ShardTally
 from .skips import SkipCounter, _SharedInt
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,8 @@ def iter_shard(
     handler: Callable[[Exception], bool] = _default_handler,
     state: StreamState | None = None,
     expected: int | None = None,
+    tally: ShardTally | None = None,
+    select: Callable[[int], bool] | None = None,
 ) -> Iterator[dict]:
     """Decoded samples of one shard in file order; corrupt ones are skipped and counted.
 
@@ -101,30 +106,62 @@ def iter_shard(
     go on, False to stop (``state.stopped`` is set), or raise (e.g.
     ``webdataset.reraise_exception``) for strict mode. Once the shard is read to its end, the
     samples it lost go to ``skips.lost_samples``: ``expected`` (its manifest count) minus the
-    samples it gave, or the corrupt samples skipped when ``expected`` is None.
+    samples it gave, or the corrupt samples skipped when ``expected`` is None. A key seen before
+    in the shard (a sample appended twice) is skipped and counted as a duplicate, not given.
+    ``tally`` (a :class:`ShardTally`) is kept up to date for the caller's accounting.
+    ``select(i)``: whether the ``i``-th sample of the shard (by position, duplicates aside) is
+    wanted; the others are not decoded and count as dropped (also those of a missing tail),
+    and only wanted samples that are corrupt or missing count as lost.
     """
     state = state if state is not None else StreamState()
-    given = corrupt = 0
+    tally = tally if tally is not None else ShardTally()
+    keys: set[str] = set()
     tar_errors: set[str] = set()
     for sample in _tar_samples(url, skips, handler, state, tar_errors):
+        key = sample.get("__key__")
+        if key in keys:
+            tally.duplicates += 1
+            skips.record(url, key, "duplicate key: the shard holds this sample twice; the repeat is skipped")
+            continue
+        keys.add(key)
+        position = tally.seen
+        tally.seen += 1
+        if select is not None and not select(position):
+            tally.dropped += 1
+            continue
         try:
             out = decode(sample)
         except SampleError as err:
-            corrupt += 1
-            skips.record(url, sample.get("__key__"), str(err))
+            tally.corrupt += 1
+            skips.record(url, key, str(err))
             if not handler(err):
                 state.stopped = True
         else:
-            given += 1
+            tally.given += 1
             yield out
         if state.stopped:
             return
-    if expected is not None and given + corrupt < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
-        skips.record(url, None, f"shard ended after {given + corrupt} of the {expected} samples its manifest lists "
+    given, corrupt, seen = tally.given, tally.corrupt, tally.seen
+    if expected is not None and seen < expected and not tar_errors:  # a tar cut at a block boundary ends cleanly
+        skips.record(url, None, f"shard ended after {seen} of the {expected} samples its manifest lists "
                                 "(truncated or rewritten?)")
-    lost = corrupt if expected is None else expected - given
+    missing = range(seen, expected) if expected is not None else range(0)
+    unwanted = sum(1 for i in missing if not select(i)) if select is not None else 0
+    tally.dropped += unwanted
+    lost = corrupt if expected is None else max(expected - given - tally.dropped, 0)
+    tally.lost, tally.done = lost, True
     if lost > 0:
         skips.add_lost(lost)
+
+
+class _QuietSkips:
+    """A skip sink for re-read (repeated) samples: their skips were counted on the first read."""
+
+    def record(self, *args: Any) -> None:
+        return None
+
+    def add_lost(self, n: int) -> None:
+        return None
 
 
 def _buffer_shuffle(src: Iterable[dict], bufsize: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -175,6 +212,8 @@ class ShardPipeline(wds.DataPipeline):
         handler: Callable[[Exception], bool] | None = None,
         skips: SkipCounter | None = None,
         expected_counts: Mapping[str, int] | None = None,
+        reader_samples: int | None = None,
+        account: SampleAccount | None = None,
     ) -> None:
         super().__init__()
         if (rank is None) != (world_size is None):
@@ -197,7 +236,12 @@ class ShardPipeline(wds.DataPipeline):
         self.handler = handler or _default_handler
         self.skips = skips if skips is not None else SkipCounter()
         self.expected_counts = dict(expected_counts or {})  # url -> manifest count (lost-sample accounting)
-        self.pipeline = [self._shards, self._samples, self._shuffle]
+        if reader_samples is not None and reader_samples < 1:
+            raise ShardError(f"reader_samples must be >= 1, got {reader_samples}")
+        self.reader_samples = reader_samples  # every reader yields exactly this many (DDP equal share)
+        self.account = account if account is not None else SampleAccount()
+        self._tally: PassTally | None = None
+        self.pipeline = [self._shards, self._samples, self._shuffle, self._commit]
 
     # -- epoch
     @property
@@ -241,9 +285,9 @@ class ShardPipeline(wds.DataPipeline):
         rank, world = self.node_info()
         worker, nworkers = self.worker_info()
         if len(self.urls) % (world * nworkers) and (world > 1 or nworkers > 1) and rank == 0 and worker == 0:
-            log.warning(
-                "%d shards over %d rank(s) x %d worker(s): readers get unequal shard counts "
-                "(with DDP, use a multiple of world_size * num_workers shards)", len(self.urls), world, nworkers,
+            log.info(
+                "%d shards over %d rank(s) x %d worker(s): readers get unequal shard counts%s", len(self.urls), world,
+                nworkers, " (evened out: see the dropped/repeated counts)" if self.reader_samples else "",
             )
         yield from shard_subset(
             self.urls, rank=rank, world_size=world, worker=worker, num_workers=nworkers,
@@ -251,11 +295,84 @@ class ShardPipeline(wds.DataPipeline):
         )
 
     def _samples(self, urls: Iterable[str]) -> Iterator[dict]:
+        """This reader's samples; with ``reader_samples``, exactly that many: the rest of its
+        shards is dropped once it has them, and a reader that has too few repeats samples
+        (its own shards again, or every shard when its own gave none) to fill its share."""
+        urls = list(urls)
+        cap = self.reader_samples
+        counts = [self.expected_counts.get(u) for u in urls]
+        tally = self._tally = PassTally(manifest=sum(c or 0 for c in counts))
+        keep = self._keep(counts)
         state = StreamState()
-        for url in urls:
-            yield from iter_shard(url, self.decode, self.skips, self.handler, state, self.expected_counts.get(url))
+        offset = 0
+        for i, url in enumerate(urls):
+            if cap is not None and tally.used >= cap and keep is None:
+                tally.dropped += sum(c or 0 for c in counts[i:])
+                break
+            shard = ShardTally()
+            expected = counts[i]
+            select = None if keep is None else (lambda j, o=offset: o + j < len(keep) and bool(keep[o + j]))
+            offset += expected or 0
+            samples = iter_shard(url, self.decode, self.skips, self.handler, state, expected, shard, select)
+            try:
+                for sample in samples:
+                    yield sample
+                    if cap is not None and tally.used + shard.given >= cap:
+                        break
+            finally:
+                samples.close()
+                tally.add_shard(shard, expected)
             if state.stopped:
                 return
+        if cap is not None and tally.used < cap:
+            yield from self._repeat(urls, cap - tally.used, tally)
+
+    def _keep(self, counts: list[int | None]) -> np.ndarray | None:
+        """Which of this reader's listed samples (by position) it yields when they are more than
+        its ``reader_samples``: a random subset, new each epoch (so no sample is left out every
+        epoch); None when all are wanted or the counts are unknown (then it stops at its share)."""
+        cap, total = self.reader_samples, sum(c or 0 for c in counts)
+        if cap is None or None in counts or total <= cap:
+            return None
+        rank, worker = self.node_info()[0], self.worker_info()[0]
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 2])
+        keep = np.zeros(total, dtype=bool)
+        keep[rng.choice(total, cap, replace=False)] = True
+        return keep
+
+    def _repeat(self, own: list[str], need: int, tally: PassTally) -> Iterator[dict]:
+        """``need`` more samples re-read from ``own`` shards, else from all shards of the epoch
+        (from this reader's place on); counted in ``tally.repeated``, not skipped twice."""
+        rank, world = self.node_info()
+        worker, nworkers = self.worker_info()
+        everything = shard_subset(self.urls, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
+        start = (rank * nworkers + worker) % max(len(everything), 1)
+        for source in (own, everything[start:] + everything[:start]):
+            while need > 0:
+                got = 0
+                for url in source:
+                    for sample in iter_shard(url, self.decode, _QuietSkips()):
+                        yield sample
+                        got += 1
+                        tally.repeated += 1
+                        need -= 1
+                        if need == 0:
+                            return
+                if got == 0:
+                    break  # nothing readable here: next source
+        if need > 0:
+            raise ShardError(
+                f"no readable sample in any of the {len(self.urls)} shard(s) (e.g. {self.urls[0]}) to fill "
+                f"rank {rank} worker {worker}'s {self.reader_samples} samples. Fix: check the shards (see the "
+                "skipped-sample warnings) or re-write them."
+            )
+
+    def _commit(self, src: Iterable[dict]) -> Iterator[dict]:
+        """Pass samples on; add this reader's pass to :attr:`account` once it is whole."""
+        yield from src
+        if self._tally is not None:
+            self.account.commit(self._tally)
+            self._tally = None
 
     def _shuffle(self, src: Iterable[dict]) -> Iterator[dict]:
         rank, worker = self.node_info()[0], self.worker_info()[0]
