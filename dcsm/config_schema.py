@@ -76,8 +76,8 @@ class Rule:
             text += "".join(f" or {c}" for c in self.also)
         elif self.kind in (INT_LIST, FLOAT_LIST):
             item = f"{'integers' if self.kind == INT_LIST else 'numbers'}{' ' + bounds if bounds else ''}"
-            size = f"{self.length} " if self.length else "non-empty " if self.non_empty else ""
-            text = f"[a {size}list of {item}]"
+            text = (f"[{self.length} {item}]" if self.length
+                    else f"[a {'non-empty ' if self.non_empty else ''}list of {item}]")
         elif self.kind == STR_OR_LIST:
             text = "<text> or [a non-empty list of texts]"
         elif self.kind == NAME_OR_LIST:
