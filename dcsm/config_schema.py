@@ -65,7 +65,7 @@ class Rule:
 
     def describe(self) -> str:
         """The accepted values, for the Fix: part of an error."""
-        one = "|".join(str(c) for c in self.choices)
+        one = "|".join(dict.fromkeys(str(c) for c in self.choices))  # 16 and "16" read the same on the command line
         bounds = self.bounds()
         if self.kind in (CHOICE, CHOICE_LIST):
             text = one if self.kind == CHOICE else f"[a {'non-empty ' if self.non_empty else ''}list of {one}]"
@@ -370,7 +370,7 @@ def train_schema() -> dict[str, Rule]:
 
     from .lit import LOSSES
 
-    precisions = tuple(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg))
+    precisions = tuple(dict.fromkeys(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg)))
     return {"loss.kind": _choice(LOSSES), "trainer.precision": _choice(precisions)}
 
 
