@@ -24,6 +24,11 @@ NAMED_KINDS = (CHOICE, CHOICE_LIST, NAME_OR_LIST, NAME_OR_FILE, DEVICE)
 TORCH_DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:<index>; auto: cuda when available (dcsm.runner.default_device)
 
 
+def show(choice: Any) -> str:
+    """A choice as the command line writes it (``true``/``false`` for booleans)."""
+    return str(choice).lower() if isinstance(choice, bool) else str(choice)
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -65,7 +70,7 @@ class Rule:
 
     def describe(self) -> str:
         """The accepted values, for the Fix: part of an error."""
-        one = "|".join(dict.fromkeys(str(c) for c in self.choices))  # 16 and "16" read the same on the command line
+        one = "|".join(dict.fromkeys(show(c) for c in self.choices))  # 16 and "16" read the same on the command line
         bounds = self.bounds()
         if self.kind in (CHOICE, CHOICE_LIST):
             text = one if self.kind == CHOICE else f"[a {'non-empty ' if self.non_empty else ''}list of {one}]"
@@ -164,7 +169,7 @@ def schema() -> dict[str, Rule]:
     return {
         "seed": SEED,
         "run_dir": STR_RULE,
-        "resume": Rule(NAME_OR_FILE, choices=("auto",), nullable=True),  # auto | null | an existing .ckpt
+        "resume": Rule(NAME_OR_FILE, choices=("auto", False), nullable=True),  # auto | null (or false) | an existing .ckpt
         "progress": BOOL_RULE,
         "encoder.model": STR_RULE,
         "encoder.pretrained": OPT_STR,
