@@ -22,13 +22,14 @@ import errno
 import math
 import netrc
 import os
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .config import DEFAULT_CONFIG, ConfigError, load_yaml, to_plain
-from .config_schema import FLOAT, INT, Rule, schema, violation
+from .config_schema import FLOAT, INT, Rule, schema, train_schema, violation
 
 #: Keys naming shards to read, checked when the command reads them.
 TRAIN_SHARD_KEYS = ("data.train_shards", "data.val_shards")
@@ -244,7 +245,12 @@ def check_validation_data(cfg: dict, val_key: str) -> None:
 
 def check_config(cfg: dict) -> dict:
     """What every command runs right after loading its config: :func:`normalize_lists`, then
-    :func:`check_values`. Returns ``cfg`` (normalized in place)."""
+    :func:`check_values` with :func:`dcsm.config_schema.schema`, and with
+    :func:`dcsm.config_schema.train_schema` too once Lightning is imported (``train.py``,
+    ``pretrain_toy_clip.py``: their ``trainer.precision``/``loss.kind`` choices cost nothing to
+    load then; the other commands start without Lightning). Returns ``cfg`` (normalized in place)."""
     normalize_lists(cfg)
     check_values(cfg)
+    if "lightning" in sys.modules:
+        check_values(cfg, train_schema())
     return cfg

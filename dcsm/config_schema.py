@@ -10,12 +10,23 @@ new mode is added in one place.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
 INT, FLOAT, BOOL, STR, CHOICE, CHOICE_LIST, STR_LIST, DEVICES = (
     "int", "float", "bool", "str", "choice", "choice_list", "str_list", "devices")
+INT_LIST, FLOAT_LIST, STR_OR_LIST, NAME_OR_LIST, NAME_OR_FILE, DEVICE = (
+    "int_list", "float_list", "str_or_list", "name_or_list", "name_or_file", "device")
+#: The kinds whose values are names a typo can miss (what the typo probes of tests/test_config_schema.py cover).
+NAMED_KINDS = (CHOICE, CHOICE_LIST, NAME_OR_LIST, NAME_OR_FILE, DEVICE)
+TORCH_DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:<index>; auto: cuda when available (dcsm.runner.default_device)
+
+
+def show(choice: Any) -> str:
+    """A choice as the command line writes it (``true``/``false`` for booleans)."""
+    return str(choice).lower() if isinstance(choice, bool) else str(choice)
 
 
 def _num(value: float) -> str:
@@ -26,11 +37,18 @@ def _num(value: float) -> str:
 class Rule:
     """What one key may hold.
 
-    kind: ``int`` (not bool), ``float`` (an int is fine; finite), ``bool``, ``str``, ``choice``
-    (one of ``choices``), ``choice_list`` (a list of ``choices``), ``str_list`` or ``devices``
-    (Lightning's ``devices``: an int >= 1, -1, ``auto``, a non-empty list of GPU indices or
-    ``"0,1"``). ``low``/``high``: inclusive bounds (``low_open``: ``low`` excluded);
-    ``nullable``: null allowed (the default behaviour applies); ``non_empty``: lists.
+    kind: ``int`` (not bool), ``float`` (an int is fine; finite), ``bool``, ``str`` (non-empty),
+    ``choice`` (one of ``choices``), ``choice_list`` (a list of ``choices``), ``str_list``,
+    ``int_list`` / ``float_list`` (lists of numbers within the bounds), ``str_or_list`` (a text or
+    a non-empty list of texts: a path/pattern or several), ``name_or_list`` (one of ``choices`` or
+    a non-empty list of texts, e.g. ``functional_rows.lexicon``), ``name_or_file`` (one of
+    ``choices`` or the path of an existing file, e.g. ``resume``), ``device`` (a torch device:
+    ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) or ``devices`` (Lightning's ``devices``: an
+    int >= 1, -1, ``auto``, a non-empty list of GPU indices or ``"0,1"``).
+    ``low``/``high``: inclusive bounds (``low_open``: ``low`` excluded), of the items for lists;
+    ``also``: values allowed outside the bounds (``trainer.max_steps``: -1); ``nullable``: null
+    allowed (the default behaviour applies); ``non_empty``: lists; ``length``: lists of exactly
+    that many items.
     """
 
     kind: str
@@ -41,6 +59,8 @@ class Rule:
     low_open: bool = False
     high_open: bool = False
     non_empty: bool = False
+    also: tuple[Any, ...] = ()
+    length: int | None = None
 
     def bounds(self) -> str:
         """``>= 0 and <= 1`` (empty without bounds)."""
@@ -50,21 +70,35 @@ class Rule:
 
     def describe(self) -> str:
         """The accepted values, for the Fix: part of an error."""
+        one = "|".join(dict.fromkeys(show(c) for c in self.choices))  # 16 and "16" read the same on the command line
+        bounds = self.bounds()
         if self.kind in (CHOICE, CHOICE_LIST):
-            one = "|".join(str(c) for c in self.choices)
-            text = one if self.kind == CHOICE else f"[a list of {one}]"
+            text = one if self.kind == CHOICE else f"[a {'non-empty ' if self.non_empty else ''}list of {one}]"
         elif self.kind == DEVICES:
             text = "an integer >= 1, -1 (all), auto, or a list of GPU indices like [0,1]"
         elif self.kind in (INT, FLOAT):
-            bounds = self.bounds()
             text = f"<{'integer' if self.kind == INT else 'number'}{' ' + bounds if bounds else ''}>"
+            text += "".join(f" or {c}" for c in self.also)
+        elif self.kind in (INT_LIST, FLOAT_LIST):
+            item = f"{'integers' if self.kind == INT_LIST else 'numbers'}{' ' + bounds if bounds else ''}"
+            text = (f"[{self.length} {item}]" if self.length
+                    else f"[a {'non-empty ' if self.non_empty else ''}list of {item}]")
+        elif self.kind == STR_OR_LIST:
+            text = "<text> or [a non-empty list of texts]"
+        elif self.kind == NAME_OR_LIST:
+            text = f"{one} or [a non-empty list of texts]"
+        elif self.kind == NAME_OR_FILE:
+            text = f"{one} or <an existing file>"
+        elif self.kind == DEVICE:
+            text = f"{one}|cuda:<index>"
         else:
-            text = {BOOL: "true|false", STR: "<text>", STR_LIST: "[a list of texts]"}[self.kind]
+            text = {BOOL: "true|false", STR: "<text>",
+                    STR_LIST: f"[a {'non-empty ' if self.non_empty else ''}list of texts]"}[self.kind]
         return f"{text} or null" if self.nullable else text
 
 
-def _int(low: int | None = None, nullable: bool = False) -> Rule:
-    return Rule(INT, low=low, nullable=nullable)
+def _int(low: int | None = None, nullable: bool = False, high: int | None = None) -> Rule:
+    return Rule(INT, low=low, high=high, nullable=nullable)
 
 
 def _float(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
@@ -80,10 +114,23 @@ def _choices(choices: Sequence[Any], non_empty: bool = False) -> Rule:
     return Rule(CHOICE_LIST, choices=tuple(choices), non_empty=non_empty)
 
 
+def _ints(low: int | None = None, high: int | None = None, length: int | None = None, non_empty: bool = True) -> Rule:
+    return Rule(INT_LIST, low=low, high=high, length=length, non_empty=non_empty)
+
+
+def _floats(low: float | None = None, high: float | None = None, length: int | None = None, high_open: bool = False,
+            non_empty: bool = True) -> Rule:
+    return Rule(FLOAT_LIST, low=low, high=high, length=length, high_open=high_open, non_empty=non_empty)
+
+
 SEED = Rule(INT, low=0, high=2**32 - 1)  # what numpy and Lightning's seed_everything accept
 BOOL_RULE = Rule(BOOL)
 STR_RULE = Rule(STR)
 OPT_STR = Rule(STR, nullable=True)
+PATHS = Rule(STR_OR_LIST, nullable=True)  # a path / brace pattern / url, or a list of them
+SEEDS = Rule(INT_LIST, low=0, high=2**32 - 1, non_empty=True)
+RGB_RULE = Rule(INT_LIST, low=0, high=255, length=3)
+DEFAULT_OR_FILE = Rule(NAME_OR_FILE, choices=("default",))  # the packaged file, or the path of one
 PROBABILITY = _float(0.0, 1.0)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")  # what a plain torch install runs (no TPU/XLA)
 CHECKPOINT_MODES = ("min", "max")
@@ -102,7 +149,9 @@ def schema() -> dict[str, Rule]:
     """Dotted key -> :class:`Rule` (imports the owners of the choices on first use)."""
     from .data.benchmark_dataset import BENCHMARKS
     from .data.shard_module import SHARD_SOURCES
-    from .data.synthetic import CATEGORIES, SPLITS
+    from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
+    from .data.synthetic import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
+                                 SPLITS, STYLES)
     from .diagnostics.runner import DIAGNOSTICS
     from .encoders import PAD_ROWS
     from .functional_rows import ROW_INITS
@@ -110,9 +159,17 @@ def schema() -> dict[str, Rule]:
     from .prompts import PROMPT_STYLES
     from .scorer import LAYOUTS, POOLED
 
+    scene_options = _int(MIN_NUM_OPTIONS, high=MAX_NUM_OPTIONS)  # what dcsm.data.synthetic renders
+    scene_size = _int(MIN_IMAGE_SIZE, nullable=True)  # null: the encoder's input size
+    categories = _choices(CATEGORIES, non_empty=True)
+    scenes = {  # diagnostics.image_set / diagnostics.task: synthetic scenes (dcsm.diagnostics.pruning.synthetic_task)
+        "split": _choice(SPLITS), "size": _int(1), "seed": SEED, "render_size": scene_size,
+        "num_options": scene_options, "categories": categories,
+    }
     return {
         "seed": SEED,
         "run_dir": STR_RULE,
+        "resume": Rule(NAME_OR_FILE, choices=("auto", False), nullable=True),  # auto | null (or false) | an existing .ckpt
         "progress": BOOL_RULE,
         "encoder.model": STR_RULE,
         "encoder.pretrained": OPT_STR,
@@ -120,6 +177,7 @@ def schema() -> dict[str, Rule]:
         "encoder.keep_cls": BOOL_RULE,
         "encoder.seed": SEED,
         "encoder.pad_rows": _choice(PAD_ROWS),
+        "functional_rows.lexicon": Rule(NAME_OR_LIST, choices=("default",)),  # dcsm.functional_rows.resolve_lexicon
         "functional_rows.seed": SEED,
         "functional_rows.init": _choice(ROW_INITS),
         "maps.standardize": _choice(STANDARDIZE_MODES),
@@ -136,6 +194,8 @@ def schema() -> dict[str, Rule]:
         "optim.warmup_steps": _int(0),
         "optim.min_lr_ratio": PROBABILITY,
         "data.source": _choice(("synthetic", *SHARD_SOURCES)),
+        "data.train_shards": PATHS,
+        "data.val_shards": PATHS,
         "data.shuffle_buffer": _int(0),
         "data.samples_per_epoch": _int(1, nullable=True),
         "data.train_size": _int(1),
@@ -153,6 +213,8 @@ def schema() -> dict[str, Rule]:
         "data.num_workers": _int(0),
         "data.val_splits": _choices(SPLITS),
         "trainer.max_epochs": _int(1),
+        # Lightning's max_steps: -1 = no step limit (max_epochs decides); 0 would train nothing and exit 0
+        "trainer.max_steps": Rule(INT, low=1, also=(-1,)),
         "trainer.accelerator": _choice(ACCELERATORS),
         "trainer.devices": Rule(DEVICES),
         "trainer.num_nodes": _int(1),
@@ -170,6 +232,12 @@ def schema() -> dict[str, Rule]:
         "logger.project": STR_RULE,
         "logger.name": OPT_STR,
         "logger.mode": _choice(LOGGER_MODES),
+        "dashboard.per_category": _int(0),
+        "dashboard.seed": SEED,
+        "dashboard.split": _choice(SPLITS, nullable=True),
+        "dashboard.every_n_epochs": _int(1),
+        "dashboard.keep_epochs": _int(1),
+        "eval.checkpoint": PATHS,  # one .ckpt, or a list of them (eval.benchmark=all)
         "eval.benchmark": _choice(("synthetic", "all", *BENCHMARKS)),
         "eval.data_root": OPT_STR,
         "eval.splits": _choices(SPLITS),  # [] = train without the final evaluation
@@ -186,31 +254,114 @@ def schema() -> dict[str, Rule]:
         "synthetic_shards.num_samples": _int(1, nullable=True),
         "synthetic_shards.samples_per_shard": _int(1),
         "synthetic_shards.split": _choice(SPLITS),
+        "synthetic_shards.seed": SEED,
+        "synthetic_shards.image_size": _int(MIN_IMAGE_SIZE),
+        "synthetic_shards.num_options": scene_options,
+        "synthetic_shards.categories": categories,
+        "synthetic_shards.style": _choice(tuple(STYLES), nullable=True),
         "synthetic_shards.start_index": _int(0),
         "synthetic_shards.image_format": _choice(IMAGE_FORMATS),
+        "synthetic_shards.prefix": STR_RULE,
         "synthetic_shards.overwrite": BOOL_RULE,
+        "pair_shards.input": OPT_STR,
+        "pair_shards.image_root": OPT_STR,
+        "pair_shards.out": OPT_STR,
+        "pair_shards.num_options": _int(2),
         "pair_shards.samples_per_shard": _int(1),
+        "pair_shards.seed": SEED,
+        "pair_shards.prefix": STR_RULE,
+        "pair_shards.key_prefix": OPT_STR,
         "pair_shards.overwrite": BOOL_RULE,
+        "cache_features.shards": PATHS,
+        "cache_features.out": OPT_STR,
         "cache_features.batch_size": _int(1),
+        "cache_features.device": Rule(DEVICE, choices=TORCH_DEVICES),
         "cache_features.opposite": BOOL_RULE,
         "cache_features.overwrite": BOOL_RULE,
+        "miniature_benchmarks.fixtures": STR_RULE,
+        "miniature_benchmarks.out": STR_RULE,
         "miniature_benchmarks.rows": _int(1),
+        "export_head.checkpoint": OPT_STR,
+        "export_head.out": OPT_STR,
         "export_head.overwrite": BOOL_RULE,
         "diagnostics.callback": _choices(DIAGNOSTICS),
         "diagnostics.every_n_epochs": _int(1),
         "diagnostics.batch_size": _int(1),
+        **{f"diagnostics.{section}.{k}": r for section in ("image_set", "task") for k, r in scenes.items()},
+        "diagnostics.text_bank": DEFAULT_OR_FILE,  # one description per line
+        "diagnostics.concept_lexicon": DEFAULT_OR_FILE,  # JSON {group: [words]}
+        "diagnostics.textspan.m": _int(1),
+        "diagnostics.textspan.span_rank": _int(1, nullable=True),
         "diagnostics.heads.top_k": _int(1),
         "diagnostics.heads.weighting": _choice(HEAD_WEIGHTINGS),
+        "diagnostics.pruning.ks": _ints(1),  # values above the head count are dropped
+        "diagnostics.pruning.seeds": SEEDS,
         "diagnostics.pruning.mode": _choice(PRUNING_MODES),
         "diagnostics.pruning.strength": PROBABILITY,
-        "diagnostics.center_bias.grid": _int(1),
+        # diagnostics.center_bias: what depends on another key (centre_ring <= (grid-1)//2, object_size
+        # <= 1/grid, num_options <= objects) is checked by dcsm.diagnostics.center_bias.SweepConfig
+        "diagnostics.center_bias.grid": _int(3),
+        "diagnostics.center_bias.centre_ring": _int(1),
+        "diagnostics.center_bias.object_size": _float(0.0, 1.0, low_open=True),
+        "diagnostics.center_bias.colours": _choices(tuple(COLOURS), non_empty=True),
+        "diagnostics.center_bias.shapes": _choices(SHAPES, non_empty=True),
+        "diagnostics.center_bias.caption": STR_RULE,
+        "diagnostics.center_bias.background": RGB_RULE,
+        "diagnostics.center_bias.background_jitter": _int(0, high=255),
+        "diagnostics.center_bias.position_jitter": PROBABILITY,
         "diagnostics.center_bias.repeats": _int(1),
+        "diagnostics.center_bias.render_size": _int(1, nullable=True),
+        "diagnostics.center_bias.seed": SEED,
         "diagnostics.center_bias.num_options": _int(2),
         "diagnostics.center_bias.n_bootstrap": _int(1),
         "diagnostics.center_bias.ci": _float(0.0, 1.0, low_open=True, high_open=True),
-        "diagnostics.center_bias.object_size": _float(0.0, 1.0, low_open=True),
+        "diagnostics.center_bias.mitigations.prompt_strengths": _floats(0.0, 1.0),
         "diagnostics.center_bias.mitigations.prompt_shape": _choice(PROMPT_SHAPES),
+        "diagnostics.center_bias.mitigations.prompt_colour": RGB_RULE,
+        "diagnostics.center_bias.mitigations.prompt_width": _float(0.0, 1.0, low_open=True),
+        "diagnostics.center_bias.mitigations.attention_strengths": _floats(0.0, 1.0),
         "diagnostics.center_bias.mitigations.attention_prior": _choice(ATTENTION_PRIORS),
+        "diagnostics.center_bias.mitigations.attention_layer": Rule(INT),  # -1: the last (range: the tower's depth)
+        "diagnostics.center_bias.cross_eyed.pair": STR_RULE,
+        "diagnostics.center_bias.cross_eyed.single": STR_RULE,
+        "diagnostics.center_bias.cross_eyed.unrelated": STR_RULE,
+        "diagnostics.center_bias.cross_eyed.annotation_files": Rule(STR_LIST),
+        "diagnostics.center_bias.cross_eyed.image_root": OPT_STR,
+        "diagnostics.center_bias.cross_eyed.synthetic.split": _choice(SPLITS),
+        "diagnostics.center_bias.cross_eyed.synthetic.size": _int(0),
+        "diagnostics.center_bias.cross_eyed.synthetic.seed": SEED,
+        "diagnostics.center_bias.cross_eyed.synthetic.categories": categories,
+        "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
+        # configs/pretrain_toy_clip.yaml (dcsm.pretrain); its optim/data/eval/trainer keys not named here
+        # share the rules above
+        "out_dir": STR_RULE,
+        "model": STR_RULE,
+        "optim.steps": _int(1),
+        "optim.batch_size": _int(2),  # in-batch negatives: batch_size - 1
+        "optim.betas": _floats(0.0, 1.0, length=2, high_open=True),
+        "optim.eps": _float(0.0),
+        "optim.max_logit_scale": _float(1.0),  # the clamp is [0, log(max_logit_scale)]
+        "eval.size": _int(1),
+        "eval.image_size": _int(MIN_IMAGE_SIZE),
+        "eval.fixed_scenes": _int(1),
+        "eval.max_tokens": _int(1),
+        # configs/from_reference.yaml (dcsm.commands.from_reference)
+        "reference_data.data_path": OPT_STR,
+        "reference_data.out": OPT_STR,
+        "reference_data.sources": _choices(tuple(REFERENCE_SOURCES), non_empty=True),
+        "reference_data.spatial_dir": STR_RULE,
+        "reference_data.attributes_dir": STR_RULE,
+        "reference_data.smallbig_dir": STR_RULE,
+        "reference_data.coco_dir": STR_RULE,
+        "reference_data.negation_json": STR_RULE,
+        "reference_data.negation_words": Rule(STR_LIST, non_empty=True),
+        "reference_data.phrasings": _choices(PHRASINGS, non_empty=True),
+        "reference_data.num_options": _int(2),
+        "reference_data.val_fraction": _float(0.0, 1.0, high_open=True),
+        "reference_data.samples_per_shard": _int(1),
+        "reference_data.seed": SEED,
+        "reference_data.prefix": STR_RULE,
+        "reference_data.overwrite": BOOL_RULE,
     }
 
 
@@ -224,8 +375,31 @@ def train_schema() -> dict[str, Rule]:
 
     from .lit import LOSSES
 
-    precisions = tuple(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg))
+    precisions = tuple(dict.fromkeys(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg)))
     return {"loss.kind": _choice(LOSSES), "trainer.precision": _choice(precisions)}
+
+
+def _is(value: Any, choice: Any) -> bool:
+    """``value`` is ``choice`` with its type (``1`` is not ``True``, ``"1"`` is not ``1``)."""
+    return value == choice and type(value) is type(choice)
+
+
+def _in_bounds(rule: Rule, value: Any, kind: str) -> bool:
+    """``value`` is a finite number of ``kind`` (int/float) within the rule's bounds (or one of ``also``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == INT and not isinstance(value, int)):
+        return False
+    if any(_is(value, a) for a in rule.also):
+        return True
+    if not math.isfinite(value):
+        return False
+    if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
+        return False
+    return rule.high is None or not (value > rule.high or (rule.high_open and value == rule.high))
+
+
+def _texts(value: Any) -> bool:
+    """A non-empty list of non-empty texts."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
 
 
 def violation(rule: Rule, value: Any) -> bool:
@@ -238,12 +412,29 @@ def violation(rule: Rule, value: Any) -> bool:
     if kind == STR:
         return not isinstance(value, str) or not value
     if kind == STR_LIST:
-        return not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        return (not isinstance(value, list) or (rule.non_empty and not value)
+                or not all(isinstance(v, str) and v for v in value))
     if kind == CHOICE:
-        return isinstance(value, (list, dict)) or not any(value == c and type(value) is type(c) for c in rule.choices)
+        return isinstance(value, (list, dict)) or not any(_is(value, c) for c in rule.choices)
     if kind == CHOICE_LIST:
         return (not isinstance(value, list) or (rule.non_empty and not value)
-                or not all(isinstance(v, str) and v in rule.choices for v in value))
+                or not all(any(_is(v, c) for c in rule.choices) for v in value))
+    if kind in (INT_LIST, FLOAT_LIST):
+        item = INT if kind == INT_LIST else FLOAT
+        return (not isinstance(value, list) or (rule.non_empty and not value)
+                or (rule.length is not None and len(value) != rule.length)
+                or not all(_in_bounds(rule, v, item) for v in value))
+    if kind == STR_OR_LIST:
+        return not (isinstance(value, str) and value.strip()) and not _texts(value)
+    if kind == NAME_OR_LIST:
+        return not any(_is(value, c) for c in rule.choices) and not _texts(value)
+    if kind == NAME_OR_FILE:
+        return not any(_is(value, c) for c in rule.choices) and not (isinstance(value, str) and os.path.isfile(value))
+    if kind == DEVICE:
+        if not isinstance(value, str):
+            return True
+        name, _, index = value.partition(":")
+        return value not in rule.choices and not (name == "cuda" and index.isdigit())
     if kind == DEVICES:
         if isinstance(value, bool):
             return True
@@ -253,11 +444,5 @@ def violation(rule: Rule, value: Any) -> bool:
             return value != "auto" and not all(p.strip().isdigit() for p in value.split(",")) or value.strip(", ") == ""
         return not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
     if kind in (INT, FLOAT):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == INT and not isinstance(value, int)):
-            return True
-        if not math.isfinite(value):
-            return True
-        if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
-            return True
-        return rule.high is not None and (value > rule.high or (rule.high_open and value == rule.high))
+        return not _in_bounds(rule, value, kind)
     raise AssertionError(f"unknown rule kind {kind}")
