@@ -104,6 +104,7 @@ def schema() -> dict[str, Rule]:
     from .data.shard_module import SHARD_SOURCES
     from .data.synthetic import CATEGORIES, SPLITS
     from .diagnostics.runner import DIAGNOSTICS
+    from .encoder_towers import PATCH_SOURCES
     from .encoders import PAD_ROWS
     from .functional_rows import ROW_INITS
     from .maps import STANDARDIZE_MODES
@@ -120,6 +121,8 @@ def schema() -> dict[str, Rule]:
         "encoder.keep_cls": BOOL_RULE,
         "encoder.seed": SEED,
         "encoder.pad_rows": _choice(PAD_ROWS),
+        "encoder.patch_source": _choice(PATCH_SOURCES),
+        "encoder.tokenizer": OPT_STR,
         "functional_rows.seed": SEED,
         "functional_rows.init": _choice(ROW_INITS),
         "maps.standardize": _choice(STANDARDIZE_MODES),
