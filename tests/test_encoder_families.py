@@ -22,7 +22,7 @@ from dcsm.encoder_towers import COSINE_LOGIT, SIGMOID_LOGIT, TimmTokenTower
 from dcsm.encoders import EncoderSpec, FrozenCLIP, UnsupportedModelError
 from dcsm.features.shards import encoder_mismatch, feature_manifest
 from dcsm.model import build_dcsm
-from dcsm.runner import USAGE_EXIT
+from dcsm.runner import USAGE_EXIT, run_command
 from tests import encoder_families as ef
 from tests.suite_helpers import draw_suite_tree
 
@@ -59,7 +59,7 @@ def test_pooled_embeddings_equal_open_clip(family: str) -> None:
     assert torch.allclose(emb.patches.norm(dim=-1), torch.ones(2, 16), atol=1e-5)
     txt = enc.encode_texts(CAPS)
     assert torch.allclose(txt.pooled, F.normalize(enc.model.encode_text(enc.tokenize(CAPS)), dim=-1), atol=1e-5)
-    assert txt.mask.sum(1).tolist() == [10, 4, 4]  # SOT + words + EOT (CLIP BPE)
+    assert txt.mask.sum(1).tolist() == [12, 4, 4]  # SOT + words + EOT (CLIP BPE)
     norms = txt.tokens.norm(dim=-1)
     assert torch.allclose(norms[txt.mask], torch.ones(int(txt.mask.sum())), atol=1e-5) and torch.all(norms[~txt.mask] == 0)
 
@@ -192,7 +192,7 @@ def test_siglip2_architecture_with_a_local_tokenizer() -> None:
     enc = FrozenCLIP(EncoderSpec(model=ef.name("SigLIP2"), pretrained=None, max_tokens=12))
     enc.tokenizer = _LocalTokenizer(enc.context_length)
     got = enc.encode_texts(CAPS)
-    assert got.mask.sum(1).tolist() == [10, 3, 3]  # words + EOS, no SOT
+    assert got.mask.sum(1).tolist() == [11, 3, 3]  # words + EOS, no SOT
     assert torch.allclose(got.pooled, F.normalize(enc.model.encode_text(enc.tokenize(CAPS)), dim=-1), atol=1e-5)
     alone = enc.encode_texts(CAPS[1:2])
     assert torch.allclose(got.tokens[1], alone.tokens[0], atol=1e-6)
@@ -276,10 +276,10 @@ def test_train_and_evaluate_each_family(family: str, tmp_path: Path) -> None:
 
 def test_unsupported_family_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_:
-        train_main(["--config", str(SMOKE), f"run_dir={tmp_path}", "encoder.model=RN50", "encoder.pretrained=null", *TINY])
+        run_command(train_main, ["--config", str(SMOKE), f"run_dir={tmp_path}", "encoder.model=RN50", "encoder.pretrained=null", *TINY])
     assert exit_.value.code == USAGE_EXIT
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "RN50" in err[0] and "attention" in err[0]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "RN50" in err[0] and "attention" in err[0] and "Fix:" in err[0]
 
 
 # ------------------------------------------------------------------ the real configs (slow)
