@@ -299,3 +299,11 @@ def test_real_configs_pooled_equality(model: str) -> None:
     assert torch.allclose(emb.pooled, F.normalize(enc.model.encode_image(x), dim=-1), atol=1e-5)
     txt = enc.encode_texts(CAPS[:2])
     assert torch.allclose(txt.pooled, F.normalize(enc.model.encode_text(enc.tokenize(CAPS[:2])), dim=-1), atol=1e-5)
+
+
+def test_head_diagnostics_refuse_timm_towers_in_one_line() -> None:
+    from dcsm.hook_points import HookError, hook_point_names
+
+    with pytest.raises(HookError, match="VisionTransformer blocks; this model's image tower is a TimmModel") as err:
+        hook_point_names(enc_of("EVA02"))
+    assert "\n" not in str(err.value)
