@@ -123,8 +123,8 @@ class TimmTokenTower(ImageTower):
                 raise UnsupportedTowerError("its MAP head adds its own position embedding; per-token values are not defined here")
             self.pooling = "MAP head"
             self.patch_path = "token -> MAP head value + output projection + residual MLP (attention = identity) -> fc_norm -> head"
-        elif trunk.global_pool in ("token", "avg", "avgmax", "max", ""):
-            self.pooling = {"token": "class token", "": "none"}.get(trunk.global_pool, "average")
+        elif trunk.global_pool in ("token", "avg"):
+            self.pooling = "class token" if trunk.global_pool == "token" else "average"
             self.patch_path = "patch token -> fc_norm -> head (as the pooled token)"
         else:
             raise UnsupportedTowerError(f"its timm trunk pools with global_pool={trunk.global_pool!r}, which has no per-token path")

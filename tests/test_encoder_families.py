@@ -307,3 +307,17 @@ def test_head_diagnostics_refuse_timm_towers_in_one_line() -> None:
     with pytest.raises(HookError, match="VisionTransformer blocks; this model's image tower is a TimmModel") as err:
         hook_point_names(enc_of("EVA02"))
     assert "\n" not in str(err.value)
+
+
+def test_baseline_uses_the_models_own_logit() -> None:
+    """SigLIP: logit_scale * cos + logit_bias (what its sigmoid loss scores); CLIP-style: the cosine."""
+    for family, siglip in (("SigLIP2", True), ("EVA02", False)):
+        enc = enc_of(family)
+        model = build_dcsm(to_plain(load_yaml(SMOKE)), enc).eval()
+        f = model.encode(images(enc), [CAPS, CAPS[::-1]])
+        cos = torch.einsum("nd,nkd->nk", f.image_pooled.float(), f.text_pooled.float())
+        got = model.baseline_scores(f)
+        m = enc.model
+        want = m.logit_scale.exp() * cos + m.logit_bias if siglip else cos
+        assert torch.allclose(got, want, atol=1e-5) and torch.equal(got.argmax(1), cos.argmax(1))
+        assert siglip == (not torch.allclose(got, cos))
