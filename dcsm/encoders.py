@@ -212,9 +212,11 @@ def load_tokenizer(spec: EncoderSpec, model: nn.Module) -> Callable:
             return open_clip.tokenizer.HFTokenizer(name, context_length=ctx, **kwargs)
     except Exception as err:  # offline HF download, missing transformers
         where = f"tokenizer '{name}'" if name else f"the tokenizer of '{spec.model}'"
+        arch = " or, for a random-init architecture run (pretrained=null), encoder.tokenizer=ViT-B-16" if spec.pretrained is None else ""
         raise EncoderLoadError(
             f"could not build {where}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. Fix: install "
-            "transformers and give a local Hugging Face tokenizer folder as encoder.tokenizer=<dir> (or put it in the HF cache)."
+            "transformers and give a local Hugging Face tokenizer folder as encoder.tokenizer=<dir> (or put it in the HF "
+            f"cache){arch}."
         ) from None
     if name not in open_clip.list_models():
         raise EncoderLoadError(
