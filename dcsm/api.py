@@ -169,10 +169,11 @@ class Scorer:
 
     @torch.no_grad()
     def clip_score_options(self, images: ImageLike | Sequence[ImageLike], options_per_image: Sequence[Sequence[str]]) -> torch.Tensor:
-        """The same encoder's pooled CLIP cosine ``(B, K)`` (the ``clip`` column of evaluate.py)."""
+        """The same encoder's pooled baseline ``(B, K)`` (the ``clip`` column of evaluate.py): cosine, or
+        SigLIP's ``logit_scale * cos + logit_bias`` (``encoder.towers["baseline_logit"]``)."""
         x = self.images_tensor(images)
         opts = self._options(options_per_image, len(x))
-        out = [DCSM.clip_scores(self.model.encode(x[s : s + self.batch_size].to(self.device), opts[s : s + self.batch_size])).cpu()
+        out = [self.model.baseline_scores(self.model.encode(x[s : s + self.batch_size].to(self.device), opts[s : s + self.batch_size])).cpu()
                for s in range(0, len(x), self.batch_size)]
         return torch.cat(out)
 

@@ -380,6 +380,8 @@ def run_benchmark(
         "scorers": names,
         "baselines": [{"name": b.name, "model": b.model, "pretrained": b.pretrained} for b in parsed],
         "encoder": spec.to_dict(),
+        "encoder_towers": model.encoder.towers,
+        "clip_logit": model.encoder.towers["baseline_logit"],
         "metrics": metrics,
         "tie_rule": TIE_RULE,
         "nonfinite_rule": NONFINITE_RULE,

@@ -153,6 +153,7 @@ def schema() -> dict[str, Rule]:
     from .data.synthetic import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                  SPLITS, STYLES)
     from .diagnostics.runner import DIAGNOSTICS
+    from .encoder_towers import PATCH_SOURCES
     from .encoders import PAD_ROWS
     from .functional_rows import ROW_INITS
     from .maps import STANDARDIZE_MODES
@@ -177,6 +178,8 @@ def schema() -> dict[str, Rule]:
         "encoder.keep_cls": BOOL_RULE,
         "encoder.seed": SEED,
         "encoder.pad_rows": _choice(PAD_ROWS),
+        "encoder.patch_source": _choice(PATCH_SOURCES),
+        "encoder.tokenizer": OPT_STR,
         "functional_rows.lexicon": Rule(NAME_OR_LIST, choices=("default",)),  # dcsm.functional_rows.resolve_lexicon
         "functional_rows.seed": SEED,
         "functional_rows.init": _choice(ROW_INITS),

@@ -1,21 +1,17 @@
 """Frozen open_clip wrapper: per-patch and per-token embeddings in CLIP's joint space.
 
-Supported: open_clip ``CLIP`` models with a ``VisionTransformer`` image tower and the
-built-in causal text transformer (``ViT-B-32``, ``ViT-B-16``, ``ViT-L-14``, ... and their
-``-quickgelu`` variants), from a pretrained tag, a local checkpoint file, or random init.
+Supported for DCSM maps (see :mod:`dcsm.encoder_towers` for how each tower reaches the joint space):
+- open_clip ``CLIP`` models with a ``VisionTransformer`` image tower (``ViT-B-32``, ``ViT-B-16``,
+  ``ViT-L-14``, ... and their ``-quickgelu`` variants);
+- ``CustomTextCLIP`` models with a timm ViT-style trunk and open_clip's ``TextTransformer``:
+  SigLIP / SigLIP2 and PE-Core (MAP head), EVA02 and MobileCLIP2-B (class token);
+- timm convolutional trunks with an average-pool + linear head: MobileCLIP2-S0..S4 (FastViT).
 
-Not supported yet for DCSM maps (a one-line ``UnsupportedModelError`` naming the tower is raised
-at load time; every one of them works as a pooled baseline, :class:`PooledCLIP`):
-- timm image towers (incl. SigLIP / SigLIP2 and ``timm/...`` hub models): patch tokens and
-  projection live inside timm's head;
-- ResNet image towers (``RN50``, ...): no patch tokens, attention pooling instead of ``proj``;
-- CoCa (attentional pooler between tokens and projection) and models with a Hugging Face
-  text tower (``CustomTextCLIP``).
+Refused at load time with a one-line :class:`UnsupportedModelError` saying why (every one of them
+still works as a pooled baseline, :class:`PooledCLIP`): ResNet towers (attention pooling), ConvNeXt
+(norm after pooling), CoCa and Hugging Face text towers.
 
-Embeddings: patch tokens come from open_clip's own forward with
-``visual.output_tokens = True`` (after ``ln_post``), projected by ``visual.proj``;
-text tokens are the transformer outputs after ``ln_final`` projected by ``text_projection``.
-All are L2-normalised.
+All embeddings are L2-normalised; the pooled ones equal ``encode_image`` / ``encode_text``.
 
 :class:`PooledCLIP` wraps *any* open_clip model (the ones above included) for what baselines
 need: unit-norm ``encode_image`` / ``encode_text`` embeddings, nothing per patch or token.
@@ -35,6 +31,9 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from . import toy_clip  # registers the package's small offline CLIP config with open_clip
+from .encoder_towers import (
+    PATCH_SOURCES, UnsupportedTowerError, baseline_logit, describe, image_tower, is_clip_bpe, real_lengths, text_tower,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,14 @@ class EncoderSpec:
         pad_rows: ``zero``: rows past EOT are padding (masked, zero in the map); ``eot``: the
             reference's layout — captions padded to ``max_tokens`` with the EOT token, padded
             positions encoded with Hugging Face's padding mask (they attend to the real tokens
-            only) and kept in the map as ordinary rows.
+            only) and kept in the map as ordinary rows (causal CLIP-BPE towers only).
+        patch_source: ``joint``: patch tokens projected into the joint space as the tower's
+            pooling projects its pooled token (:mod:`dcsm.encoder_towers`); ``trunk``: the trunk's
+            own tokens (only where the trunk width equals the joint dimension).
+        tokenizer: ``None``: the model's own tokenizer (``open_clip.get_tokenizer``; SigLIP's is a
+            Hugging Face download, found in the HF cache); a local Hugging Face tokenizer folder;
+            or another open_clip model's name whose tokenizer to use (only with ``pretrained=None``:
+            architecture tests offline).
     """
 
     model: str = "ViT-B-16"
@@ -74,6 +80,8 @@ class EncoderSpec:
     keep_cls: bool = False
     seed: int = 0
     pad_rows: str = "zero"
+    patch_source: str = "joint"
+    tokenizer: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,32 +117,30 @@ class TextEmbeddings:
     pooled: torch.Tensor
 
 
-#: What the DCSM patch/token path cannot read yet (named in its errors).
-UNSUPPORTED_TOWERS = "ResNet (RN50, ...), timm (ConvNeXt, SigLIP, EVA, ...) image towers, CoCa and Hugging Face text towers"
+#: What the DCSM patch/token path cannot read (named in its errors).
+UNSUPPORTED_TOWERS = "ResNet (RN50, ...) and ConvNeXt image towers, CoCa and Hugging Face text towers"
 #: The way such a model can still be scored.
 AS_BASELINE = "it still works as a pooled-cosine baseline: eval.baselines=['{name}:PRETRAINED']"
 
 
 def _check_supported(model: nn.Module, name: str) -> None:
-    if not isinstance(model, open_clip.CLIP) or isinstance(model, open_clip.CoCa):
+    if isinstance(model, open_clip.CoCa) or not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
         raise UnsupportedModelError(
-            f"model '{name}' is a {type(model).__name__}; DCSM maps need open_clip CLIP models with a "
-            f"VisionTransformer and the built-in text transformer (not supported yet: {UNSUPPORTED_TOWERS}); "
-            f"{AS_BASELINE.format(name=name)}. Fix: encoder.model=a ViT CLIP model such as ViT-B-16 or ViT-B-32."
+            f"model '{name}' is a {type(model).__name__}; DCSM maps need an open_clip CLIP/CustomTextCLIP model "
+            f"(not supported: {UNSUPPORTED_TOWERS}); {AS_BASELINE.format(name=name)}. "
+            "Fix: encoder.model=a ViT, SigLIP2, PE-Core, EVA02 or MobileCLIP2 model."
         )
-    if not isinstance(model.visual, VisionTransformer):
+
+
+def _towers(model: nn.Module, name: str, patch_source: str) -> tuple:
+    """Image and text tower adapters, or a one-line :class:`UnsupportedModelError` saying why."""
+    try:
+        return image_tower(model.visual, patch_source), text_tower(model)
+    except UnsupportedTowerError as err:
         raise UnsupportedModelError(
-            f"model '{name}' has a {type(model.visual).__name__} image tower; DCSM maps need open_clip's "
-            f"VisionTransformer (not supported yet: {UNSUPPORTED_TOWERS}); {AS_BASELINE.format(name=name)}. "
-            "Fix: encoder.model=a ViT CLIP model such as ViT-B-16 or ViT-B-32."
-        )
-    v = model.visual
-    if v.attn_pool is not None or v.final_ln_after_pool or v.pool_type != "tok":
-        raise UnsupportedModelError(
-            f"model '{name}' pools its image tokens with pool_type={v.pool_type!r}, "
-            f"attn_pool={v.attn_pool is not None}, final_ln_after_pool={v.final_ln_after_pool}; "
-            "dcsm needs CLS-token pooling after ln_post. Fix: choose a standard ViT CLIP model."
-        )
+            f"model '{name}' is not supported for DCSM maps: {err}; {AS_BASELINE.format(name=name)}. "
+            "Fix: encoder.model=a ViT, SigLIP2, PE-Core, EVA02 or MobileCLIP2 model."
+        ) from None
 
 
 def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
@@ -147,6 +153,7 @@ def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
     """
     model, preprocess, tokenizer = create_open_clip(spec)
     _check_supported(model, spec.model)
+    _towers(model, spec.model, spec.patch_source)
     return model, preprocess, tokenizer
 
 
@@ -184,8 +191,49 @@ def create_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
             "Fix: on a machine without internet, give a local checkpoint file as pretrained=<path>, "
             "or pretrained=null for random init."
         ) from err
-    tokenizer = open_clip.get_tokenizer(spec.model)
-    return model, preprocess, tokenizer
+    return model, preprocess, load_tokenizer(spec, model)
+
+
+def load_tokenizer(spec: EncoderSpec, model: nn.Module) -> Callable:
+    """The tokenizer ``spec.tokenizer`` names (see :class:`EncoderSpec`), for ``model``'s context length.
+
+    Raises:
+        EncoderLoadError: the tokenizer cannot be built here (a Hugging Face tokenizer not in the
+            cache, ``transformers`` missing) or another model's tokenizer with pretrained weights.
+    """
+    ctx = getattr(model, "context_length", None) or getattr(getattr(model, "text", None), "context_length", None)
+    name = spec.tokenizer
+    try:
+        if name is None:
+            return open_clip.get_tokenizer(spec.model)
+        if os.path.isdir(name):
+            cfg = open_clip.get_model_config(spec.model) or {}
+            kwargs = cfg.get("text_cfg", {}).get("tokenizer_kwargs", {})
+            return open_clip.tokenizer.HFTokenizer(name, context_length=ctx, **kwargs)
+    except Exception as err:  # offline HF download, missing transformers
+        where = f"tokenizer '{name}'" if name else f"the tokenizer of '{spec.model}'"
+        arch = " or, for a random-init architecture run (pretrained=null), encoder.tokenizer=ViT-B-16" if spec.pretrained is None else ""
+        raise EncoderLoadError(
+            f"could not build {where}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. Fix: install "
+            "transformers and give a local Hugging Face tokenizer folder as encoder.tokenizer=<dir> (or put it in the HF "
+            f"cache){arch}."
+        ) from None
+    if name not in open_clip.list_models():
+        raise EncoderLoadError(
+            f"encoder.tokenizer='{name}' is neither a local tokenizer folder nor an open_clip model name. "
+            "Fix: give an existing folder, a model name, or null for the model's own tokenizer."
+        )
+    if spec.pretrained is not None and name != spec.model:
+        raise EncoderLoadError(
+            f"encoder.tokenizer='{name}' would feed '{spec.model}' pretrained weights ids from another vocabulary. "
+            "Fix: encoder.tokenizer=null or a local copy of the model's own tokenizer (another model's tokenizer is "
+            "only for random-init architecture tests, pretrained=null)."
+        )
+    try:
+        return open_clip.get_tokenizer(name, context_length=ctx)
+    except Exception as err:
+        raise EncoderLoadError(f"could not build the tokenizer of '{name}': {type(err).__name__}: {err}. Fix: choose "
+                               "a model with open_clip's CLIP tokenizer.") from None
 
 
 class PooledCLIP(nn.Module):
@@ -237,33 +285,71 @@ class FrozenCLIP(nn.Module):
         super().__init__()
         if spec.pad_rows not in PAD_ROWS:
             raise ValueError(f"unknown encoder.pad_rows '{spec.pad_rows}'. Fix: use one of {PAD_ROWS}.")
+        if spec.patch_source not in PATCH_SOURCES:
+            raise ValueError(f"unknown encoder.patch_source '{spec.patch_source}'. Fix: use one of {PATCH_SOURCES}.")
         self.spec = spec
-        model, self.preprocess, self.tokenizer = build_open_clip(spec)
-        model.visual.output_tokens = True
+        model, self.preprocess, self.tokenizer = create_open_clip(spec)
+        _check_supported(model, spec.model)
         model.requires_grad_(False)
         self.model = model.eval()
-        self.context_length: int = model.context_length
-        grid = model.visual.grid_size
+        self.image_tower, self.text_tower = _towers(model, spec.model, spec.patch_source)
+        clip_bpe = is_clip_bpe(self.tokenizer)
+        if spec.pad_rows == "eot" and not (clip_bpe and self.text_tower.causal):
+            raise UnsupportedModelError(
+                f"encoder.pad_rows=eot (the reference's EOT padding) needs a causal text tower with CLIP's BPE tokenizer; "
+                f"'{spec.model}' has a {'causal' if self.text_tower.causal else 'non-causal'} tower and "
+                f"{type(self.tokenizer).__name__}. Fix: encoder.pad_rows=zero."
+            )
+        self.context_length: int = int(getattr(self.tokenizer, "context_length", None) or self.text_tower.holder.context_length)
+        grid = self.image_tower.grid_size
         self.num_patches: int = grid[0] * grid[1] + int(spec.keep_cls)
         self.grid_size: tuple[int, int] = tuple(grid)
-        self.embed_dim: int = model.visual.output_dim
-        self.image_size: tuple[int, int] = tuple(model.visual.image_size)
+        self.embed_dim: int = self._joint_dim()
+        self.image_size: tuple[int, int] = tuple(self.image_tower.image_size)
+        self.towers: dict = describe(model, self.image_tower, self.text_tower)
         self._warned_truncation = False
+        if spec.patch_source == "trunk":
+            width = self._patch_width()
+            if width != self.embed_dim:
+                raise UnsupportedModelError(
+                    f"encoder.patch_source=trunk: '{spec.model}' trunk tokens are {width}-d but its joint space is "
+                    f"{self.embed_dim}-d, so they cannot be compared with text tokens. Fix: encoder.patch_source=joint."
+                )
+
+    def _joint_dim(self) -> int:
+        """D of the joint space (the text projection's output)."""
+        proj = self.text_tower.holder.text_projection
+        if proj is None:
+            return self.text_tower.width
+        return proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
+
+    def _patch_width(self) -> int:
+        """Width of one patch token as :attr:`image_tower` returns it (a dry run on one image)."""
+        with torch.no_grad():
+            x = torch.zeros(1, 3, *self.image_size, device=self.device, dtype=self.image_tower.dtype)
+            return int(self.image_tower(x)[1].shape[-1])
+
+    def baseline_scores(self, image_pooled: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
+        """Same-encoder baseline from unit-norm pooled embeddings ``(N, D)``, ``(N, K, D)`` -> ``(N, K)``:
+        the model's own logit (``towers["baseline_logit"]``): cosine, or SigLIP's sigmoid with bias."""
+        cos = torch.einsum("nd,nkd->nk", image_pooled.float(), text_pooled.float())
+        return baseline_logit(self.model, cos)
 
     def train(self, mode: bool = True) -> "FrozenCLIP":  # noqa: ARG002 - frozen: always eval
         return super().train(False)
 
     @property
     def device(self) -> torch.device:
-        return self.model.visual.proj.device
+        return next(self.model.visual.parameters()).device
 
     # ---------------------------------------------------------------- images
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> ImageEmbeddings:
-        """Encode preprocessed images ``(B, 3, H, W)`` -> patches ``(B, P, D)``, pooled ``(B, D)``."""
-        visual = self.model.visual
-        pooled, tokens = visual(images.to(self.device, dtype=visual.proj.dtype))
-        patches = tokens @ visual.proj  # (B, grid², D): tokens are after ln_post, before proj
+        """Encode preprocessed images ``(B, 3, H, W)`` -> patches ``(B, P, D)``, pooled ``(B, D)``.
+
+        Patches per :attr:`towers` ``["patch_path"]`` (:mod:`dcsm.encoder_towers`); pooled equals
+        the normalised ``encode_image``."""
+        pooled, patches = self.image_tower(images.to(self.device, dtype=self.image_tower.dtype))
         if self.spec.keep_cls:
             patches = torch.cat([pooled.unsqueeze(1), patches], dim=1)
         return ImageEmbeddings(F.normalize(patches.float(), dim=-1), F.normalize(pooled.float(), dim=-1))
@@ -282,17 +368,16 @@ class FrozenCLIP(nn.Module):
             raise ValueError(f"captions must be strings; caption {bad[0]} is {type(captions[bad[0]]).__name__}.")
         return self.tokenizer(list(captions))
 
-    @staticmethod
-    def lengths(ids: torch.Tensor) -> torch.Tensor:
-        """Real tokens (SOT..EOT) per row of ``(C, n)`` ids. Not ``ids != 0``: id 0 is the token "!".
-        EOT is CLIP's highest id, and argmax returns its first position."""
-        return ids.argmax(dim=1) + 1
+    def lengths(self, ids: torch.Tensor) -> torch.Tensor:
+        """Real tokens per row of ``(C, n)`` ids: SOT..EOT for CLIP's BPE (not ``ids != 0``: id 0
+        is the token "!"; EOT is its highest id, argmax returns its first position); up to the last
+        non-pad id for other tokenizers."""
+        return real_lengths(ids, self.tokenizer, self.text_tower.pad_id)
 
-    @classmethod
-    def real_mask(cls, ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
-        """Bool ``(C, width)``: True on SOT..EOT of each row of ``(C, n)`` ids (width defaults to n)."""
+    def real_mask(self, ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Bool ``(C, width)``: True on the real tokens of each row of ``(C, n)`` ids (width defaults to n)."""
         width = ids.shape[1] if width is None else width
-        return torch.arange(width, device=ids.device) < cls.lengths(ids).unsqueeze(1)
+        return torch.arange(width, device=ids.device) < self.lengths(ids).unsqueeze(1)
 
     def truncate(self, ids: torch.Tensor, captions: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the first ``max_tokens`` positions of ``(C, context)`` ids -> ids, mask ``(C, L)``.
@@ -331,28 +416,19 @@ class FrozenCLIP(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token and pooled text embeddings of full-context ids ``(C, context)``.
 
-        Returns unit-norm ``(C, n, D)`` token embeddings for the first ``n`` positions (n = the
-        longest caption incl. EOT, at least ``min_positions``) and the unit-norm pooled ``(C, D)``.
-        Running the causal text transformer on only the first ``n`` positions is exact: no
-        position attends to a later one, and the EOT used for pooling lies inside the first ``n``.
+        Returns unit-norm ``(C, n, D)`` token embeddings for the first ``n`` positions and the
+        unit-norm pooled ``(C, D)``. A causal tower with argmax/eos/first pooling runs only the
+        first ``n`` positions (n = the longest caption incl. EOT, at least ``min_positions``):
+        exact, no position attends to a later one and the pooled EOT lies inside them. A
+        non-causal tower (or ``last`` pooling) runs the full context it was trained with, so a
+        caption's tokens do not depend on its batch-mates.
         """
-        m = self.model
         ids = ids.to(self.device)
-        n = int(self.lengths(ids).max()) if m.attn_mask is not None else ids.shape[1]
+        txt = self.text_tower
+        shortcut = txt.causal and txt.pool_type != "last"
+        n = int(self.lengths(ids).max()) if shortcut else ids.shape[1]
         n = min(max(n, min_positions), ids.shape[1])
-        ids_n = ids[:, :n]
-        cast = m.transformer.get_cast_dtype()
-        x = m.token_embedding(ids_n).to(cast) + m.positional_embedding[:n].to(cast)
-        mask = m.attn_mask[:n, :n] if m.attn_mask is not None else None
-        if key_mask is not None:  # HF-style padding: no query attends to a padded key
-            blocked = torch.zeros(len(ids_n), 1, n, device=x.device, dtype=x.dtype).masked_fill(
-                ~key_mask[:, :n].to(x.device).unsqueeze(1), float("-inf"))
-            mask = (mask.to(x.dtype) + blocked).repeat_interleave(m.transformer.resblocks[0].attn.num_heads, dim=0)
-        x = m.ln_final(m.transformer(x, attn_mask=mask))  # (C, n, width)
-        proj = m.text_projection
-        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (C, n, D)
-        pool_ids = ids_n if key_mask is None else ids_n * key_mask[:, :n].to(ids_n.device)  # first EOT, not a pad
-        pooled = open_clip.transformer.text_global_pool(x, pool_ids, m.text_pool_type, eos_token_id=m.text_eos_id)
+        x, pooled = txt(ids, n, key_mask=key_mask)
         return F.normalize(x.float(), dim=-1), F.normalize(pooled.float(), dim=-1)
 
     @torch.no_grad()

@@ -1,8 +1,8 @@
 """The one scoring loop, shared by validation, synthetic evaluation and the benchmarks.
 
 Every image is encoded once for all its K options and all options are scored in one batch by
-the :class:`~dcsm.model.DCSM`; the CLIP baseline is the cosine of the same encoder's pooled
-embeddings. Metrics: :mod:`dcsm.metrics`; reports: :mod:`dcsm.report`.
+the :class:`~dcsm.model.DCSM`; the CLIP baseline is the same encoder's own logit of its pooled
+embeddings (cosine; SigLIP: ``logit_scale * cos + logit_bias``). Metrics: :mod:`dcsm.metrics`; reports: :mod:`dcsm.report`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def score_batch(model: DCSM, batch: dict[str, Any] | FeatureBatch, to_cpu: bool 
     """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}`` plus the
     batch's per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
     f = model.features(batch)
-    out = {"dcsm": model(f), "clip": model.clip_scores(f), "label": f.label}
+    out = {"dcsm": model(f), "clip": model.baseline_scores(f), "label": f.label}
     out.update({k: v for k, v in f.extras.items() if isinstance(v, torch.Tensor) and v.dim() == 1})
     return {k: v.cpu() for k, v in out.items()} if to_cpu else out
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from .encoder_towers import PATCH_SOURCES
 from .encoders import PAD_ROWS
 from .functional_rows import ROW_INITS
 from .maps import STANDARDIZE_MODES
@@ -123,10 +124,11 @@ def _required_obj(fields: dict[str, Check]) -> Obj:
     return Obj(fields, tuple(fields))
 
 
-ENCODER = _required_obj({
+ENCODER = Obj({
     "model": text(200), "pretrained": text(MAX_TEXT, nullable=True), "max_tokens": integer(1, MAX_TOKENS),
     "keep_cls": boolean, "seed": integer(*SEED_RANGE), "pad_rows": text(choices=PAD_ROWS),
-})
+    "patch_source": text(choices=PATCH_SOURCES), "tokenizer": text(MAX_TEXT, nullable=True),  # optional: newer exports
+}, ("model", "pretrained", "max_tokens", "keep_cls", "seed", "pad_rows"))
 FUNCTIONAL_ROWS = _required_obj({
     "lexicon": listof(text(256), MAX_PHRASES), "seed": integer(*SEED_RANGE), "init": text(choices=ROW_INITS),
 })

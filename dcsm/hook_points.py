@@ -90,7 +90,17 @@ class HookPoint(nn.Module):
 
 
 def towers(model: nn.Module) -> dict[str, nn.Module]:
-    """``{"visual": transformer, "text": transformer}`` of an open_clip CLIP (text only if present)."""
+    """``{"visual": transformer, "text": transformer}`` of an open_clip CLIP (text only if present).
+
+    Raises:
+        HookError: an image tower other than open_clip's ``VisionTransformer`` (timm trunks).
+    """
+    if not hasattr(model.visual, "transformer"):
+        raise HookError(
+            f"hook points (diagnostics) read open_clip's VisionTransformer blocks; this model's image tower is a "
+            f"{type(model.visual).__name__} ({type(getattr(model.visual, 'trunk', model.visual)).__name__}). "
+            "Fix: run eval.diagnostics on a ViT CLIP model such as ViT-B-16, or leave eval.diagnostics empty."
+        )
     out = {"visual": model.visual.transformer}
     if hasattr(model, "transformer") and hasattr(model.transformer, "resblocks"):
         out["text"] = model.transformer

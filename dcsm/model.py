@@ -134,6 +134,11 @@ class DCSM(nn.Module):
         f = self.features(x, options)
         return self.head.fp32_maps(f.patches, f.tokens, f.token_mask, f.token_ids)
 
+    def baseline_scores(self, features: FeatureBatch) -> torch.Tensor:
+        """Same-encoder baseline ``(N, K)`` with the model's own logit (cosine for CLIP models,
+        ``logit_scale * cos + logit_bias`` for SigLIP; ``encoder.towers["baseline_logit"]`` names it)."""
+        return self.encoder.baseline_scores(features.image_pooled, features.text_pooled)
+
     @staticmethod
     def clip_scores(features: FeatureBatch) -> torch.Tensor:
         """Baseline of the same encoder: cosine of pooled image ``(N, D)`` and pooled option

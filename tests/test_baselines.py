@@ -72,12 +72,12 @@ def test_resnet_and_timm_baselines_score_a_drawn_benchmark(encoder: FrozenCLIP, 
     assert f"{RESNET}:none" in md and f"{TIMM}:none" in md
 
 
-def test_dcsm_path_refuses_resnet_and_timm_towers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_dcsm_path_refuses_resnet_and_convnext_towers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(UnsupportedModelError) as err:
         FrozenCLIP(EncoderSpec(model=TIMM, pretrained=None))
     msg = str(err.value)
-    assert "\n" not in msg and "TimmModel image tower" in msg
-    assert "not supported yet: ResNet (RN50, ...), timm (ConvNeXt, SigLIP, EVA, ...) image towers, CoCa" in msg
+    assert "\n" not in msg and f"model '{TIMM}' is not supported for DCSM maps" in msg
+    assert "(ConvNeXt normalises after pooling), so the feature map's positions have no well-defined projection" in msg
     assert f"eval.baselines=['{TIMM}:PRETRAINED']" in msg
 
     with pytest.raises(SystemExit) as exc:  # through the train command: exit 2, one line, nothing trained
@@ -85,6 +85,6 @@ def test_dcsm_path_refuses_resnet_and_timm_towers_in_one_line(tmp_path: Path, ca
                                      "logger.kind=none"])
     assert exc.value.code == USAGE_EXIT
     line = capsys.readouterr().err.strip()
-    assert len(line.splitlines()) == 1 and line.startswith(f"error: model '{RESNET}' has a ModifiedResNet image tower")
+    assert len(line.splitlines()) == 1 and line.startswith(f"error: model '{RESNET}' is not supported for DCSM maps: its ResNet tower pools with attention")
     assert f"eval.baselines=['{RESNET}:PRETRAINED']" in line and "Fix: encoder.model=" in line
     assert not (tmp_path / "checkpoints").exists()

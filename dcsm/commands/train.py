@@ -227,6 +227,8 @@ def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],
         "checkpoint": str(checkpoint),
         "dcsm_version": __version__,
         "encoder": spec.to_dict(),
+        "encoder_towers": model.encoder.towers,
+        "clip_logit": model.encoder.towers["baseline_logit"],  # what the "clip" column scores with
         "metrics": results,
         **extra,
     }

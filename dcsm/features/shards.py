@@ -58,7 +58,7 @@ RECACHE_FIX = ("re-cache them with this encoder: python data_prep/cache_features
 FLOAT_KEYS = ("patches", "image_pooled", "text_pooled")
 OPPOSITE_FLOAT_KEYS = ("opposite_patches", "opposite_image_pooled")
 #: Encoder fields a feature cache must share with the run that reads it (plus ``seed`` for random init).
-ENCODER_FIELDS = ("model", "pretrained", "max_tokens", "keep_cls", "pad_rows")
+ENCODER_FIELDS = ("model", "pretrained", "max_tokens", "keep_cls", "pad_rows", "patch_source", "tokenizer")
 
 
 def feature_manifest(encoder: FrozenCLIP) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def encoder_diff(cached: dict[str, Any] | None, want: dict[str, Any]) -> list[tu
     """``(field, cached, wanted)`` for every feature-changing field that differs (``seed`` only
     for a random init); ``[]`` when compatible."""
     fields = (*ENCODER_FIELDS, "seed") if want.get("pretrained") is None else ENCODER_FIELDS
-    have = {"pad_rows": "zero", **(cached or {})}  # caches from before pad_rows existed
+    have = {"pad_rows": "zero", "patch_source": "joint", "tokenizer": None, **(cached or {})}  # caches from before these existed
     return [(k, have.get(k), want.get(k)) for k in fields if have.get(k) != want.get(k)]
 
 
