@@ -105,6 +105,9 @@ def schema() -> dict[str, Rule]:
     from .data.synthetic import CATEGORIES, SPLITS
     from .diagnostics.runner import DIAGNOSTICS
     from .encoders import PAD_ROWS
+    from .features.map_cache import CACHE_KINDS
+    from .features.memory import CACHE_DEVICES
+    from .features.shards import FEATURE_DTYPES
     from .functional_rows import ROW_INITS
     from .maps import STANDARDIZE_MODES
     from .prompts import PROMPT_STYLES
@@ -148,6 +151,9 @@ def schema() -> dict[str, Rule]:
         "data.categories": _choices(CATEGORIES, non_empty=True),
         "data.seed": SEED,
         "data.cache_features": BOOL_RULE,
+        "data.cache": _choice(CACHE_KINDS),
+        "data.cache_device": _choice(CACHE_DEVICES),
+        "data.cache_device_max_fraction": _float(0, 1, low_open=True),
         "data.batch_size": _int(1),
         "data.encode_batch_size": _int(1),
         "data.num_workers": _int(0),
@@ -193,6 +199,8 @@ def schema() -> dict[str, Rule]:
         "pair_shards.overwrite": BOOL_RULE,
         "cache_features.batch_size": _int(1),
         "cache_features.opposite": BOOL_RULE,
+        "cache_features.kind": _choice(CACHE_KINDS),
+        "cache_features.dtype": _choice(FEATURE_DTYPES),
         "cache_features.overwrite": BOOL_RULE,
         "miniature_benchmarks.rows": _int(1),
         "export_head.overwrite": BOOL_RULE,

@@ -85,7 +85,9 @@ class FeatureBatch:
         return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
 
     def to(self, device: torch.device | str, **kwargs: Any) -> "FeatureBatch":
-        """Every tensor on ``device`` (Lightning calls this to move batches)."""
+        """Every tensor on ``device`` (Lightning calls this to move batches); copies to a CUDA
+        device are ``non_blocking`` unless told otherwise (asynchronous from pinned memory)."""
+        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
         return self.map(lambda t: t.to(device, **kwargs))
 
     def to_cache(self) -> "FeatureBatch":
@@ -114,7 +116,7 @@ def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def _num_options(sample: dict[str, Any]) -> int | None:
     if "captions" in sample:
         return len(sample["captions"])
-    tokens = sample.get("tokens")
+    tokens = sample.get("tokens", sample.get("token_mask"))
     return int(tokens.shape[0]) if isinstance(tokens, torch.Tensor) else None
 
 
@@ -145,7 +147,10 @@ def check_option_counts(samples: Sequence[dict[str, Any]]) -> None:
 def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBatch:
     """Batch samples: tensors stacked, numbers to tensors, ``captions`` kept as N lists of K
     strings (default_collate would transpose them). Feature samples (they hold ``patches``)
-    become a :class:`FeatureBatch`; raw samples stay a dict for the encoder."""
+    become a :class:`FeatureBatch`; raw samples stay a dict for the encoder. A batch already
+    gathered whole (an in-memory cache's ``__getitems__``) is returned as it is."""
+    if not isinstance(samples, (list, tuple)):
+        return samples
     check_option_counts(samples)
     out: dict[str, Any] = {}
     for key in samples[0]:
@@ -158,4 +163,8 @@ def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBa
             out[key] = torch.tensor(values)
         else:
             out[key] = values
+    if "maps" in out:  # map-cache samples (dcsm.features.map_cache)
+        from .map_cache import MapBatch
+
+        return MapBatch.from_dict(out)
     return FeatureBatch.from_dict(out) if "patches" in out else out
