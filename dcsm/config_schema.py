@@ -107,6 +107,7 @@ def schema() -> dict[str, Rule]:
     from .encoders import PAD_ROWS
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
+    from .lit import COMPILE_CHOICES, COMPILE_MODES
     from .features.shards import FEATURE_DTYPES
     from .functional_rows import ROW_INITS
     from .maps import STANDARDIZE_MODES
@@ -150,6 +151,8 @@ def schema() -> dict[str, Rule]:
         "data.num_options": _int(2),
         "data.categories": _choices(CATEGORIES, non_empty=True),
         "data.seed": SEED,
+        "compile.head": _choice(COMPILE_CHOICES),
+        "compile.mode": _choice(COMPILE_MODES),
         "data.cache_features": BOOL_RULE,
         "data.cache": _choice(CACHE_KINDS),
         "data.cache_device": _choice(CACHE_DEVICES),
