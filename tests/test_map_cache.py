@@ -158,3 +158,19 @@ def test_map_shards_roundtrip_and_refuse_another_map_config(toy: FrozenCLIP, tmp
         stream(feat, "data.cache=maps")
     with pytest.raises(ValueError, match="holds map shards"):
         stream(maps)
+
+
+@pytest.mark.slow
+def test_train_py_runs_from_the_map_cache_end_to_end(tmp_path: Path) -> None:
+    """train.py with data.cache=maps: fits, validates from the cached maps, writes metrics.json."""
+    import json
+
+    run_dir = tmp_path / "run"
+    report = train_cmd.main(["--config", str(SMOKE), "data.cache=maps", "data.train_size=32", "data.val_size=8",
+                             "data.shifted_size=8", "data.test_size=8", "data.heldout_size=8", "data.batch_size=16",
+                             "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "logger.kind=csv", f"run_dir={run_dir}", "resume=null",
+                             "progress=false", "eval.splits=[test]"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["metrics"]["test"]["n"]["all"] == 8 and report["metrics"]["test"]["dcsm"]["all"] >= 0
+    csv = next(run_dir.rglob("metrics.csv")).read_text()
+    assert "val/acc" in csv and "val/clip_acc" in csv and "train/loss" in csv
