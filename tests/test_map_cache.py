@@ -113,6 +113,8 @@ def test_paired_loss_and_batch_standardisation_are_refused_in_one_line(capsys: p
     with pytest.raises(MapCacheError, match="maps.standardize=batch"):
         uses_map_cache(_cfg("data.cache=maps", "maps.standardize=batch"))
     assert not uses_map_cache(_cfg("loss.kind=paired"))  # embeddings: fine
+    with pytest.raises(MapCacheError, match="data.cache_features=true"):  # never silently ignored
+        uses_map_cache(_cfg("data.cache=maps", "data.cache_features=false"))
     with pytest.raises(SystemExit) as exc:
         run_command(train_cmd.main, ["--config", str(SMOKE), "data.cache=maps", "loss.kind=paired", "run_dir=/nonexistent/x"])
     assert exc.value.code == USAGE_EXIT
@@ -131,6 +133,11 @@ def test_map_shards_roundtrip_and_refuse_another_map_config(toy: FrozenCLIP, tmp
     cache_features_cmd.main([*base, f"cache_features.out={feat}"])
     m = cache_features_cmd.main([*base, f"cache_features.out={maps}", "cache_features.kind=maps"])
     assert m["format"] == "dcsm.map_shards" and m["map_record"]["maps"]["standardize"] == "row" and m["num_samples"] == 6
+    with pytest.raises(ValueError, match="cache_features.dtype=int8 is for embedding shards"):
+        cache_features_cmd.main([*base, f"cache_features.out={tmp_path / 'x'}", "cache_features.kind=maps",
+                                 "cache_features.dtype=int8"])
+    with pytest.raises(ValueError, match="another encoder or cache kind"):  # a map folder is not overwritten by embeddings
+        cache_features_cmd.main([*base, f"cache_features.out={maps}"])
 
     def stream(folder: Path, *over: str) -> list:
         cfg = _cfg("data.source=features", f"data.train_shards={folder}", "data.shuffle_buffer=0", *over)

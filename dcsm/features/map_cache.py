@@ -191,11 +191,14 @@ def check_cacheable_maps(cfg: dict) -> None:
 def uses_map_cache(cfg: dict) -> bool:
     """Whether a training run reads a map cache (in memory or map shards); checks it can."""
     d = cfg["data"]
-    on = d.get("cache", "embeddings") == "maps" and (
-        (d["source"] == "synthetic" and d["cache_features"]) or d["source"] == "features")
-    if on:
-        check_map_cache_config(cfg)
-    return on
+    if d.get("cache", "embeddings") != "maps":
+        return False
+    if not ((d["source"] == "synthetic" and d["cache_features"]) or d["source"] == "features"):
+        raise MapCacheError(f"data.cache=maps needs a cache, but data.source={d['source']} with data.cache_features="
+                            f"{str(d['cache_features']).lower()} encodes live. Fix: data.cache_features=true (synthetic), "
+                            "data.source=features with map shards, or data.cache=embeddings.")
+    check_map_cache_config(cfg)
+    return True
 
 
 # ------------------------------------------------------------------ building maps

@@ -115,6 +115,9 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
         raise ShardError(f"unknown cache kind '{kind}'. Fix: cache_features.kind={'|'.join(CACHE_KINDS)}.")
     if dtype not in FEATURE_DTYPES:
         raise ShardError(f"unknown feature dtype '{dtype}'. Fix: cache_features.dtype={'|'.join(FEATURE_DTYPES)}.")
+    if kind == "maps" and dtype != "fp16":
+        raise ShardError(f"cache_features.dtype={dtype} is for embedding shards; map shards are fp16. "
+                         "Fix: cache_features.dtype=fp16 with cache_features.kind=maps.")
     if kind == "maps" and map_sections is None:
         raise ShardError("a map cache needs the functional_rows and maps config sections (map_sections).")
     urls = expand_urls(shard_paths)
