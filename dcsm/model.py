@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from .encoders import EncoderSpec, FrozenCLIP
-from .features.batch import FeatureBatch
+from .features.batch import FeatureBatch, MapBatch
 from .features.encode import encode_batch, ensure_features
-from .features.map_cache import MapBatch
 from .functional_rows import FunctionalRows, resolve_lexicon
 from .maps import build_maps
 from .scorer import PooledResidual, ScorerConfig, build_pooled, build_scorer

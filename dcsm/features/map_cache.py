@@ -7,7 +7,7 @@ patches (fp16, ~41 x 196 x 2 B = ~16 KB for ViT-B-16 with 4 options) plus one po
 option (the CLIP baseline and ``scorer.pooled=residual``), instead of ~250 KB of embeddings; and
 no einsum per step.
 
-* :class:`MapBatch` — the batch type (``maps (N, K, L, P)``, ``token_mask (N, K, L)``,
+* :class:`~dcsm.features.batch.MapBatch` — the batch type (``maps (N, K, L, P)``, ``token_mask (N, K, L)``,
   ``pooled_cos (N, K)``, ``label``); :class:`~dcsm.model.DCSM` scores it like a
   :class:`~dcsm.features.batch.FeatureBatch`.
 * :func:`map_record` — what defines the maps (encoder fields, lexicon, rows seed and init,
@@ -27,23 +27,20 @@ it needs the embeddings.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .batch import CACHE_DTYPE, FeatureBatch, collate_mcq, concat_dicts
+from .batch import CACHE_DTYPE, MAP_KEYS, FeatureBatch, MapBatch, collate_mcq
 
 #: ``data.cache`` / ``cache_features.kind`` values.
 CACHE_KINDS = ("embeddings", "maps")
 MAP_FORMAT = "dcsm.map_shards"
 MAP_EXT = "maps.pth"
-MAP_KEYS = ("maps", "token_mask", "pooled_cos")
 #: Pooled cosines are kept in fp32 (one number per option: nothing to save).
 POOLED_DTYPE = torch.float32
 MAP_CACHE_FIX = ("re-write the map cache with this config (python data_prep/cache_features.py cache_features.kind=maps "
@@ -52,62 +49,6 @@ MAP_CACHE_FIX = ("re-write the map cache with this config (python data_prep/cach
 
 class MapCacheError(ValueError):
     """A map cache that this run cannot use (another map config, a batch-dependent map, the paired loss)."""
-
-
-@dataclass
-class MapBatch:
-    """Cached DCSM maps of N multiple-choice samples with K options each.
-
-    Attributes:
-        maps: ``(N, K, L, P)`` float, the head's standardised maps (zero on padded rows).
-        token_mask: ``(N, K, L)`` bool, real token rows.
-        pooled_cos: ``(N, K)`` float, cosine of the pooled image and caption embeddings.
-        label: ``(N,)`` long, index of the true option.
-        extras: per-sample values passed through (``category``, ``index``, ``key``, ...).
-    """
-
-    maps: torch.Tensor
-    token_mask: torch.Tensor
-    pooled_cos: torch.Tensor
-    label: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.maps.shape[0])
-
-    @property
-    def has_opposite(self) -> bool:
-        return False
-
-    def tensors(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
-        out = {k: v for k, v in out.items() if v is not None}
-        out.update(self.extras)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MapBatch":
-        missing = [k for k in MAP_KEYS if k not in d]
-        if missing:
-            raise ValueError(f"map batch lacks {missing}.")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
-        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
-
-    def map(self, fn: Any) -> "MapBatch":
-        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
-        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
-        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
-
-    def to(self, device: torch.device | str, **kwargs: Any) -> "MapBatch":
-        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
-        return self.map(lambda t: t.to(device, **kwargs))
-
-    def sample(self, i: int) -> dict[str, Any]:
-        return {k: v[i] for k, v in self.tensors().items()}
-
-    @classmethod
-    def cat(cls, batches: Iterable["MapBatch"]) -> "MapBatch":
-        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
 
 
 # ------------------------------------------------------------------ the map-defining config
