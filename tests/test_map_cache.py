@@ -181,3 +181,24 @@ def test_train_py_runs_from_the_map_cache_end_to_end(tmp_path: Path) -> None:
     assert metrics["metrics"]["test"]["n"]["all"] == 8 and report["metrics"]["test"]["dcsm"]["all"] >= 0
     csv = next(run_dir.rglob("metrics.csv")).read_text()
     assert "val/acc" in csv and "val/clip_acc" in csv and "train/loss" in csv
+
+
+def test_cache_device_auto_places_a_cache_that_fits_on_the_accelerator(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The CUDA decisions of data.cache_device, with the device's free memory and moves faked (no GPU here)."""
+    ds = FeatureDataset(MapBatch(torch.zeros(4, 2, 3, 5, dtype=torch.float16), torch.ones(4, 2, 3, dtype=torch.bool),
+                                 torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)))
+    moves: list[str] = []
+    monkeypatch.setattr(ds, "to_device", lambda device: moves.append(f"to {device}"))
+    monkeypatch.setattr(ds, "pin", lambda: moves.append("pin"))
+    cuda = torch.device("cuda", 0)
+    nbytes = ds.nbytes()
+    caplog.set_level("INFO", logger="dcsm.features.memory")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (4 * nbytes, 8 * nbytes))
+    assert place_caches([ds], "auto", cuda, 0.5) == "cuda:0" and moves == ["to cuda:0"]
+    assert "fits in 50% of cuda:0's free memory" in caplog.text and "kept there" in caplog.text
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (nbytes, 8 * nbytes))
+    assert place_caches([ds], "auto", cuda, 0.5) == "pinned" and moves[-1] == "pin"
+    assert "exceeds" in caplog.text and "pinned host memory" in caplog.text
+    assert place_caches([ds], "accelerator", cuda, 0.5) == "cuda:0" and moves[-1] == "to cuda:0"
+    assert place_caches([ds], "cpu", cuda, 0.5) == "pinned" and moves[-1] == "pin"

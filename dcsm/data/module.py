@@ -146,10 +146,10 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         wanted = ["train", *self.val_names] if stage in (None, "fit") else list(self.val_names)
-        for split in wanted:
-            if split not in self.datasets:
-                self.datasets[split] = self.build(split)
-        caches = [d for d in self.datasets.values() if isinstance(d, FeatureDataset)]
+        built = [split for split in wanted if split not in self.datasets]
+        for split in built:
+            self.datasets[split] = self.build(split)
+        caches = [self.datasets[s] for s in built if isinstance(self.datasets[s], FeatureDataset)]  # placed once
         if caches:
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
             self.cache_place = place_caches(caches, self.cfg.cache_device, device, self.cfg.cache_device_max_fraction)
