@@ -210,7 +210,10 @@ def render_cache_bytes(rows: Sequence[dict[str, Any]]) -> list[str]:
 def render_run(res: dict[str, Any]) -> tuple[str, str, str]:
     """20k-scene training run JSON -> (section, heading, body)."""
     m = res["machine"]
-    heading = f"{machine_line(m)} — {res['model']} (random init), {res['train_size']:,} scenes, {res['max_epochs']} epochs"
+    data = res.get("config", {}).get("data", {})
+    cache = f", data.cache={data['cache']}" if data.get("cache", "embeddings") != "embeddings" else ""
+    heading = (f"{machine_line(m)} — {res['model']} (random init), {res['train_size']:,} scenes, {res['max_epochs']} "
+               f"epochs{cache}")
     rows = [[k, v] for k, v in res["figures"].items()]
     lines = table(["", "value"], rows, align="lr")
     if res.get("notes"):
@@ -280,6 +283,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], tuple[str, str, str]]] = {
 
 def render(res: dict[str, Any]) -> tuple[str, str, str]:
     kind = res.get("kind")
+    if kind == "cache_speed":  # benchmarks/cache_speed.py renders its own section
+        from cache_speed import render as render_cache_speed
+
+        return render_cache_speed(res)
     if kind not in RENDERERS:
         raise ValueError(f"results JSON has kind {kind!r}; expected one of {sorted(RENDERERS)}.")
     return RENDERERS[kind](res)

@@ -155,6 +155,10 @@ def schema() -> dict[str, Rule]:
     from .diagnostics.runner import DIAGNOSTICS
     from .encoder_towers import PATCH_SOURCES
     from .encoders import PAD_ROWS
+    from .features.map_cache import CACHE_KINDS
+    from .features.memory import CACHE_DEVICES
+    from .lit import COMPILE_CHOICES, COMPILE_MODES
+    from .features.shards import FEATURE_DTYPES
     from .functional_rows import ROW_INITS
     from .maps import STANDARDIZE_MODES
     from .prompts import PROMPT_STYLES
@@ -210,7 +214,12 @@ def schema() -> dict[str, Rule]:
         "data.num_options": _int(2),
         "data.categories": _choices(CATEGORIES, non_empty=True),
         "data.seed": SEED,
+        "compile.head": _choice(COMPILE_CHOICES),
+        "compile.mode": _choice(COMPILE_MODES),
         "data.cache_features": BOOL_RULE,
+        "data.cache": _choice(CACHE_KINDS),
+        "data.cache_device": _choice(CACHE_DEVICES),
+        "data.cache_device_max_fraction": _float(0, 1, low_open=True),
         "data.batch_size": _int(1),
         "data.encode_batch_size": _int(1),
         "data.num_workers": _int(0),
@@ -280,6 +289,8 @@ def schema() -> dict[str, Rule]:
         "cache_features.batch_size": _int(1),
         "cache_features.device": Rule(DEVICE, choices=TORCH_DEVICES),
         "cache_features.opposite": BOOL_RULE,
+        "cache_features.kind": _choice(CACHE_KINDS),
+        "cache_features.dtype": _choice(FEATURE_DTYPES),
         "cache_features.overwrite": BOOL_RULE,
         "miniature_benchmarks.fixtures": STR_RULE,
         "miniature_benchmarks.out": STR_RULE,

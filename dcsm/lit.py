@@ -26,6 +26,22 @@ from .model import DCSM, DCSMHead, build_dcsm
 
 MODEL_PREFIX = "model."
 LOSSES = ("mcq", "paired")
+COMPILE_CHOICES = ("auto", True, False)  # compile.head: auto = on when training on CUDA, off on CPU
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def compile_head(head: DCSMHead, setting: Any, mode: str, device: torch.device) -> bool:
+    """``torch.compile`` the head in place (``nn.Module.compile``: its state-dict keys, hence
+    checkpoints, stay as they are): its forward (maps + CNN, the embedding path) and its CNN
+    (what a map cache feeds). ``setting``: ``compile.head`` (auto: only on CUDA). Returns
+    whether it compiled."""
+    if setting not in COMPILE_CHOICES:
+        raise ValueError(f"unknown compile.head {setting!r}. Fix: use one of auto|true|false.")
+    on = device.type == "cuda" if setting == "auto" else bool(setting)
+    if on:
+        head.compile(mode=mode)
+        head.scorer.compile(mode=mode)
+    return on
 
 
 def mcq_loss(model: DCSM, f: FeatureBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +114,7 @@ class DCSMModule(L.LightningModule):
         self._val_stats: dict[int, torch.Tensor] = {}
         self._val_loss: dict[int, torch.Tensor] = {}
         self.samples_seen = 0  # this rank's training samples; restored on resume
+        self.compiled = False  # compile.head took effect (configure_model)
 
     @property
     def encoder(self) -> FrozenCLIP:
@@ -106,6 +123,12 @@ class DCSMModule(L.LightningModule):
     @property
     def head(self) -> DCSMHead:
         return self.model.head
+
+    def configure_model(self) -> None:
+        """Lightning's hook once the device is known: ``compile.head`` (off by default on CPU)."""
+        c = self.cfg.get("compile") or {}
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        self.compiled = compile_head(self.head, c.get("head", False), c.get("mode", "default"), device)
 
     # ------------------------------------------------------------- steps
     def forward(self, batch: dict[str, Any] | FeatureBatch) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .encoders import EncoderSpec, FrozenCLIP
-from .features.batch import FeatureBatch
+from .features.batch import FeatureBatch, MapBatch
 from .features.encode import encode_batch, ensure_features
 from .functional_rows import FunctionalRows, resolve_lexicon
 from .maps import build_maps
@@ -91,6 +91,12 @@ class DCSMHead(nn.Module):
         eq = "bd,bkd->bk" if pairing == "per_image" else "bd,cd->bc"
         return self.pooled(scores, torch.einsum(eq, image_pooled.float(), text_pooled.float()))
 
+    def score_cached(self, maps: torch.Tensor, pooled_cos: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, K)`` of cached maps ``(B, K, L, P)`` (a map cache, any float dtype: the
+        CNN reads them as :meth:`forward` reads its fp32 maps) and pooled cosines ``(B, K)``."""
+        scores = self.score_maps(maps.float())
+        return self.pooled(scores, pooled_cos.float()) if "pooled" in self._modules else scores
+
     def score_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """Maps ``(..., L, P)`` -> scores ``(...)`` (fp32)."""
         lead = maps.shape[:-2]
@@ -115,9 +121,13 @@ class DCSM(nn.Module):
         """Images ``(N, 3, H, W)`` and N lists of K options -> :class:`FeatureBatch`."""
         return encode_batch(self.encoder, {"images": images, "captions": options})
 
-    def features(self, x: torch.Tensor | FeatureBatch | dict[str, Any], options: list[list[str]] | None = None) -> FeatureBatch:
+    def features(self, x: torch.Tensor | FeatureBatch | MapBatch | dict[str, Any],
+                 options: list[list[str]] | None = None) -> FeatureBatch | MapBatch:
         """Images + options, a raw batch dict (``images``, ``captions``, ...) or a
-        :class:`FeatureBatch` -> :class:`FeatureBatch` (encoded only when needed)."""
+        :class:`FeatureBatch` -> :class:`FeatureBatch` (encoded only when needed); a
+        :class:`~dcsm.features.map_cache.MapBatch` (map cache) as it is."""
+        if isinstance(x, MapBatch):
+            return x
         if isinstance(x, torch.Tensor):
             if options is None:
                 raise ValueError("scoring images needs their caption options. Fix: call model(images, options).")
@@ -127,11 +137,15 @@ class DCSM(nn.Module):
     def forward(self, x: torch.Tensor | FeatureBatch | dict[str, Any], options: list[list[str]] | None = None) -> torch.Tensor:
         """DCSM scores ``(N, K)`` of each image's K options."""
         f = self.features(x, options)
+        if isinstance(f, MapBatch):
+            return self.head.score_cached(f.maps, f.pooled_cos)
         return self.head(f.patches, f.tokens, f.token_mask, f.token_ids, image_pooled=f.image_pooled, text_pooled=f.text_pooled)
 
     def maps(self, x: torch.Tensor | FeatureBatch | dict[str, Any], options: list[list[str]] | None = None) -> torch.Tensor:
         """The maps :meth:`forward` scores: ``(N, K, L, P)`` fp32."""
         f = self.features(x, options)
+        if isinstance(f, MapBatch):
+            return f.maps.float()
         return self.head.fp32_maps(f.patches, f.tokens, f.token_mask, f.token_ids)
 
     def baseline_scores(self, features: FeatureBatch) -> torch.Tensor:
@@ -140,9 +154,11 @@ class DCSM(nn.Module):
         return self.encoder.baseline_scores(features.image_pooled, features.text_pooled)
 
     @staticmethod
-    def clip_scores(features: FeatureBatch) -> torch.Tensor:
+    def clip_scores(features: FeatureBatch | MapBatch) -> torch.Tensor:
         """Baseline of the same encoder: cosine of pooled image ``(N, D)`` and pooled option
-        ``(N, K, D)`` embeddings -> ``(N, K)``."""
+        ``(N, K, D)`` embeddings -> ``(N, K)`` (a map cache stores them)."""
+        if isinstance(features, MapBatch):
+            return features.pooled_cos.float()
         return torch.einsum("nd,nkd->nk", features.image_pooled.float(), features.text_pooled.float())
 
 

@@ -26,6 +26,7 @@ from ..data.accounting import DataAccountingCallback, read_accounting
 from ..data.module import SyntheticDataConfig, SyntheticDataModule
 from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..encoders import EncoderSpec, FrozenCLIP
+from ..features.map_cache import uses_map_cache
 from ..evaluation import evaluate_synthetic
 from ..io import AtomicCheckpointIO
 from ..checkpoints import head_tensors, upgrade_config
@@ -252,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
     check_values(cfg, train_schema())
+    uses_map_cache(cfg)  # data.cache=maps with loss.kind=paired or maps.standardize=batch: one line, before anything is built
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
-from ..features.memory import FeatureDataset, cache_dataset
+from ..features.map_cache import cache_map_dataset, map_head, uses_map_cache
+from ..features.memory import FeatureDataset, cache_dataset, place_caches
 from ..progress import progress_enabled
 from .resumable import EpochSampler, ResumableLoader
 from .synthetic import SyntheticScenes
@@ -43,16 +45,23 @@ class SyntheticDataConfig:
     num_workers: int
     val_splits: tuple[str, ...]
     with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
+    cache_device: str = "cpu"  # where the in-memory caches live (dcsm.features.memory.CACHE_DEVICES)
+    cache_device_max_fraction: float = 0.5  # auto: the caches may take this much of the accelerator's free memory
     progress: bool = True  # progress bar while encoding the feature cache (the config's top-level ``progress``)
+    cache: str = "embeddings"  # embeddings | maps (dcsm.features.map_cache.CACHE_KINDS)
+    map_sections: dict | None = None  # data.cache=maps: the run's functional_rows + maps sections (what the maps need)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SyntheticDataConfig":
         """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``,
         ``progress`` from the top-level key."""
         d = cfg["data"]
-        names = set(cls.__dataclass_fields__) - {"with_opposite", "progress"}
+        names = set(cls.__dataclass_fields__) - {"with_opposite", "progress", "map_sections"}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-        return cls(**kw, with_opposite=needs_opposite(cfg), progress=progress_enabled(cfg))
+        maps = {k: cfg[k] for k in ("functional_rows", "maps")} if uses_map_cache(cfg) else None
+        if maps is None:
+            kw["cache"] = "embeddings"
+        return cls(**kw, with_opposite=needs_opposite(cfg), progress=progress_enabled(cfg), map_sections=maps)
 
 
 def needs_opposite(cfg: dict) -> bool:
@@ -107,6 +116,7 @@ class SyntheticDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.encoder = encoder
         self.datasets: dict[str, Dataset] = {}
+        self.cache_place: str | None = None  # where the in-memory caches went (cpu, pinned, cuda:0), after setup
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -123,6 +133,11 @@ class SyntheticDataModule(L.LightningDataModule):
             return raw
         if self.trainer is not None:  # encode on the training device, not on the CPU
             self.encoder.to(self.trainer.strategy.root_device)
+        if self.cfg.cache == "maps":
+            log.info("encoding %d '%s' scenes once with the frozen encoder (maps cached in memory)", len(raw), split)
+            head = map_head(self.cfg.map_sections, self.encoder)
+            return FeatureDataset(cache_map_dataset(self.encoder, head, raw, self.cfg.encode_batch_size,
+                                                    self.cfg.num_workers, desc=f"encoding {split}", progress=self.cfg.progress))
         log.info("encoding %d '%s' scenes once with the frozen encoder (features cached in memory)", len(raw), split)
         return FeatureDataset(
             cache_dataset(self.encoder, raw, self.cfg.encode_batch_size, self.cfg.num_workers, desc=f"encoding {split}",
@@ -131,9 +146,13 @@ class SyntheticDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         wanted = ["train", *self.val_names] if stage in (None, "fit") else list(self.val_names)
-        for split in wanted:
-            if split not in self.datasets:
-                self.datasets[split] = self.build(split)
+        built = [split for split in wanted if split not in self.datasets]
+        for split in built:
+            self.datasets[split] = self.build(split)
+        caches = [self.datasets[s] for s in built if isinstance(self.datasets[s], FeatureDataset)]  # placed once
+        if caches:
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            self.cache_place = place_caches(caches, self.cfg.cache_device, device, self.cfg.cache_device_max_fraction)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         cached = self.cfg.cache_features

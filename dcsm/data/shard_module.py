@@ -23,6 +23,7 @@ epoch). The train stream has no length: an epoch ends where the stream ends.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -37,7 +38,8 @@ from .resumable import ResumableLoader
 
 from ..encoders import FrozenCLIP
 from ..features.batch import collate_mcq
-from ..features.shards import check_encoder, feature_sample_pipeline, probe_encoder
+from ..features.map_cache import MAP_FORMAT, check_map_record, decode_map_sample, map_record, record_digest, uses_map_cache
+from ..features.shards import FEATURE_FORMAT, check_encoder, feature_sample_pipeline, probe_encoder
 from .shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
 from .shards.accounting import SampleAccount, summarize
 from .module import needs_opposite
@@ -61,14 +63,17 @@ class ShardDataConfig:
     num_workers: int
     samples_per_epoch: int | None  # when the shards have no manifest.json (remote urls)
     with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
+    cache: str = "embeddings"  # source=features: embeddings (feature shards) | maps (map shards)
+    map_sections: dict | None = None  # cache=maps: the run's functional_rows + maps sections (checked against the shards)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ShardDataConfig":
         """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``."""
         d = cfg["data"]
-        names = set(cls.__dataclass_fields__) - {"with_opposite"}
+        names = set(cls.__dataclass_fields__) - {"with_opposite", "cache", "map_sections"}
         kw = {k: tuple(v) if k == "categories" else v for k, v in d.items() if k in names}
-        return cls(**kw, with_opposite=needs_opposite(cfg))
+        maps = {k: cfg[k] for k in ("functional_rows", "maps")} if uses_map_cache(cfg) else None
+        return cls(**kw, with_opposite=needs_opposite(cfg), cache="maps" if maps else "embeddings", map_sections=maps)
 
 
 
@@ -97,6 +102,26 @@ def reader_share(total: int, readers: int, batch_size: int) -> int:
     if total < 1:
         raise ValueError("the training shards list no samples (manifest.json counts are 0). Fix: write the shards again.")
     return math.ceil(total / readers / batch_size) * batch_size
+
+
+def check_cache_kind(manifests: Sequence[tuple[str, dict]], cfg: ShardDataConfig, spec: dict) -> None:
+    """Feature folders hold the cache kind ``data.cache`` names, and a map cache the maps of this
+    run's config (:func:`~dcsm.features.map_cache.check_map_record`).
+
+    Raises:
+        ValueError: one line naming the folder, the kinds (or the differing map field) and the fix.
+    """
+    for folder, manifest in manifests:
+        is_maps = manifest.get("format") == MAP_FORMAT
+        if cfg.cache == "maps" and not is_maps:
+            raise ValueError(f"data.cache=maps, but '{folder}' holds {manifest.get('format', FEATURE_FORMAT)!r} shards, "
+                             "not map shards. Fix: data.cache=embeddings, or write a map cache with "
+                             "cache_features.kind=maps.")
+        if cfg.cache != "maps" and is_maps:
+            raise ValueError(f"'{folder}' holds map shards (cache_features.kind=maps), but data.cache=embeddings. "
+                             "Fix: data.cache=maps (loss.kind=mcq), or point data.*_shards at embedding feature shards.")
+        if is_maps:
+            check_map_record(manifest.get("map_record"), map_record(cfg.map_sections, spec), folder)
 
 
 class ShardStream(IterableDataset):
@@ -182,6 +207,13 @@ class ShardDataModule(L.LightningDataModule):
             with_opposite=self.cfg.with_opposite and shuffle,  # train stream only
             reader_samples=reader_samples, account=self.accounts["train" if shuffle else "val"],
         )
+        if self.cfg.source == "features" and self.cfg.cache == "maps":
+            spec = self.encoder.spec.to_dict()
+            decode = functools.partial(decode_map_sample, digest=record_digest(map_record(self.cfg.map_sections, spec)),
+                                       categories=self.cfg.categories, encoder=spec, manifest_checked=counts is not None)
+            common.pop("with_opposite")
+            common.pop("categories")
+            return ShardPipeline(urls, decode, **common)
         if self.cfg.source == "features":
             spec = self.encoder.spec.to_dict() if self.encoder is not None else None
             return feature_sample_pipeline(urls, encoder=spec, manifest_checked=counts is not None, **common)
@@ -191,6 +223,7 @@ class ShardDataModule(L.LightningDataModule):
         """The train (``shuffle``) or validation loader of ``urls``."""
         counts, manifests = shard_manifests(urls)
         if self.cfg.source == "features" and self.encoder is not None:
+            check_cache_kind(manifests, self.cfg, self.encoder.spec.to_dict())
             check_encoder(manifests, self.encoder)  # every url with counts has its folder's manifest checked here
             probe_encoder(expand_urls(urls)[0], self.encoder.spec.to_dict(), manifest_checked=counts is not None)
         world = self.trainer.world_size if self.trainer is not None else 1

@@ -18,6 +18,8 @@ import torch
 FEATURE_KEYS = ("patches", "image_pooled", "tokens", "token_mask", "token_ids", "text_pooled")
 #: Optional per-sample tensors of the paired loss (each sample's opposite image and its caption).
 OPPOSITE_KEYS = ("opposite_patches", "opposite_image_pooled", "opposite_label")
+#: What a map-cache sample holds (:class:`MapBatch`).
+MAP_KEYS = ("maps", "token_mask", "pooled_cos")
 #: Float dtype of every feature cache (in memory and on disk).
 CACHE_DTYPE = torch.float16
 #: Keys of a raw batch that the encoder consumes (they never reach a FeatureBatch).
@@ -85,7 +87,9 @@ class FeatureBatch:
         return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
 
     def to(self, device: torch.device | str, **kwargs: Any) -> "FeatureBatch":
-        """Every tensor on ``device`` (Lightning calls this to move batches)."""
+        """Every tensor on ``device`` (Lightning calls this to move batches); copies to a CUDA
+        device are ``non_blocking`` unless told otherwise (asynchronous from pinned memory)."""
+        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
         return self.map(lambda t: t.to(device, **kwargs))
 
     def to_cache(self) -> "FeatureBatch":
@@ -102,6 +106,63 @@ class FeatureBatch:
         return cls.from_dict(concat_dicts(b.tensors() for b in batches))
 
 
+@dataclass
+class MapBatch:
+    """Cached DCSM maps (a map cache, :mod:`dcsm.features.map_cache`) of N multiple-choice samples with K options each.
+
+    Attributes:
+        maps: ``(N, K, L, P)`` float, the head's standardised maps (zero on padded rows).
+        token_mask: ``(N, K, L)`` bool, real token rows.
+        pooled_cos: ``(N, K)`` float, cosine of the pooled image and caption embeddings.
+        label: ``(N,)`` long, index of the true option.
+        extras: per-sample values passed through (``category``, ``index``, ``key``, ...).
+    """
+
+    maps: torch.Tensor
+    token_mask: torch.Tensor
+    pooled_cos: torch.Tensor
+    label: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.maps.shape[0])
+
+    @property
+    def has_opposite(self) -> bool:
+        return False
+
+    def tensors(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
+        out = {k: v for k, v in out.items() if v is not None}
+        out.update(self.extras)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MapBatch":
+        missing = [k for k in MAP_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"map batch lacks {missing}.")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
+        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
+
+    def map(self, fn: Any) -> "MapBatch":
+        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
+        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
+
+    def to(self, device: torch.device | str, **kwargs: Any) -> "MapBatch":
+        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
+        return self.map(lambda t: t.to(device, **kwargs))
+
+    def sample(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.tensors().items()}
+
+    @classmethod
+    def cat(cls, batches: Iterable["MapBatch"]) -> "MapBatch":
+        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
+
+
+
 def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate dict batches along N (tensors cat, lists extended)."""
     merged: dict[str, list] = {}
@@ -114,7 +175,7 @@ def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def _num_options(sample: dict[str, Any]) -> int | None:
     if "captions" in sample:
         return len(sample["captions"])
-    tokens = sample.get("tokens")
+    tokens = sample.get("tokens", sample.get("token_mask"))
     return int(tokens.shape[0]) if isinstance(tokens, torch.Tensor) else None
 
 
@@ -145,7 +206,10 @@ def check_option_counts(samples: Sequence[dict[str, Any]]) -> None:
 def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBatch:
     """Batch samples: tensors stacked, numbers to tensors, ``captions`` kept as N lists of K
     strings (default_collate would transpose them). Feature samples (they hold ``patches``)
-    become a :class:`FeatureBatch`; raw samples stay a dict for the encoder."""
+    become a :class:`FeatureBatch`; raw samples stay a dict for the encoder. A batch already
+    gathered whole (an in-memory cache's ``__getitems__``) is returned as it is."""
+    if not isinstance(samples, (list, tuple)):
+        return samples
     check_option_counts(samples)
     out: dict[str, Any] = {}
     for key in samples[0]:
@@ -158,4 +222,6 @@ def collate_mcq(samples: Sequence[dict[str, Any]]) -> dict[str, Any] | FeatureBa
             out[key] = torch.tensor(values)
         else:
             out[key] = values
+    if "maps" in out:  # map-cache samples (dcsm.features.map_cache)
+        return MapBatch.from_dict(out)
     return FeatureBatch.from_dict(out) if "patches" in out else out

@@ -47,6 +47,7 @@ from ..data.shards.read import ShardPipeline
 from ..data.synthetic import CATEGORIES
 from ..encoders import FrozenCLIP
 from ..safe_load import check_torch_zip
+from ..quantize import dequantize_int8, quantize_int8
 from .batch import CACHE_DTYPE, FEATURE_KEYS
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ RECACHE_FIX = ("re-cache them with this encoder: python data_prep/cache_features
                "cache_features.out=FEATURE_DIR cache_features.overwrite=true encoder.*=...")
 FLOAT_KEYS = ("patches", "image_pooled", "text_pooled")
 OPPOSITE_FLOAT_KEYS = ("opposite_patches", "opposite_image_pooled")
+#: ``cache_features.dtype`` values: fp16 floats, or int8 patches and tokens (:mod:`dcsm.quantize`,
+#: one fp16 scale per vector, stored as ``<key>_scale``; pooled embeddings stay fp16).
+FEATURE_DTYPES = ("fp16", "int8")
+INT8_KEYS = ("patches", "tokens", "opposite_patches")
+SCALE_SUFFIX = "_scale"
 #: Encoder fields a feature cache must share with the run that reads it (plus ``seed`` for random init).
 ENCODER_FIELDS = ("model", "pretrained", "max_tokens", "keep_cls", "pad_rows", "patch_source", "tokenizer")
 
@@ -209,16 +215,17 @@ def verify_features(d: dict[str, Any], key: str) -> None:
     want = d.get(CHECKSUM_KEY)
     if want is not None and tensor_checksum(d) != want:
         raise SampleError(f"{key}.{FEATURE_EXT}: checksum mismatch (corrupted bytes); the sample is skipped")
-    for k in FLOAT_KEYS + OPPOSITE_FLOAT_KEYS + ("tokens",):
+    for k in FLOAT_KEYS + OPPOSITE_FLOAT_KEYS + ("tokens",) + tuple(k + SCALE_SUFFIX for k in INT8_KEYS):
         t = d.get(k)
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise SampleError(f"{key}.{FEATURE_EXT}: non-finite values (NaN/inf) in '{k}'; the sample is skipped")
 
 
 def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
-                    encoder: dict[str, Any]) -> list[tuple[str, bytes]]:
+                    encoder: dict[str, Any], int8: bool = False) -> list[tuple[str, bytes]]:
     """Members ``KEY.json`` + ``KEY.feat.pth`` + ``KEY.encoder.json`` of one sample's features
-    (``(P, D)``, ``(K, L, D)``, ... tensors; floats are stored fp16, tokens packed to real rows);
+    (``(P, D)``, ``(K, L, D)``, ... tensors; floats are stored fp16, tokens packed to real rows;
+    ``int8``: patches and tokens as int8 codes + an fp16 scale per vector, ``<key>_scale``);
     ``encoder`` is the ``EncoderSpec`` dict of the encoder that made them."""
     mask = features["token_mask"].detach().cpu().bool()
     tokens = features["tokens"].detach().cpu()
@@ -232,6 +239,10 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
     for k in FLOAT_KEYS + OPPOSITE_FLOAT_KEYS:
         if k in features:
             d[k] = features[k].detach().cpu().to(CACHE_DTYPE).clone()  # clone: never save a batch's storage
+    if int8:
+        for k in INT8_KEYS:
+            if k in d:
+                d[k], d[k + SCALE_SUFFIX] = quantize_int8(d[k])
     d[CHECKSUM_KEY] = tensor_checksum(d)
     buf = io.BytesIO()
     torch.save(d, buf)
@@ -279,6 +290,12 @@ def decode_feature_sample(
         missing = [k for k in need if not isinstance(d, dict) or k not in d]
         raise SampleError(f"{key}.{FEATURE_EXT} lacks {missing}")
     verify_features(d, key)
+    try:
+        for k in INT8_KEYS:  # int8 shards (cache_features.dtype=int8): back to the cache dtype
+            if k in d and d[k].dtype == torch.int8:
+                d[k] = dequantize_int8(d[k], d[k + SCALE_SUFFIX], CACHE_DTYPE)
+    except (KeyError, ValueError, TypeError) as err:
+        raise SampleError(f"{key}.{FEATURE_EXT}: bad int8 features ({err})") from None
     mask = d["token_mask"].bool()
     packed = d["tokens"]
     if mask.dim() != 2 or packed.dim() != 2 or packed.shape[0] != int(mask.sum()):

@@ -28,7 +28,8 @@ from ..io import atomic_write_json
 from ..run_lock import RunDirLock
 from .batch import CACHE_DTYPE
 from .encode import encode_batch
-from .shards import encoder_mismatch, feature_manifest, feature_members
+from .map_cache import CACHE_KINDS, MAP_FORMAT, map_head, map_members, map_record, maps_of, record_digest
+from .shards import FEATURE_DTYPES, FEATURE_FORMAT, encoder_mismatch, feature_manifest, feature_members
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,26 @@ def encode_samples(encoder: FrozenCLIP, batch: list[dict], with_opposite: bool =
     return out
 
 
+@torch.no_grad()
+def encode_map_samples(encoder: FrozenCLIP, head: torch.nn.Module, batch: list[dict]) -> list[dict[str, torch.Tensor]]:
+    """Raw samples -> per-sample maps ``(K, L, P)`` fp16, ``token_mask``, ``pooled_cos``, ``label`` (CPU)."""
+    raw = {
+        "images": torch.stack([s["images"] for s in batch]),
+        "captions": [list(s["captions"]) for s in batch],
+        "label": torch.tensor([s["label"] for s in batch]),
+    }
+    mb = maps_of(head, encode_batch(encoder, raw))
+    return [{k: v for k, v in mb.sample(i).items() if isinstance(v, torch.Tensor)} for i in range(len(batch))]
+
+
 def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | Path], out_dir: str | Path,
-                 batch_size: int, *, with_opposite: bool = True, overwrite: bool = False, progress: bool = True) -> dict:
+                 batch_size: int, *, with_opposite: bool = True, overwrite: bool = False, progress: bool = True,
+                 kind: str = "embeddings", dtype: str = "fp16", map_sections: dict | None = None) -> dict:
     """Encode every raw shard into ``out_dir/<same name>``; returns the manifest.
+
+    ``kind``: ``embeddings`` (feature shards, floats in ``dtype``: fp16, or int8 patches and
+    tokens with one fp16 scale per vector) or ``maps`` (map shards, :mod:`dcsm.features.map_cache`;
+    ``map_sections`` = the run config's ``functional_rows`` + ``maps`` sections; no opposite images).
 
     A feature shard is skipped when it exists and (a) the manifest lists it with the same
     sample count and source size, or (b) the manifest has the same encoder spec but no entry
@@ -93,6 +111,15 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
     """
     if batch_size < 1:
         raise ShardError(f"batch_size must be >= 1, got {batch_size}")
+    if kind not in CACHE_KINDS:
+        raise ShardError(f"unknown cache kind '{kind}'. Fix: cache_features.kind={'|'.join(CACHE_KINDS)}.")
+    if dtype not in FEATURE_DTYPES:
+        raise ShardError(f"unknown feature dtype '{dtype}'. Fix: cache_features.dtype={'|'.join(FEATURE_DTYPES)}.")
+    if kind == "maps" and dtype != "fp16":
+        raise ShardError(f"cache_features.dtype={dtype} is for embedding shards; map shards are fp16. "
+                         "Fix: cache_features.dtype=fp16 with cache_features.kind=maps.")
+    if kind == "maps" and map_sections is None:
+        raise ShardError("a map cache needs the functional_rows and maps config sections (map_sections).")
     urls = expand_urls(shard_paths)
     names = [os.path.basename(u.rstrip("/")) for u in urls]
     if len(set(names)) != len(names):
@@ -102,23 +129,36 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
     # one writer per folder: a second job would delete the first one's temp files and race its manifest
     with RunDirLock(out_dir, key="cache_features.out",
                     fix="wait for the other cache_features job to finish (rerunning resumes), or write to another out= folder"):
-        return _cache_shards(encoder, urls, names, out_dir, batch_size, with_opposite, overwrite, progress)
+        return _cache_shards(encoder, urls, names, out_dir, batch_size, with_opposite, overwrite, progress,
+                             kind, dtype, map_sections)
 
 
 def _cache_shards(encoder: FrozenCLIP, urls: list[str], names: list[str], out_dir: Path, batch_size: int,
-                  with_opposite: bool, overwrite: bool, progress: bool) -> dict:
+                  with_opposite: bool, overwrite: bool, progress: bool, kind: str = "embeddings", dtype: str = "fp16",
+                  map_sections: dict | None = None) -> dict:
     """:func:`cache_shards` while holding ``out_dir``'s lock."""
+    spec = encoder.spec.to_dict()  # carried by every sample too (checked on every read)
+    kind_fields: dict[str, Any] = {"format": FEATURE_FORMAT, "map_record": None,
+                                   "dtype": "float16" if kind == "maps" or dtype == "fp16" else dtype}
+    if kind == "maps":
+        kind_fields.update(format=MAP_FORMAT, map_record=map_record(map_sections, spec))
+        with_opposite = False  # the paired loss cannot use a map cache
     old = _load_json(out_dir / MANIFEST_NAME)
     diff = encoder_mismatch(old.get("encoder"), encoder) if old is not None else []
+    if old is not None and not diff:
+        diff = [f"{k}: {'a record' if k == 'map_record' and old.get(k) else old.get(k)!r} in the folder, "
+                f"{'another' if k == 'map_record' else repr(v)} now" for k, v in kind_fields.items() if old.get(k) != v]
     if diff and not overwrite:
         raise ShardError(
-            f"{out_dir} holds features of another encoder ({'; '.join(diff)}). "
+            f"{out_dir} holds features of another encoder or cache kind ({'; '.join(diff)}). "
             "Fix: use another out= folder, or overwrite=true."
         )
+    manifest: dict[str, Any] = {**feature_manifest(encoder), **{k: v for k, v in kind_fields.items() if v is not None}}
+    head = digest = None
+    if kind == "maps":
+        head, digest = map_head(map_sections, encoder), record_digest(kind_fields["map_record"])
     same_encoder = old is not None and not diff
     entries: dict[str, dict] = {e["name"]: e for e in (old or {}).get("shards", [])} if same_encoder else {}
-    manifest: dict[str, Any] = feature_manifest(encoder)
-    spec = encoder.spec.to_dict()  # carried by every sample too (checked on every read)
 
     def save_manifest() -> dict:
         shards = sorted(entries.values(), key=lambda e: e["name"])
@@ -160,9 +200,13 @@ def _cache_shards(encoder: FrozenCLIP, urls: list[str], names: list[str], out_di
         count = 0
         batches = _batches(iter_shard(url, decode, skips), batch_size)
         for batch in progress_bar(batches, progress, desc=f"encoding {name}", unit="batch"):
-            for s, f in zip(batch, encode_samples(encoder, batch, with_opposite)):
+            feats = encode_samples(encoder, batch, with_opposite) if head is None else encode_map_samples(encoder, head, batch)
+            for s, f in zip(batch, feats):
                 record = {"captions": s["captions"], "label": s["label"], "meta": s["meta"]}
-                members.extend(feature_members(s["key"], f, record, spec))
+                if head is None:
+                    members.extend(feature_members(s["key"], f, record, spec, int8=dtype == "int8"))
+                else:
+                    members.extend(map_members(s["key"], f, record, spec, digest))
                 count += 1
         size = write_tar(out, members)
         entries[name] = {"name": name, "count": count, "bytes": size, "skipped": skips.count,
