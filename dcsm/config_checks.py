@@ -98,8 +98,8 @@ def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
 
 
 def monitor_names(cfg: dict) -> list[str]:
-    """The metrics a training run logs (:class:`dcsm.lit.DCSMModule`), which ``checkpoint.monitor`` may name."""
-    from .data.shard_module import SHARD_SOURCES
+    """The metrics a training run logs (:class:`dcsm.train.module.DCSMModule`), which ``checkpoint.monitor`` may name."""
+    from .train.shard_data import SHARD_SOURCES
 
     data = cfg.get("data", {})
     vals = ["val"] if data.get("source") in SHARD_SOURCES else list(data.get("val_splits") or [])

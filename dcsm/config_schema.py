@@ -3,7 +3,7 @@
 :func:`schema` maps a dotted key of ``configs/default.yaml`` (or of a command's own defaults,
 e.g. ``configs/pretrain_toy_clip.yaml``) to a :class:`Rule`; :func:`dcsm.config_checks.check_values`
 applies it to every key present, right after the config is loaded. The choices come from the
-modules that own them (``dcsm.maps.STANDARDIZE_MODES``, ``dcsm.data.synthetic.SPLITS``, ...), so a
+modules that own them (``dcsm.model.maps.STANDARDIZE_MODES``, ``dcsm.data.synthetic.scenes.SPLITS``, ...), so a
 new mode is added in one place.
 """
 
@@ -100,15 +100,15 @@ DETERMINISTIC = (True, False, "warn")
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Rule]:
     """Dotted key -> :class:`Rule` (imports the owners of the choices on first use)."""
-    from .data.benchmark_dataset import BENCHMARKS
-    from .data.shard_module import SHARD_SOURCES
-    from .data.synthetic import CATEGORIES, SPLITS
-    from .diagnostics.runner import DIAGNOSTICS
-    from .encoders import PAD_ROWS
-    from .functional_rows import ROW_INITS
-    from .maps import STANDARDIZE_MODES
-    from .prompts import PROMPT_STYLES
-    from .scorer import LAYOUTS, POOLED
+    from .data.benchmarks.dataset import BENCHMARKS
+    from .train.shard_data import SHARD_SOURCES
+    from .data.synthetic.scenes import CATEGORIES, SPLITS
+    from .diagnostics.run import DIAGNOSTICS
+    from .model.encoders import PAD_ROWS
+    from .model.functional_rows import ROW_INITS
+    from .model.maps import STANDARDIZE_MODES
+    from .data.benchmarks.prompts import PROMPT_STYLES
+    from .model.cnn import LAYOUTS, POOLED
 
     return {
         "seed": SEED,
@@ -222,7 +222,7 @@ def train_schema() -> dict[str, Rule]:
 
     from lightning.fabric.connector import _PRECISION_INPUT  # every precision Lightning accepts
 
-    from .lit import LOSSES
+    from .train.module import LOSSES
 
     precisions = tuple(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg))
     return {"loss.kind": _choice(LOSSES), "trainer.precision": _choice(precisions)}

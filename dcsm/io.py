@@ -20,7 +20,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from .disk_full import DiskFullError, disk_full_error, is_disk_full  # noqa: F401  (DiskFullError: re-exported)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .safe_load import read_checkpoint
+from .checkpoints.safe_load import read_checkpoint
 
 
 class _Recording:
@@ -86,7 +86,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint plugin: local checkpoints are written temp-file-then-rename, and read
-    (``trainer.fit(ckpt_path=...)``, resume) through :func:`dcsm.safe_load.read_checkpoint`: a
+    (``trainer.fit(ckpt_path=...)``, resume) through :func:`dcsm.checkpoints.safe_load.read_checkpoint`: a
     plain torch.save zip archive, unpickled without running code from it."""
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:

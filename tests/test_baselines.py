@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 import dcsm.commands.train as train_cmd
-from dcsm.benchmark_eval import run_benchmark
+from dcsm.eval.benchmark import run_benchmark
 from dcsm.config import load_yaml, to_plain
-from dcsm.encoders import EncoderSpec, FrozenCLIP, UnsupportedModelError
-from dcsm.model import build_dcsm
-from dcsm.runner import USAGE_EXIT, run_command
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP, UnsupportedModelError
+from dcsm.model.dcsm import build_dcsm
+from dcsm.commands.runner import USAGE_EXIT, run_command
 from tests.test_benchmark_eval import B_PREPS, _controlled_rows
 
 REPO = Path(__file__).resolve().parents[1]

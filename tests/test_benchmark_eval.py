@@ -1,4 +1,4 @@
-"""Tests for dcsm.benchmark_eval: WhatsUp / NegBench evaluation end to end.
+"""Tests for dcsm.eval.benchmark: WhatsUp / NegBench evaluation end to end.
 
 Every expected number is computed here from scores obtained independently of the runner:
 one image at a time through the encoder and the head (no dataset, collate or batching), then
@@ -19,14 +19,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from dcsm.benchmark_eval import run_benchmark, run_benchmark_from_config
+from dcsm.eval.benchmark import run_benchmark, run_benchmark_from_config
 from dcsm.config import load_yaml, to_plain
-from dcsm.data.benchmark_dataset import BenchmarkDataset, load_items, parse_baseline
-from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.heatmaps import render_heatmap, spatial_heatmap
-from dcsm.model import DCSM, build_dcsm
-from dcsm.prompts import apply_prompt_style
-from dcsm.report import format_benchmark_table
+from dcsm.data.benchmarks.dataset import BenchmarkDataset, load_items, parse_baseline
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
+from dcsm.model.heatmaps import render_heatmap, spatial_heatmap
+from dcsm.model.dcsm import DCSM, build_dcsm
+from dcsm.data.benchmarks.prompts import apply_prompt_style
+from dcsm.eval.report import format_benchmark_table
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"

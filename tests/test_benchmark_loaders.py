@@ -1,4 +1,4 @@
-"""Tests for dcsm.data.benchmarks, dcsm.benchmark_metrics and dcsm.prompts."""
+"""Tests for dcsm.data.benchmarks.loaders, dcsm.benchmark_metrics and dcsm.data.benchmarks.prompts."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dcsm.metrics import mcq_metrics
-from dcsm.data.benchmarks import (
+from dcsm.eval.metrics import mcq_metrics
+from dcsm.data.benchmarks.loaders import (
     BenchmarkFormatError,
     MCQItem,
     load_benchmark,
@@ -23,7 +23,7 @@ from dcsm.data.benchmarks import (
     missing_images,
     resolve_image,
 )
-from dcsm.prompts import PROMPT_STYLES, apply_prompt_style
+from dcsm.data.benchmarks.prompts import PROMPT_STYLES, apply_prompt_style
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 WHATSUP_A_FIXTURE = FIXTURES / "whatsup" / "controlled_images_dataset.json"

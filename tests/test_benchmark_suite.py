@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from dcsm.commands.evaluate import main as evaluate
-from dcsm.data.benchmark_dataset import BenchmarkDataset, styled_captions
-from dcsm.data.benchmarks_more import open_item_image
-from dcsm.data.discovery import SUITE_SUBSETS
-from dcsm.benchmark_suite import load_suite
+from dcsm.data.benchmarks.dataset import BenchmarkDataset, styled_captions
+from dcsm.data.benchmarks.more_loaders import open_item_image
+from dcsm.data.benchmarks.discovery import SUITE_SUBSETS
+from dcsm.eval.suite import load_suite
 from tests.suite_helpers import ABSENT, draw_suite_tree, write_checkpoint
 
 SCORED = [s for s in SUITE_SUBSETS if s not in ABSENT]
@@ -83,7 +83,7 @@ def test_all_outputs_json_markdown_csv_agree(suite_report, ckpt: Path) -> None:
 @torch.no_grad()
 def test_suite_accuracy_matches_a_per_item_loop(suite_report, tree: Path, encoder) -> None:
     """Every DCSM/CLIP cell = argmax accuracy of one-item-at-a-time scores (crop box applied)."""
-    from dcsm.checkpoints import load_dcsm
+    from dcsm.checkpoints.load import load_dcsm
 
     report, _ = suite_report
     model = load_dcsm(report["columns"]["dcsm"]["checkpoint"], encoder=encoder)[0]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dcsm.metrics import mcq_metrics
-from dcsm.data.benchmarks import BenchmarkFormatError, load_benchmark, missing_images
-from dcsm.data.benchmarks_more import (
+from dcsm.eval.metrics import mcq_metrics
+from dcsm.data.benchmarks.loaders import BenchmarkFormatError, load_benchmark, missing_images
+from dcsm.data.benchmarks.more_loaders import (
     BoxedMCQItem,
     load_clevr_bind,
     load_ncd,
@@ -21,9 +21,9 @@ from dcsm.data.benchmarks_more import (
     load_vg_attribution,
     open_item_image,
 )
-from dcsm.data.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
-from dcsm.prompts import apply_prompt_style
-from dcsm.suite_table import render_csv, render_markdown, suite_json
+from dcsm.data.benchmarks.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
+from dcsm.data.benchmarks.prompts import apply_prompt_style
+from dcsm.eval.suite_table import render_csv, render_markdown, suite_json
 
 
 def _img(path: Path, size: tuple[int, int] = (40, 30), colour: tuple[int, int, int] = (200, 10, 10)) -> Path:

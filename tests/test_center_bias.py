@@ -23,9 +23,9 @@ from dcsm.diagnostics.cross_eyed import (centred_by_boxes, centred_by_file_name,
                                          run_cross_eyed)
 from dcsm.diagnostics.mitigations import MitigationError, attention_prior, redistribute_attention, visual_prompt
 from dcsm.diagnostics.option_scoring import TextTable
-from dcsm.diagnostics.runner import run_diagnostics
-from dcsm.encoders import EncoderSpec, FrozenCLIP, TextEmbeddings
-from dcsm.model import DCSM, build_head
+from dcsm.diagnostics.run import run_diagnostics
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP, TextEmbeddings
+from dcsm.model.dcsm import DCSM, build_head
 from test_diagnostics_runner import HostModule
 from tests.diag_models import small_vit_encoder
 
@@ -95,7 +95,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> PlantedCLIP:
             p.zero_()
         for c in range(3):  # channels 0..2: the patch's mean normalised colour
             v.conv1.weight[c, c] = 1.0 / 64
-        from dcsm.data.synthetic import COLOURS as RGB
+        from dcsm.data.synthetic.scenes import COLOURS as RGB
         v.class_embedding[:3] = EPS * (norm(RGB["red"]) - norm(BG))
         v.class_embedding[3] = 1.0  # query flag
         v.positional_embedding[1:, :3] = -norm(BG)  # background -> 0

@@ -1,4 +1,4 @@
-"""The training dashboard (dcsm.dashboard): epoch panels, final table, summary keys, run config and
+"""The training dashboard (dcsm.train.dashboard): epoch panels, final table, summary keys, run config and
 encoder record, diagnostics in the same run, CSV, rank zero only; on tiny toy-CLIP runs."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from dcsm.commands.train import main as train_main
-from dcsm.dashboard import DashboardCallback, final_summary, final_table
+from dcsm.train.dashboard import DashboardCallback, final_summary, final_table
 from tests.wandb_offline import media, read_run, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]

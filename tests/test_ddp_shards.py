@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features.writer import cache_shards
 from tests.shard_surgery import edit_feature_bytes, overwrite_ff, regroup, truncate
 

@@ -10,8 +10,8 @@ import torch
 
 from dcsm.diagnostics.ablation import AblationError, Component, ablate, component_means, parse_component
 from dcsm.diagnostics.decomposition import decompose, readout
-from dcsm.encoders import FrozenCLIP
-from dcsm.hook_points import _registry, capture, hooks
+from dcsm.model.encoders import FrozenCLIP
+from dcsm.diagnostics.hook_points import _registry, capture, hooks
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dcsm.diagnostics.decomposition import decompose
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from tests.diag_models import small_vit_encoder
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from dcsm.encoders import FrozenCLIP
-from dcsm.hook_points import HookError, _registry, capture, hook_point_names, hooks
+from dcsm.model.encoders import FrozenCLIP
+from dcsm.diagnostics.hook_points import HookError, _registry, capture, hook_point_names, hooks
 
 
 def _attached(model: nn.Module) -> int:

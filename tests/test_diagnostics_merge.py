@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import dcsm.diagnostics.runner as runner
+import dcsm.diagnostics.run as runner
 from dcsm.commands import evaluate
 
 

@@ -11,8 +11,8 @@ import torch
 from omegaconf import OmegaConf
 
 from dcsm.diagnostics.callback import DiagnosticsCallback
-from dcsm.diagnostics.runner import DiagnosticsConfigError, run_diagnostics
-from dcsm.encoders import FrozenCLIP
+from dcsm.diagnostics.run import DiagnosticsConfigError, run_diagnostics
+from dcsm.model.encoders import FrozenCLIP
 from tests.diag_models import small_vit_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def patch_scorer(encoder: FrozenCLIP):
 
 
 def test_all_diagnostics_write_files_and_pruning_identities(enc: FrozenCLIP, tmp_path: Path, monkeypatch) -> None:
-    import dcsm.diagnostics.runner as runner
+    import dcsm.diagnostics.run as runner
 
     small_bank = load_small_bank(tmp_path)
     cfg = small_cfg() | {"text_bank": str(small_bank)}

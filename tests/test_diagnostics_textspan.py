@@ -10,7 +10,7 @@ import torch
 from dcsm.diagnostics.decomposition import decompose, readout
 from dcsm.diagnostics.head_scores import LexiconError, concept_groups, load_lexicon, rank_heads, score_heads
 from dcsm.diagnostics.textspan import TextBankError, load_text_bank, text_bank, textspan, textspan_heads
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 
 from tests.diag_models import small_vit_encoder
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcsm.encoders import EncoderLoadError, EncoderSpec, FrozenCLIP, UnsupportedModelError, build_open_clip
+from dcsm.model.encoders import EncoderLoadError, EncoderSpec, FrozenCLIP, UnsupportedModelError, build_open_clip
 
 
 def _reference_image(enc: FrozenCLIP, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def test_keep_cls_prepends_pooled_column() -> None:
 
 def test_long_caption_is_truncated_with_warning(encoder: FrozenCLIP, caplog: pytest.LogCaptureFixture) -> None:
     long = " ".join(["a red square to the left of a blue circle"] * 4)
-    with caplog.at_level(logging.WARNING, logger="dcsm.encoders"):
+    with caplog.at_level(logging.WARNING, logger="dcsm.model.encoders"):
         emb = encoder.encode_texts([long, "a cup"])
     assert "max_tokens=20" in caplog.text and "truncated" in caplog.text
     assert emb.mask[0].all() and emb.tokens.shape[1] == 20

@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 import dcsm
 from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.export_head import main as export_main
-from dcsm.finite_load import NonFiniteCheckpointError
-from dcsm.head_export import CONFIG_DIGEST_KEY, HeadExportError, _sha256, config_digest
-from dcsm.runner import USAGE_EXIT, run_command
+from dcsm.checkpoints.finite_load import NonFiniteCheckpointError
+from dcsm.checkpoints.export import CONFIG_DIGEST_KEY, HeadExportError, _sha256, config_digest
+from dcsm.commands.runner import USAGE_EXIT, run_command
 from tests.suite_helpers import write_checkpoint
 
 
@@ -136,8 +136,8 @@ def test_version_1_export_still_loads(export, tmp_path: Path, encoder) -> None: 
         del record[CONFIG_DIGEST_KEY]
 
     path = _copy(stem, tmp_path, v1)
-    model, cfg = dcsm.checkpoints.load_dcsm(str(path), encoder=encoder)
-    want = dcsm.checkpoints.load_dcsm(str(ckpt), encoder=encoder)[0]
+    model, cfg = dcsm.checkpoints.load.load_dcsm(str(path), encoder=encoder)
+    want = dcsm.checkpoints.load.load_dcsm(str(ckpt), encoder=encoder)[0]
     assert all(torch.equal(a, b) for a, b in zip(model.head.state_dict().values(), want.head.state_dict().values()))
     bad = _copy(stem, tmp_path, lambda r: (v1(r), _set("scorer.channels", "32")(r)))
     with pytest.raises(HeadExportError, match="field scorer.channels='32'"):

@@ -14,8 +14,8 @@ import pytest
 
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.config import load_yaml, to_plain
-from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
-from dcsm.encoders import FrozenCLIP
+from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.shards import EncoderMismatchError, feature_sample_pipeline
 from dcsm.features.writer import cache_shards
 

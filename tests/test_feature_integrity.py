@@ -18,9 +18,9 @@ import torch
 import dcsm.commands.train as train_cmd
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.config import apply_overrides, load_yaml, to_plain
-from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
+from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 from dcsm.data.shards import SampleError, SkippedSampleWarning
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.shards import CHECKSUM_KEY, decode_feature_sample, tensor_checksum
 from dcsm.features.writer import cache_shards
 from tests.shard_surgery import (append_duplicate, edit_feature_bytes, flip_bit, overwrite_ff, read_samples,

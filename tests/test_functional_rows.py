@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcsm.encoders import FrozenCLIP
-from dcsm.functional_rows import DEFAULT_LEXICON, FunctionalRows, init_rows, resolve_lexicon
+from dcsm.model.encoders import FrozenCLIP
+from dcsm.model.functional_rows import DEFAULT_LEXICON, FunctionalRows, init_rows, resolve_lexicon
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 
 import dcsm
 from dcsm.api import Scorer
-from dcsm.checkpoints import load_dcsm
+from dcsm.checkpoints.load import load_dcsm
 from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.export_head import main as export_main
-from dcsm.functional_rows import DEFAULT_LEXICON
-from dcsm.head_export import config_digest
-from dcsm.runner import USAGE_EXIT, run_command
+from dcsm.model.functional_rows import DEFAULT_LEXICON
+from dcsm.checkpoints.export import config_digest
+from dcsm.commands.runner import USAGE_EXIT, run_command
 from tests.suite_helpers import tiny_cfg, write_checkpoint
 from tests.test_benchmark_eval import _draw
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dcsm.maps import build_maps, inject_rows, similarity, standardize
+from dcsm.model.maps import build_maps, inject_rows, similarity, standardize
 from dcsm.config import DEFAULT_CONFIG, load_yaml, to_plain
-from dcsm.scorer import MAX_PARAMS, ScorerConfig, build_scorer, count_params
+from dcsm.model.cnn import MAX_PARAMS, ScorerConfig, build_scorer, count_params
 
 DEFAULT_SCORER = to_plain(load_yaml(DEFAULT_CONFIG))["scorer"]
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dcsm.config import load_yaml, to_plain
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features import CACHE_DTYPE, FeatureBatch, collate_mcq
-from dcsm.model import DCSM, build_dcsm
-from dcsm.runner import USAGE_EXIT, command_config, run_command
+from dcsm.model.dcsm import DCSM, build_dcsm
+from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke_random.yaml"
 OPTIONS = [["a red square above a blue circle", "a blue circle above a red square", "no dog"],

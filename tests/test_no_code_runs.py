@@ -5,7 +5,7 @@
 a planted ``last.ckpt`` under ``resume: auto``, ``dcsm-export-head``, Lightning's checkpoint
 reader) is refused with one line, exit 2; the payload never prints and never creates its marker.
 
-The full matrix calls each command's ``main`` in-process through :func:`dcsm.runner.run_command`
+The full matrix calls each command's ``main`` in-process through :func:`dcsm.commands.runner.run_command`
 (the console scripts' exact path, output captured at the file-descriptor level so a payload's
 ``os.system`` echo would show); the ``slow`` tests run the real command lines as subprocesses.
 """
@@ -29,8 +29,8 @@ from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.export_head import main as export_main
 from dcsm.commands.train import main as train_main
 from dcsm.io import AtomicCheckpointIO
-from dcsm.runner import USAGE_EXIT, run_command
-from dcsm.safe_load import CheckpointError, RefusedFormatError, check_torch_zip, read_checkpoint
+from dcsm.commands.runner import USAGE_EXIT, run_command
+from dcsm.checkpoints.safe_load import CheckpointError, RefusedFormatError, check_torch_zip, read_checkpoint
 from tests.malicious_files import PAYLOADS, PRINTED, payload_fires
 from tests.suite_helpers import write_checkpoint
 
@@ -200,10 +200,10 @@ SUBPROCESS_CASES = [  # one real command line per entry point, each with another
                                      "eval.data_root={tmp}", "logger.kind=none", "run_dir={tmp}/run"]),
     ("train_resume", "tar_storages", [str(REPO / "train.py"), "--config", SMOKE, "run_dir={tmp}/run", "resume={evil}", *TINY]),
     ("train_auto", "raw_pickle_system", [str(REPO / "train.py"), "--config", SMOKE, "run_dir={tmp}/run", "resume=auto", *TINY]),
-    ("export_head", "zip_eval", ["-c", "from dcsm.scripts import export_head; export_head()",
+    ("export_head", "zip_eval", ["-c", "from dcsm.commands.console_scripts import export_head; export_head()",
                                  "export_head.checkpoint={evil}", "export_head.out={tmp}/out"]),
     ("dcsm.load", "legacy_stealth", ["-c", "import sys, dcsm\ntry:\n    dcsm.load(sys.argv[1], device='cpu')\n"
-                                     "except dcsm.safe_load.CheckpointError as e:\n    print(f'error: {{e}}', file=sys.stderr)\n"
+                                     "except dcsm.checkpoints.safe_load.CheckpointError as e:\n    print(f'error: {{e}}', file=sys.stderr)\n"
                                      "    sys.exit(2)", "{evil}"]),
 ]
 

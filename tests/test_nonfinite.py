@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcsm.benchmark_eval import run_benchmark
-from dcsm.benchmark_suite import run_suite
-from dcsm.data.benchmarks import MCQItem
-from dcsm.data.module import SyntheticDataConfig
-from dcsm.evaluation import evaluate_synthetic
-from dcsm.metrics import NONFINITE, NONFINITE_RULE, TIE, category_accuracy, mcq_metrics, top_choice
-from dcsm.model import DCSM
-from dcsm.report import format_synthetic_table
-from dcsm.runner import command_config
+from dcsm.eval.benchmark import run_benchmark
+from dcsm.eval.suite import run_suite
+from dcsm.data.benchmarks.loaders import MCQItem
+from dcsm.train.synthetic_data import SyntheticDataConfig
+from dcsm.eval.loop import evaluate_synthetic
+from dcsm.eval.metrics import NONFINITE, NONFINITE_RULE, TIE, category_accuracy, mcq_metrics, top_choice
+from dcsm.model.dcsm import DCSM
+from dcsm.eval.report import format_synthetic_table
+from dcsm.commands.runner import command_config
 from tests.suite_helpers import draw_suite_tree
 from tests.test_benchmark_eval import NEGBENCH_VOC_FIXTURE, WHATSUP_A_FIXTURE, _draw
 from tests.test_ties import module  # noqa: F401  (the random-init DCSM fixture)
@@ -208,9 +208,9 @@ def test_nan_head_in_the_suite(nan_module, tmp_path) -> None:  # noqa: F811
 
 
 def test_nan_loss_stops_training_naming_the_step(tmp_path, monkeypatch, capsys) -> None:
-    import dcsm.lit as lit
+    import dcsm.train.module as lit
     from dcsm.commands.train import main as train_main
-    from dcsm.runner import run_command
+    from dcsm.commands.runner import run_command
 
     real = lit.LOSS_FNS["mcq"]
     calls = {"n": 0}

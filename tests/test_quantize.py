@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dcsm.config import load_yaml, to_plain
-from dcsm.data.synthetic import SyntheticScenes
+from dcsm.data.synthetic.scenes import SyntheticScenes
 from dcsm.features import CACHE_DTYPE
-from dcsm.model import build_dcsm
-from dcsm.quantize import dequantize_int8, int8_bytes, quantize_int8
+from dcsm.model.dcsm import build_dcsm
+from dcsm.features.quantize import dequantize_int8, int8_bytes, quantize_int8
 from tests.conftest import REPO, TINY_SPEC
 
 SCORE_TOL = 1e-2  # the bar for offering int8 as a cache format: scores within 1e-2 of fp16 features

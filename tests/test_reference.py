@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import encode_batch
-from dcsm.reference import ReferenceCheckpointError, load_reference_checkpoint
+from dcsm.checkpoints.reference import ReferenceCheckpointError, load_reference_checkpoint
 
 RANDOM_CLIP = ["encoder.pretrained=null"]
 
@@ -91,7 +91,7 @@ def test_not_a_reference_checkpoint(tmp_path: Path, b16: FrozenCLIP) -> None:
 
 
 def test_load_module_recognises_the_authors_format(authors_checkpoint, b16: FrozenCLIP) -> None:  # noqa: ANN001
-    from dcsm.lit import load_module
+    from dcsm.train.module import load_module
 
     module = load_module(str(authors_checkpoint[0]), encoder=b16)
     assert module.cfg["scorer"]["layout"] == "reference" and module.cfg["encoder"]["keep_cls"] is True
@@ -99,8 +99,8 @@ def test_load_module_recognises_the_authors_format(authors_checkpoint, b16: Froz
 
 
 def test_authors_checkpoint_with_a_nan_weight_is_refused(authors_checkpoint, b16: FrozenCLIP, tmp_path: Path) -> None:  # noqa: ANN001
-    from dcsm.finite_load import NonFiniteCheckpointError
-    from dcsm.safe_load import read_checkpoint
+    from dcsm.checkpoints.finite_load import NonFiniteCheckpointError
+    from dcsm.checkpoints.safe_load import read_checkpoint
 
     raw = read_checkpoint(authors_checkpoint[0])
     raw["model_state_dict"]["fc1.weight"][0, 5] = float("nan")

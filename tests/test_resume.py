@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import dcsm.commands.train as train_cmd
-import dcsm.data.module as data_module
+import dcsm.train.synthetic_data as data_module
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.commands.train import resume_path, setup
 from dcsm.config import apply_overrides, load_yaml, to_plain
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcsm.checkpoints import load_dcsm
+from dcsm.checkpoints.load import load_dcsm
 from dcsm.commands.train import main as train_main
-from dcsm.run_lock import RunDirBusyError, RunDirLock
-from dcsm.safe_load import CheckpointError, UnsafeCheckpointError
+from dcsm.train.run_lock import RunDirBusyError, RunDirLock
+from dcsm.checkpoints.safe_load import CheckpointError, UnsafeCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke_random.yaml")

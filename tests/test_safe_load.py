@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from dcsm.safe_load import CheckpointError, InertStub, UnsafeCheckpointError, read_checkpoint
+from dcsm.checkpoints.safe_load import CheckpointError, InertStub, UnsafeCheckpointError, read_checkpoint
 
 
 class _Payload:

@@ -13,7 +13,7 @@ from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.features.writer import cache_shards
 from dcsm.commands.train import setup
 from dcsm.config import load_yaml, apply_overrides
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.config import to_plain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_paired_loss_trains_from_feature_shards(tmp_path: Path, feature_shards: 
 def _module_for(urls: str, encoder, world: int, **cfg) -> "ShardDataModule":  # noqa: ANN001, F821
     from types import SimpleNamespace
 
-    from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
+    from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 
     run_cfg = to_plain(load_yaml(REPO / "configs" / "smoke.yaml"))
     run_cfg["data"].update(train_shards=urls, shuffle_buffer=0, batch_size=BATCH, num_workers=0, **cfg)
@@ -172,7 +172,7 @@ def test_shards_without_counts_need_samples_per_epoch(tmp_path: Path, feature_sh
 def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None:
     from types import SimpleNamespace
 
-    from dcsm.encoders import EncoderSpec
+    from dcsm.model.encoders import EncoderSpec
 
     other = SimpleNamespace(spec=EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=16))
     dm = _module_for(str(feature_shards), other, world=1, source="features")
@@ -183,7 +183,7 @@ def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None
 def test_a_reader_over_its_share_drops_a_new_random_subset_each_epoch(tmp_path: Path) -> None:
     """Shards of 4, 4, 4, 1 on 2 ranks with 3 samples each: every reader yields exactly 3, the
     ones it leaves out (counted as dropped, never decoded) change from epoch to epoch."""
-    from dcsm.data.shard_module import shard_manifests
+    from dcsm.train.shard_data import shard_manifests
     from dcsm.data.shards import raw_sample_pipeline
 
     make_synthetic_shards([f"synthetic_shards.out={tmp_path}", "synthetic_shards.num_samples=13",

@@ -41,7 +41,7 @@ from dcsm.data.shards import (
     write_shards,
     write_tar,
 )
-from dcsm.data.synthetic import CATEGORIES, make_scene
+from dcsm.data.synthetic.scenes import CATEGORIES, make_scene
 from dcsm.features import collate_mcq, encode_batch
 from dcsm.features.shards import feature_sample_pipeline
 

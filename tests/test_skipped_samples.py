@@ -14,11 +14,11 @@ import dcsm.commands.train as train_cmd
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.commands.train import resume_path, setup
 from dcsm.config import apply_overrides, load_yaml, to_plain
-from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
+from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 from dcsm.data.shards import SkippedSampleWarning
-from dcsm.encoders import FrozenCLIP
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 
 REPO = Path(__file__).resolve().parents[1]
 N, PER_SHARD, BATCH = 8, 2, 2

@@ -1,4 +1,4 @@
-"""Tests for dcsm.data.synthetic: determinism, caption truth, vocabulary, styles, errors."""
+"""Tests for dcsm.data.synthetic.scenes: determinism, caption truth, vocabulary, styles, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from dcsm.data.synthetic import (
+from dcsm.data.synthetic.scenes import (
     CATEGORIES,
     COLOURS,
     MIN_SIZE_RATIO,

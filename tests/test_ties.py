@@ -1,4 +1,4 @@
-"""Ties count as wrong: :func:`dcsm.metrics.top_choice` and every evaluation built on it.
+"""Ties count as wrong: :func:`dcsm.eval.metrics.top_choice` and every evaluation built on it.
 
 Options that are equal after truncation (past ``encoder.max_tokens`` or CLIP's text context)
 score bit-identically; a plain argmax picks the first of them, which in a WhatsUp file is the
@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcsm.benchmark_eval import run_benchmark
+from dcsm.eval.benchmark import run_benchmark
 from dcsm.config import load_yaml, to_plain
-from dcsm.data.benchmarks import MCQItem
-from dcsm.encoders import EncoderSpec
-from dcsm.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top_choice
-from dcsm.model import DCSM, build_dcsm
-from dcsm.report import format_synthetic_table
+from dcsm.data.benchmarks.loaders import MCQItem
+from dcsm.model.encoders import EncoderSpec
+from dcsm.eval.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top_choice
+from dcsm.model.dcsm import DCSM, build_dcsm
+from dcsm.eval.report import format_synthetic_table
 from tests.test_benchmark_eval import _draw  # a drawn image whose content depends on its file name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_prefix_past_max_tokens_ties_dcsm_not_clip(module, tmp_path, caplog) -> 
     n_words = len(PREFIX_22.split())
     assert n_words == 22 and int(module.encoder.lengths(module.encoder.tokenize([PREFIX_22]))[0]) > module.encoder.spec.max_tokens
     ann, root = _controlled_a(tmp_path, _with_prefix(PREFIX_22))
-    with caplog.at_level("WARNING", logger="dcsm.benchmark_eval"):
+    with caplog.at_level("WARNING", logger="dcsm.eval.benchmark"):
         report = _run(module, ann, root, tmp_path)
     dcsm, clip = report["metrics"]["dcsm"], report["metrics"]["clip"]
     assert dcsm["accuracy"] == 0.0 and dcsm["n_tied"] == N_ITEMS  # argmax: 100 %

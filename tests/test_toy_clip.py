@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dcsm.data.captioned import BACKGROUNDS, CAPTION_KINDS, make_captioned_scene
-from dcsm.data.synthetic import COLOURS, STYLES, make_scene
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.data.synthetic.captioned import BACKGROUNDS, CAPTION_KINDS, make_captioned_scene
+from dcsm.data.synthetic.scenes import COLOURS, STYLES, make_scene
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import FeatureBatch
 from dcsm.config import DEFAULT_CONFIG, load_yaml, to_plain
-from dcsm.model import DCSM, build_head
-from dcsm import toy_clip
+from dcsm.model.dcsm import DCSM, build_head
+from dcsm.model import toy_clip
 
 
 # --------------------------------------------------------------------------- scenes
@@ -72,7 +72,7 @@ def test_captioned_scenes_deterministic_varied_and_in_vocabulary() -> None:
 
 
 def test_pretraining_command_runs_a_few_steps_on_cpu(tmp_path) -> None:
-    from dcsm.pretrain import main
+    from dcsm.train.pretrain_toy_clip import main
 
     out = tmp_path / "toy"
     record = main([
@@ -109,7 +109,7 @@ def test_shipped_weights_are_fp16_small_and_recorded() -> None:
 
 
 def test_shipped_weights_give_recorded_clip_accuracy_on_fixed_scenes(toy_encoder: FrozenCLIP) -> None:
-    from dcsm.pretrain import clip_cosine_accuracy
+    from dcsm.train.pretrain_toy_clip import clip_cosine_accuracy
 
     fixed = toy_clip.load_record()["fixed_scenes"]
     acc = clip_cosine_accuracy(toy_encoder, fixed["split"], fixed["n"], fixed["image_size"], 50, "cpu")
@@ -127,7 +127,7 @@ def test_toy_tag_only_for_the_toy_model() -> None:
 
 
 def _features(encoder: FrozenCLIP, n: int = 6) -> FeatureBatch:
-    from dcsm.data.module import SyntheticDataConfig, scene_dataset
+    from dcsm.train.synthetic_data import SyntheticDataConfig, scene_dataset
     from dcsm.features import collate_mcq, ensure_features
 
     run_cfg = to_plain(load_yaml(DEFAULT_CONFIG))

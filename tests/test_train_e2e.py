@@ -11,7 +11,7 @@ import torch
 from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.train import main as train_main
 from dcsm.config import ConfigError, parse_cli
-from dcsm.lit import load_module
+from dcsm.train.module import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke_random.yaml")
@@ -112,7 +112,7 @@ def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN00
 
     from dcsm.config import load_yaml
     from dcsm.config import to_plain
-    from dcsm.lit import DCSMModule, paired_loss
+    from dcsm.train.module import DCSMModule, paired_loss
 
     module = DCSMModule(to_plain(load_yaml(SMOKE)), encoder=encoder).eval()
     caps = [["a red square above a blue circle", "a blue circle above a red square", "a cup", "no dog"],

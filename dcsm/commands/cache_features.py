@@ -14,9 +14,9 @@ from typing import Sequence
 
 from ..config_checks import check_shard_paths, check_writable
 from ..progress import progress_enabled
-from ..encoders import EncoderSpec, FrozenCLIP
+from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..features.writer import cache_shards
-from ..runner import command_config, default_device
+from .runner import command_config, default_device
 
 SECTION = "cache_features"
 

@@ -1,10 +1,10 @@
 """``evaluate.py``: a checkpoint on the synthetic splits (``eval.benchmark=synthetic``), on one
 benchmark's own files (``whatsup``, ``whatsup_qa``, ``negbench``, ``clevr_bind``,
-``vg_attribution``, ``ncd``, ``sugarcrepe``; :mod:`dcsm.benchmark_eval`), or on every benchmark
-found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.benchmark_suite`).
+``vg_attribution``, ``ncd``, ``sugarcrepe``; :mod:`dcsm.eval.benchmark`), or on every benchmark
+found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.eval.suite`).
 
 ``eval.diagnostics=[heads, textspan, pruning, center_bias]`` also runs the diagnostics
-(:mod:`dcsm.diagnostics.runner`) on the checkpoint's encoder (pruning and center_bias score the
+(:mod:`dcsm.diagnostics.run`) on the checkpoint's encoder (pruning and center_bias score the
 DCSM head too) or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON and
 figures land in ``<run dir>/diagnostics/`` (with ``eval.output``: ``diagnostics/`` beside it), and a
 later run of other diagnostics adds its numbers to the same ``diagnostics.json``.
@@ -16,20 +16,20 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..benchmark_eval import run_benchmark_from_config
-from ..benchmark_suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
-from ..checkpoints import load_dcsm, upgrade_config
+from ..eval.benchmark import run_benchmark_from_config
+from ..eval.suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
+from ..checkpoints.load import load_dcsm, upgrade_config
 from ..config import ConfigError, load_yaml, to_plain
 from ..config_checks import check_wandb_login, check_writable
-from ..data.benchmark_dataset import BENCHMARKS
-from ..encoders import EncoderSpec, FrozenCLIP
-from ..head_export import is_head_export, read_export_config
-from ..model import DCSM
-from ..reference import REFERENCE_CONFIG, is_reference_checkpoint
-from ..safe_load import read_checkpoint
+from ..data.benchmarks.dataset import BENCHMARKS
+from ..model.encoders import EncoderSpec, FrozenCLIP
+from ..checkpoints.export import is_head_export, read_export_config
+from ..model.dcsm import DCSM
+from ..checkpoints.reference import REFERENCE_CONFIG, is_reference_checkpoint
+from ..checkpoints.safe_load import read_checkpoint
 from ..progress import progress_enabled
-from ..report import format_benchmark_table
-from ..runner import command_config, default_device
+from ..eval.report import format_benchmark_table
+from .runner import command_config, default_device
 
 SYNTHETIC = "synthetic"
 DIAGNOSTICS_DIR = "diagnostics"
@@ -100,7 +100,7 @@ def _run_dir(cfg: dict, checkpoint: str | None) -> Path:
 def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None = None) -> dict[str, Any]:
     """``eval.diagnostics`` on the checkpoint's model (or ``model``), else on a bare
     ``FrozenCLIP(encoder)``; returns the diagnostics report (its JSON under ``files.json``)."""
-    from ..diagnostics.runner import run_diagnostics  # heavy (plots): only when asked for
+    from ..diagnostics.run import run_diagnostics  # heavy (plots): only when asked for
 
     names = list(cfg["eval"]["diagnostics"])
     device = default_device()
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"\nmetrics: {report['output']}\n")
         print(format_benchmark_table(report))
     else:
-        from ..lit import load_module  # Lightning: the synthetic path only
+        from ..train.module import load_module  # Lightning: the synthetic path only
         from .train import evaluate_and_report
 
         module = load_module(ckpts[0], encoder=encoder)

@@ -1,4 +1,4 @@
-"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.lit.DCSMModule`, trainer),
+"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.train.module.DCSMModule`, trainer),
 ``fit`` with resume, then the synthetic evaluation report of the best checkpoint."""
 
 from __future__ import annotations
@@ -21,23 +21,23 @@ from ..config_checks import (
     check_writable,
 )
 from ..config_schema import train_schema
-from ..dashboard import DashboardCallback, log_final_table
-from ..data.accounting import DataAccountingCallback, read_accounting
-from ..data.module import SyntheticDataConfig, SyntheticDataModule
-from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
-from ..encoders import EncoderSpec, FrozenCLIP
-from ..evaluation import evaluate_synthetic
+from ..train.dashboard import DashboardCallback, log_final_table
+from ..train.accounting import DataAccountingCallback, read_accounting
+from ..train.synthetic_data import SyntheticDataConfig, SyntheticDataModule
+from ..train.shard_data import SHARD_SOURCES, ShardDataConfig, ShardDataModule
+from ..model.encoders import EncoderSpec, FrozenCLIP
+from ..eval.loop import evaluate_synthetic
 from ..io import AtomicCheckpointIO
-from ..checkpoints import head_tensors, upgrade_config
-from ..finite_load import check_finite
-from ..rng_state import RNGStateCallback
-from ..run_lock import RunDirLock, clean_orphan_temp_files
-from ..safe_load import read_checkpoint
-from ..lit import DCSMModule, load_module
-from ..model import DCSM
-from ..nan_guard import NonFiniteLossGuard
-from ..report import format_synthetic_table, write_report
-from ..runner import command_config, default_device
+from ..checkpoints.load import head_tensors, upgrade_config
+from ..checkpoints.finite_load import check_finite
+from ..train.rng_state import RNGStateCallback
+from ..train.run_lock import RunDirLock, clean_orphan_temp_files
+from ..checkpoints.safe_load import read_checkpoint
+from ..train.module import DCSMModule, load_module
+from ..model.dcsm import DCSM
+from ..train.nan_guard import NonFiniteLossGuard
+from ..eval.report import format_synthetic_table, write_report
+from .runner import command_config, default_device
 
 log = logging.getLogger("dcsm")
 LOGGERS = ("wandb", "csv", "none")
@@ -90,7 +90,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.dashboard)
+        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.train.dashboard)
     diag = cfg["diagnostics"]
     if diag["callback"]:  # head diagnostics at validation end (dcsm.diagnostics), files under run_dir/diagnostics
         from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
@@ -161,7 +161,7 @@ class NoValidationError(ValueError):
 def data_summary(dm: L.LightningDataModule, run_dir: Path | None = None) -> dict[str, Any]:
     """Where the shard streams' samples went (shard sources; all ranks): ``lost_samples`` and
     ``skip_events`` of the training stream, and per split (``train``, ``val``) the
-    used/lost/dropped/repeated counts of :mod:`dcsm.data.accounting`."""
+    used/lost/dropped/repeated counts of :mod:`dcsm.train.accounting`."""
     skips = getattr(dm, "skips", None)
     if skips is None:
         return {}

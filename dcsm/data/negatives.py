@@ -1,6 +1,6 @@
 """Rule-based hard-negative captions for free-form positive captions (COCO-style pairs).
 
-The rule families are those of the synthetic generator (:mod:`dcsm.data.synthetic`), applied
+The rule families are those of the synthetic generator (:mod:`dcsm.data.synthetic.scenes`), applied
 to text with light heuristics instead of a parser:
 
 ``relation_swap``
@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .synthetic import COLOURS, RELATIONS, SIZE_WORDS
+from .synthetic.scenes import COLOURS, RELATIONS, SIZE_WORDS
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 import lightning as L
 import torch
 
-from ..encoders import FrozenCLIP
+from ..model.encoders import FrozenCLIP
 from .pruning import Scorer
-from .runner import center_bias_metrics, run_diagnostics
+from .run import center_bias_metrics, run_diagnostics
 
 log = logging.getLogger(__name__)
 

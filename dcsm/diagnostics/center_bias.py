@@ -2,7 +2,7 @@
 heatmaps, and the ratio under two training-free mitigations (``dcsm.diagnostics.mitigations``).
 
 **Position sweep.** Every object of a vocabulary (colours x shapes, drawn with the synthetic
-scenes' :func:`~dcsm.data.synthetic.draw_shape`) is drawn alone at every cell of a G x G grid
+scenes' :func:`~dcsm.data.synthetic.scenes.draw_shape`) is drawn alone at every cell of a G x G grid
 over the image, ``repeats`` times with seeded background and in-cell position jitter. Each
 image is scored as a multiple-choice item: its object's caption against ``num_options - 1``
 other objects' captions (seeded per image), by CLIP (pooled cosine) and by every scorer (e.g. a
@@ -41,8 +41,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from ..data.synthetic import COLOURS, SHAPES, draw_shape
-from ..hook_points import capture
+from ..data.synthetic.scenes import COLOURS, SHAPES, draw_shape
+from .hook_points import capture
 from .decomposition import decompose
 from .mitigations import PRIORS, PROMPT_SHAPES, check_strength, redistribute_attention, visual_prompt
 from .option_scoring import CLIP, PassResult, TextTable, score_pass

@@ -8,7 +8,7 @@ cosine) and every scorer pick one; accuracy is split by centred vs off-centre la
   fields of the file name with ``-`` read as a space; the layout is *centred* when the name
   contains ``_on_`` (the objects are stacked in the middle), off-centre otherwise — the rule of
   the authors' public WhatsUp script.
-* Synthetic scenes (:func:`~dcsm.data.synthetic.make_scene`): ``o`` is ``"{colour} {shape}"``;
+* Synthetic scenes (:func:`~dcsm.data.synthetic.scenes.make_scene`): ``o`` is ``"{colour} {shape}"``;
   the layout is *centred* when every object's box centre lies in the central square of side
   ``centre_region`` x the image side, off-centre otherwise.
 """
@@ -21,8 +21,8 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..data.benchmarks import load_whatsup_controlled
-from ..data.synthetic import make_scene
+from ..data.benchmarks.loaders import load_whatsup_controlled
+from ..data.synthetic.scenes import make_scene
 from .option_scoring import TextTable, score_pass
 from .pruning import Scorer, is_correct
 

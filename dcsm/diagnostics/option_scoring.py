@@ -1,7 +1,7 @@
 """Score multiple-choice options with CLIP and DCSM models from one image forward pass.
 
 Each batch of images is encoded once; CLIP's scores are pooled image-caption cosines, a
-:class:`~dcsm.model.DCSM` scorer reads the same embeddings (its head only), and any other
+:class:`~dcsm.model.dcsm.DCSM` scorer reads the same embeddings (its head only), and any other
 ``scorer(images, options) -> (N, K)`` is called on the images. Captions come from a
 :class:`TextTable` (each distinct caption encoded once). With ``attribute=True`` each DCSM model
 also returns gradient x input of the true option's score over its map's patch axis.
@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..features.batch import FeatureBatch
-from ..model import DCSM
+from ..model.batch import FeatureBatch
+from ..model.dcsm import DCSM
 from .pruning import Scorer
 
 __all__ = ["CLIP", "TextTable", "PassResult", "score_pass", "dcsm_patch_attribution"]

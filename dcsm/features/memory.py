@@ -7,15 +7,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..encoders import FrozenCLIP
-from .batch import FeatureBatch, collate_mcq
-from .encode import encode_batch
+from ..model.encoders import FrozenCLIP
+from ..model.batch import FeatureBatch, collate_mcq
+from ..model.encode import encode_batch
 from ..progress import progress_bar
 
 
 class FeatureDataset(Dataset):
     """Samples of an in-memory feature cache (one concatenated :class:`FeatureBatch`);
-    batch them with :func:`~dcsm.features.batch.collate_mcq`."""
+    batch them with :func:`~dcsm.model.batch.collate_mcq`."""
 
     def __init__(self, features: FeatureBatch) -> None:
         self.features = features

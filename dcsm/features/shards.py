@@ -44,10 +44,10 @@ from webdataset.gopen import gopen
 
 from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, _common_fields, _json_default, _parse_record
 from ..data.shards.read import ShardPipeline
-from ..data.synthetic import CATEGORIES
-from ..encoders import FrozenCLIP
-from ..safe_load import check_torch_zip
-from .batch import CACHE_DTYPE, FEATURE_KEYS
+from ..data.synthetic.scenes import CATEGORIES
+from ..model.encoders import FrozenCLIP
+from ..checkpoints.safe_load import check_torch_zip
+from ..model.batch import CACHE_DTYPE, FEATURE_KEYS
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = "dcsm.feature_shards"

@@ -23,11 +23,11 @@ from ..data.shards.manifest import expand_urls
 from ..data.shards.read import iter_shard
 from ..data.shards.skips import SkipCounter
 from ..data.shards.write import count_tar_samples, write_tar
-from ..encoders import FrozenCLIP
+from ..model.encoders import FrozenCLIP
 from ..io import atomic_write_json
-from ..run_lock import RunDirLock
-from .batch import CACHE_DTYPE
-from .encode import encode_batch
+from ..train.run_lock import RunDirLock
+from ..model.batch import CACHE_DTYPE
+from ..model.encode import encode_batch
 from .shards import encoder_mismatch, feature_manifest, feature_members
 from ..progress import progress_bar
 

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from webdataset import tariterators
 
-from ..synthetic import CATEGORIES
+from ..synthetic.scenes import CATEGORIES
 
 RAW_FORMAT = "dcsm.raw_shards"
 FORMAT_VERSION = 1
