@@ -28,7 +28,7 @@ from PIL import Image
 from .checkpoints.load import load_dcsm
 from .model.batch import FeatureBatch
 from .model.dcsm import DCSM
-from .commands.runner import AUTO_DEVICE, default_device
+from .model.device import AUTO_DEVICE, default_device
 
 __all__ = ["Scorer", "load", "DEFAULT_BATCH_SIZE", "DEFAULT_CAPTION_CHUNK"]
 

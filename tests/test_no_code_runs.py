@@ -28,7 +28,7 @@ import dcsm
 from dcsm.commands.evaluate import main as evaluate_main
 from dcsm.commands.export_head import main as export_main
 from dcsm.commands.train import main as train_main
-from dcsm.io import AtomicCheckpointIO
+from dcsm.train.checkpoint_io import AtomicCheckpointIO
 from dcsm.commands.runner import USAGE_EXIT, run_command
 from dcsm.checkpoints.safe_load import CheckpointError, RefusedFormatError, check_torch_zip, read_checkpoint
 from tests.malicious_files import PAYLOADS, PRINTED, payload_fires

@@ -16,7 +16,7 @@ import torch
 from dcsm.eval.benchmark import run_benchmark
 from dcsm.eval.suite import run_suite
 from dcsm.data.benchmarks.loaders import MCQItem
-from dcsm.train.synthetic_data import SyntheticDataConfig
+from dcsm.data.synthetic.dataset import SyntheticDataConfig
 from dcsm.eval.loop import evaluate_synthetic
 from dcsm.eval.metrics import NONFINITE, NONFINITE_RULE, TIE, category_accuracy, mcq_metrics, top_choice
 from dcsm.model.dcsm import DCSM

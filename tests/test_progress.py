@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcsm.train.synthetic_data import SyntheticDataConfig, SyntheticDataModule
+from dcsm.data.synthetic.dataset import SyntheticDataConfig
+from dcsm.train.synthetic_data import SyntheticDataModule
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.eval.loop import evaluate_synthetic
 from dcsm.model.dcsm import build_dcsm

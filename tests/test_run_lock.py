@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsm.train.run_lock import RunDirBusyError, RunDirLock, clean_orphan_temp_files
+from dcsm.run_lock import RunDirBusyError, RunDirLock, clean_orphan_temp_files
 
 
 def test_second_run_in_same_dir_is_refused_naming_the_holder(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_second_run_in_same_dir_is_refused_naming_the_holder(tmp_path: Path) -> 
 
 
 def test_lock_held_by_another_process_and_released_when_it_dies(tmp_path: Path) -> None:
-    code = f"from dcsm.train.run_lock import RunDirLock; import time\nwith RunDirLock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)"
+    code = f"from dcsm.run_lock import RunDirLock; import time\nwith RunDirLock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"

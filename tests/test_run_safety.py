@@ -10,7 +10,7 @@ import torch
 
 from dcsm.checkpoints.load import load_dcsm
 from dcsm.commands.train import main as train_main
-from dcsm.train.run_lock import RunDirBusyError, RunDirLock
+from dcsm.run_lock import RunDirBusyError, RunDirLock
 from dcsm.checkpoints.safe_load import CheckpointError, UnsafeCheckpointError
 
 REPO = Path(__file__).resolve().parents[1]

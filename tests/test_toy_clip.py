@@ -72,7 +72,7 @@ def test_captioned_scenes_deterministic_varied_and_in_vocabulary() -> None:
 
 
 def test_pretraining_command_runs_a_few_steps_on_cpu(tmp_path) -> None:
-    from dcsm.train.pretrain_toy_clip import main
+    from dcsm.commands.pretrain_toy_clip import main
 
     out = tmp_path / "toy"
     record = main([
@@ -109,7 +109,7 @@ def test_shipped_weights_are_fp16_small_and_recorded() -> None:
 
 
 def test_shipped_weights_give_recorded_clip_accuracy_on_fixed_scenes(toy_encoder: FrozenCLIP) -> None:
-    from dcsm.train.pretrain_toy_clip import clip_cosine_accuracy
+    from dcsm.commands.pretrain_toy_clip import clip_cosine_accuracy
 
     fixed = toy_clip.load_record()["fixed_scenes"]
     acc = clip_cosine_accuracy(toy_encoder, fixed["split"], fixed["n"], fixed["image_size"], 50, "cpu")
@@ -127,7 +127,7 @@ def test_toy_tag_only_for_the_toy_model() -> None:
 
 
 def _features(encoder: FrozenCLIP, n: int = 6) -> FeatureBatch:
-    from dcsm.train.synthetic_data import SyntheticDataConfig, scene_dataset
+    from dcsm.data.synthetic.dataset import SyntheticDataConfig, scene_dataset
     from dcsm.features import collate_mcq, ensure_features
 
     run_cfg = to_plain(load_yaml(DEFAULT_CONFIG))

@@ -16,7 +16,8 @@ from ..config_checks import check_shard_paths, check_writable
 from ..progress import progress_enabled
 from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..features.writer import cache_shards
-from .runner import command_config, default_device
+from .runner import command_config
+from ..model.device import default_device
 
 SECTION = "cache_features"
 

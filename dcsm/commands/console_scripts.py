@@ -47,7 +47,7 @@ def miniature_benchmarks() -> None:
 
 def pretrain_toy_clip() -> None:
     """``dcsm-pretrain-toy-clip``: pretrain the small offline CLIP."""
-    _run("dcsm.train.pretrain_toy_clip")
+    _run("dcsm.commands.pretrain_toy_clip")
 
 
 def export_head() -> None:

@@ -29,7 +29,8 @@ from ..checkpoints.reference import REFERENCE_CONFIG, is_reference_checkpoint
 from ..checkpoints.safe_load import read_checkpoint
 from ..progress import progress_enabled
 from ..eval.report import format_benchmark_table
-from .runner import command_config, default_device
+from .runner import command_config
+from ..model.device import default_device
 
 SYNTHETIC = "synthetic"
 DIAGNOSTICS_DIR = "diagnostics"

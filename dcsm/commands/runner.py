@@ -14,15 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
 from ..config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
 from ..config_checks import check_config
-from ..disk_full import disk_full_error, disk_full_path, is_disk_full
+from ..io import disk_full_error, disk_full_path, is_disk_full
+
 
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
 USAGE_EXIT = 2
-AUTO_DEVICE = "auto"
 
 
 def command_config(argv: Sequence[str] | None = None, default: Path = DEFAULT_CONFIG) -> dict:
@@ -31,13 +29,6 @@ def command_config(argv: Sequence[str] | None = None, default: Path = DEFAULT_CO
     is built (:func:`dcsm.config_checks.check_config`: single strings under list keys become
     lists, every key's type/choice/range)."""
     return check_config(to_plain(parse_cli(argv, default=default)))
-
-
-def default_device(device: str | None = AUTO_DEVICE) -> str:
-    """``auto`` (or None) -> ``cuda`` when available, else ``cpu``; any other name as given."""
-    if device in (None, AUTO_DEVICE):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 HELP_FLAGS = ("-h", "--help")
@@ -63,7 +54,7 @@ def one_line(err: BaseException) -> str:
 
 def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
     """Run a command's ``main``; ``--help`` prints its usage; user errors, and a full disk
-    anywhere (:mod:`dcsm.disk_full`), print ``error: ...`` on one line and exit 2."""
+    anywhere (:mod:`dcsm.io`), print ``error: ...`` on one line and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in HELP_FLAGS for a in args):
         print(usage(main))

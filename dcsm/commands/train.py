@@ -23,21 +23,23 @@ from ..config_checks import (
 from ..config_schema import train_schema
 from ..train.dashboard import DashboardCallback, log_final_table
 from ..train.accounting import DataAccountingCallback, read_accounting
-from ..train.synthetic_data import SyntheticDataConfig, SyntheticDataModule
+from ..data.synthetic.dataset import SyntheticDataConfig
+from ..train.synthetic_data import SyntheticDataModule
 from ..train.shard_data import SHARD_SOURCES, ShardDataConfig, ShardDataModule
 from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..eval.loop import evaluate_synthetic
-from ..io import AtomicCheckpointIO
+from ..train.checkpoint_io import AtomicCheckpointIO
 from ..checkpoints.load import head_tensors, upgrade_config
 from ..checkpoints.finite_load import check_finite
 from ..train.rng_state import RNGStateCallback
-from ..train.run_lock import RunDirLock, clean_orphan_temp_files
+from ..run_lock import RunDirLock, clean_orphan_temp_files
 from ..checkpoints.safe_load import read_checkpoint
 from ..train.module import DCSMModule, load_module
 from ..model.dcsm import DCSM
 from ..train.nan_guard import NonFiniteLossGuard
 from ..eval.report import format_synthetic_table, write_report
-from .runner import command_config, default_device
+from .runner import command_config
+from ..model.device import default_device
 
 log = logging.getLogger("dcsm")
 LOGGERS = ("wandb", "csv", "none")

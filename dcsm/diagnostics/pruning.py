@@ -43,7 +43,7 @@ def synthetic_task(transform: Callable, split: str, size: int, seed: int, render
                    categories: Sequence[str]) -> Task:
     """Synthetic scenes (``dcsm.data``) of one split as a :class:`Task` (rendered once, kept in memory)."""
     from ..config import DEFAULT_CONFIG, load_yaml, to_plain
-    from ..train.synthetic_data import SyntheticDataConfig, scene_dataset
+    from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 
     run_cfg = to_plain(load_yaml(DEFAULT_CONFIG))  # the synthetic data's one home; this task's keys on top
     run_cfg["data"].update({f"{split}_size": size}, image_size=render_size, num_options=num_options,

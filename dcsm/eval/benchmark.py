@@ -58,7 +58,7 @@ from ..model.dcsm import DCSM
 from ..progress import progress_bar, progress_enabled
 from ..data.benchmarks.prompts import PROMPT_STYLES
 from .report import format_benchmark_table, nan_to_none, write_report
-from ..commands.runner import default_device
+from ..model.device import default_device
 
 __all__ = [
     "DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline",

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..train.synthetic_data import SyntheticDataConfig, scene_dataset
+from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..model.batch import FeatureBatch, collate_mcq
 from .metrics import category_accuracy, warn_nonfinite
 from ..model.dcsm import DCSM

@@ -44,7 +44,7 @@ from ..model.dcsm import DCSM
 from ..progress import progress_enabled
 from ..data.benchmarks.prompts import PROMPT_STYLES
 from .report import nan_to_none, nonfinite_warning, tie_rule_line
-from ..commands.runner import default_device
+from ..model.device import default_device
 from .suite_table import render_csv, render_markdown, suite_json
 
 __all__ = ["SuiteSubset", "load_suite", "run_suite", "run_suite_from_config", "SUITE_BENCHMARK"]

@@ -42,7 +42,7 @@ import torch
 from webdataset import tariterators
 from webdataset.gopen import gopen
 
-from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, _common_fields, _json_default, _parse_record
+from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, common_fields, json_default, parse_record
 from ..data.shards.read import ShardPipeline
 from ..data.synthetic.scenes import CATEGORIES
 from ..model.encoders import FrozenCLIP
@@ -236,7 +236,7 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
     buf = io.BytesIO()
     torch.save(d, buf)
     return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=_json_default).encode("utf-8")),
+        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
         (f"{key}.{FEATURE_EXT}", buf.getvalue()),
         (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
     ]
@@ -266,7 +266,7 @@ def decode_feature_sample(
     key = sample["__key__"]
     if encoder is not None:
         check_sample_encoder(sample, encoder, manifest_checked)
-    record = _parse_record(sample)
+    record = parse_record(sample)
     if FEATURE_EXT not in sample:
         raise SampleError(f"missing member {key}.{FEATURE_EXT}")
     try:
@@ -295,7 +295,7 @@ def decode_feature_sample(
     }
     if keep_captions:
         out["captions"] = record["captions"]
-    out.update(_common_fields(sample, record, categories, keep_meta))
+    out.update(common_fields(sample, record, categories, keep_meta))
     if with_opposite:
         opp_label = record["meta"].get("opposite_label")
         if any(k not in d for k in OPPOSITE_FLOAT_KEYS) or not isinstance(opp_label, int):

@@ -25,7 +25,7 @@ from ..data.shards.skips import SkipCounter
 from ..data.shards.write import count_tar_samples, write_tar
 from ..model.encoders import FrozenCLIP
 from ..io import atomic_write_json
-from ..train.run_lock import RunDirLock
+from ..run_lock import RunDirLock
 from ..model.batch import CACHE_DTYPE
 from ..model.encode import encode_batch
 from .shards import encoder_mismatch, feature_manifest, feature_members

@@ -39,7 +39,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from PIL import Image, ImageDraw, ImageFont
 
 from ..model import toy_clip
-from .synthetic_data import SyntheticDataConfig, scene_dataset
+from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..data.synthetic.scenes import SPLITS
 from ..model.encoders import FrozenCLIP
 from ..eval.loop import score_batches

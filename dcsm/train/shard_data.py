@@ -40,7 +40,7 @@ from ..model.batch import collate_mcq
 from ..features.shards import check_encoder, feature_sample_pipeline, probe_encoder
 from ..data.shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
 from ..data.shards.accounting import SampleAccount, summarize
-from .synthetic_data import needs_opposite
+from ..data.synthetic.dataset import needs_opposite
 
 log = logging.getLogger(__name__)
 SHARD_SOURCES = ("shards", "features")

@@ -8,8 +8,6 @@ done, so a resumed run sees the same samples in the same order as an uninterrupt
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -17,86 +15,11 @@ from torch.utils.data import DataLoader, Dataset
 from ..model.encoders import FrozenCLIP
 from ..model.batch import collate_mcq
 from ..features.memory import FeatureDataset, cache_dataset
-from ..progress import progress_enabled
 from .resumable import EpochSampler, ResumableLoader
-from ..data.synthetic.scenes import SyntheticScenes
+from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
+
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SyntheticDataConfig:
-    """The ``data:`` section for ``source: synthetic`` (defaults live in ``configs/default.yaml``)."""
-
-    train_size: int
-    val_size: int
-    test_size: int
-    shifted_size: int
-    heldout_size: int
-    image_size: int
-    num_options: int
-    categories: tuple[str, ...]
-    seed: int
-    cache_features: bool
-    batch_size: int
-    encode_batch_size: int
-    num_workers: int
-    val_splits: tuple[str, ...]
-    with_opposite: bool  # training samples carry their opposite image (loss.kind=paired)
-    progress: bool = True  # progress bar while encoding the feature cache (the config's top-level ``progress``)
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "SyntheticDataConfig":
-        """From a full run config: its ``data:`` section, ``with_opposite`` from ``loss.kind``,
-        ``progress`` from the top-level key."""
-        d = cfg["data"]
-        names = set(cls.__dataclass_fields__) - {"with_opposite", "progress"}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-        return cls(**kw, with_opposite=needs_opposite(cfg), progress=progress_enabled(cfg))
-
-
-def needs_opposite(cfg: dict) -> bool:
-    """The paired loss trains on each sample's opposite image too."""
-    return cfg["loss"]["kind"] == "paired"
-
-
-class SceneMCQ(Dataset):
-    """Synthetic scenes as raw MCQ samples: image tensor, K captions, label, category index."""
-
-    def __init__(
-        self, scenes: SyntheticScenes, transform: Callable, categories: tuple[str, ...], with_opposite: bool = False
-    ) -> None:
-        self.scenes, self.transform, self.categories = scenes, transform, tuple(categories)
-        self.with_opposite = with_opposite
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        s = self.scenes[i]
-        sample = {
-            "images": self.transform(s.image),
-            "captions": list(s.captions),
-            "label": s.label,
-            "category": self.categories.index(s.category),
-            "index": i,
-        }
-        if self.with_opposite:
-            sample.update(opposite_images=self.transform(s.opposite_image), opposite_label=s.opposite_label)
-        return sample
-
-
-def split_size(cfg: SyntheticDataConfig, split: str) -> int:
-    return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size,
-            "heldout": cfg.heldout_size}[split]
-
-
-def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> SceneMCQ:
-    scenes = SyntheticScenes(
-        split_size(cfg, split), split=split, seed=cfg.seed, image_size=cfg.image_size,
-        num_options=cfg.num_options, categories=cfg.categories,
-    )
-    return SceneMCQ(scenes, transform, cfg.categories, with_opposite=cfg.with_opposite and split == "train")
 
 
 class SyntheticDataModule(L.LightningDataModule):

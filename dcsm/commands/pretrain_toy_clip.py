@@ -32,7 +32,7 @@ from ..model import toy_clip  # noqa: F401 - registers dcsm-toy-ViT with open_cl
 from ..config_checks import check_config, check_writable
 from ..config import CONFIG_DIR, DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
 from ..data.synthetic.captioned import CaptionedScenes
-from .synthetic_data import SyntheticDataConfig, scene_dataset
+from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..features import collate_mcq, ensure_features
 from ..io import atomic_write_json
@@ -40,7 +40,7 @@ from ..eval.metrics import top_choice
 from ..model.dcsm import DCSM
 
 PRETRAIN_CONFIG = CONFIG_DIR / "pretrain_toy_clip.yaml"
-log = logging.getLogger("dcsm.train.pretrain_toy_clip")
+log = logging.getLogger("dcsm.commands.pretrain_toy_clip")
 
 
 class ContrastiveCLIP(L.LightningModule):
