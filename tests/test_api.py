@@ -13,7 +13,7 @@ import torch
 import dcsm
 from dcsm.commands.evaluate import main as evaluate
 from dcsm.data.benchmarks.dataset import load_items, styled_captions
-from dcsm.data.benchmarks.more_loaders import open_item_image
+from dcsm.data.benchmarks.items import open_item_image
 from dcsm.model.heatmaps import spatial_heatmap
 from tests.suite_helpers import REPO, draw_suite_tree, write_checkpoint
 

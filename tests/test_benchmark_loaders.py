@@ -1,4 +1,4 @@
-"""Tests for dcsm.data.benchmarks.loaders, dcsm.benchmark_metrics and dcsm.data.benchmarks.prompts."""
+"""Tests for dcsm.data.benchmarks (loaders), dcsm.benchmark_metrics and dcsm.data.benchmarks.prompts."""
 
 from __future__ import annotations
 
@@ -13,16 +13,11 @@ import torch
 from PIL import Image
 
 from dcsm.eval.metrics import mcq_metrics
-from dcsm.data.benchmarks.loaders import (
-    BenchmarkFormatError,
-    MCQItem,
-    load_benchmark,
-    load_negbench_mcq,
-    load_whatsup_controlled,
-    load_whatsup_qa,
-    missing_images,
-    resolve_image,
-)
+from dcsm.data.benchmarks.items import BenchmarkFormatError, MCQItem, missing_images, resolve_image
+from dcsm.data.benchmarks.negbench import load_negbench_mcq
+from dcsm.data.benchmarks.registry import load_benchmark
+from dcsm.data.benchmarks.whatsup import load_whatsup_controlled
+from dcsm.data.benchmarks.whatsup_qa import load_whatsup_qa
 from dcsm.data.benchmarks.prompts import PROMPT_STYLES, apply_prompt_style
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"

@@ -13,8 +13,8 @@ import torch
 
 from dcsm.commands.evaluate import main as evaluate
 from dcsm.data.benchmarks.dataset import BenchmarkDataset, styled_captions
-from dcsm.data.benchmarks.more_loaders import open_item_image
-from dcsm.data.benchmarks.discovery import SUITE_SUBSETS
+from dcsm.data.benchmarks.items import open_item_image
+from dcsm.data.benchmarks.registry import SUITE_SUBSETS
 from dcsm.eval.suite import load_suite
 from tests.suite_helpers import ABSENT, draw_suite_tree, write_checkpoint
 

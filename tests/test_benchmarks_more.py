@@ -12,16 +12,15 @@ import pytest
 from PIL import Image
 
 from dcsm.eval.metrics import mcq_metrics
-from dcsm.data.benchmarks.loaders import BenchmarkFormatError, load_benchmark, missing_images
-from dcsm.data.benchmarks.more_loaders import (
-    BoxedMCQItem,
-    load_clevr_bind,
-    load_ncd,
-    load_sugarcrepe,
-    load_vg_attribution,
-    open_item_image,
-)
-from dcsm.data.benchmarks.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
+from dcsm.data.benchmarks.items import BenchmarkFormatError, missing_images
+from dcsm.data.benchmarks.registry import load_benchmark
+from dcsm.data.benchmarks.clevr_bind import load_clevr_bind
+from dcsm.data.benchmarks.items import BoxedMCQItem, open_item_image
+from dcsm.data.benchmarks.ncd import load_ncd
+from dcsm.data.benchmarks.sugarcrepe import load_sugarcrepe
+from dcsm.data.benchmarks.vg_attribution import load_vg_attribution
+from dcsm.data.benchmarks.discovery import discover_benchmarks, load_found
+from dcsm.data.benchmarks.registry import SUITE_SUBSETS
 from dcsm.data.benchmarks.prompts import apply_prompt_style
 from dcsm.eval.suite_table import render_csv, render_markdown, suite_json
 

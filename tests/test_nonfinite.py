@@ -15,7 +15,7 @@ import torch
 
 from dcsm.eval.benchmark import run_benchmark
 from dcsm.eval.suite import run_suite
-from dcsm.data.benchmarks.loaders import MCQItem
+from dcsm.data.benchmarks.items import MCQItem
 from dcsm.data.synthetic.dataset import SyntheticDataConfig
 from dcsm.eval.loop import evaluate_synthetic
 from dcsm.eval.metrics import NONFINITE, NONFINITE_RULE, TIE, category_accuracy, mcq_metrics, top_choice

@@ -15,7 +15,7 @@ import torch
 
 from dcsm.eval.benchmark import run_benchmark
 from dcsm.config import load_yaml, to_plain
-from dcsm.data.benchmarks.loaders import MCQItem
+from dcsm.data.benchmarks.items import MCQItem
 from dcsm.model.encoders import EncoderSpec
 from dcsm.eval.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top_choice
 from dcsm.model.dcsm import DCSM, build_dcsm

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 
+from ..config import load_yaml, to_plain
 from ..model.encoders import FrozenCLIP
 from .finite_load import check_finite
 from .export import check_head_tensors, is_head_export, read_export_config, read_head_tensors
 from ..model.dcsm import DCSM, build_dcsm
-from .reference import dcsm_from_reference, is_reference_checkpoint
+from .reference import REFERENCE_CONFIG, dcsm_from_reference, is_reference_checkpoint
 from .safe_load import read_checkpoint
 
 HEAD_PREFIX = "head."
@@ -94,13 +95,21 @@ def load_export(path: str, map_location: str | torch.device = "cpu", encoder: Fr
     return LoadedCheckpoint(model.eval().to(map_location), cfg, hp)
 
 
+def checkpoint_config(raw: Any) -> dict:
+    """The run config a read checkpoint holds (``hyper_parameters.cfg``, renamed keys upgraded); {} if none."""
+    hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+    return upgrade_config(dict(hp.get("cfg", {})))
+
+
 def stored_config(path: str) -> dict:
-    """The config a checkpoint or head export was trained with (renamed keys upgraded); {} if it holds none."""
+    """The config a checkpoint, head export or the authors' released checkpoint was trained with
+    (ours: renamed keys upgraded, {} if it holds none; the authors': ``configs/reference.yaml``)."""
     if is_head_export(path):
         return read_export_config(path)[0]
     raw = read_checkpoint(path)
-    hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
-    return upgrade_config(dict(hp.get("cfg", {})))
+    if is_reference_checkpoint(raw):
+        return to_plain(load_yaml(REFERENCE_CONFIG))
+    return checkpoint_config(raw)
 
 
 def load_dcsm(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> tuple[DCSM, dict]:

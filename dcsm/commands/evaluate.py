@@ -18,17 +18,14 @@ from typing import Any, Sequence
 
 from ..eval.benchmark import run_benchmark_from_config
 from ..eval.suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
-from ..checkpoints.load import load_dcsm, upgrade_config
-from ..config import ConfigError, load_yaml, to_plain
+from ..checkpoints.load import load_dcsm, stored_config
+from ..config import ConfigError, to_plain
 from ..config_checks import check_wandb_login, check_writable
-from ..data.benchmarks.dataset import BENCHMARKS
+from ..data.benchmarks.registry import BENCHMARKS
 from ..model.encoders import EncoderSpec, FrozenCLIP
-from ..checkpoints.export import is_head_export, read_export_config
 from ..model.dcsm import DCSM
-from ..checkpoints.reference import REFERENCE_CONFIG, is_reference_checkpoint
-from ..checkpoints.safe_load import read_checkpoint
 from ..progress import progress_enabled
-from ..eval.report import format_benchmark_table
+from ..eval.report import default_output, format_benchmark_table, run_folder
 from .runner import command_config
 from ..model.device import default_device
 
@@ -68,15 +65,7 @@ def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: st
             raise ConfigError(f"{key} has no effect in evaluate.py (it only sets training). Fix: drop {key}=...")
         if key.startswith("data.") and bench != SYNTHETIC:
             raise ConfigError(f"{key} has no effect on eval.benchmark={bench} (the benchmark's files set the data). Fix: drop {key}=...")
-    if is_head_export(checkpoint):
-        saved = read_export_config(checkpoint)[0]
-    else:
-        raw = read_checkpoint(checkpoint)
-        if is_reference_checkpoint(raw):
-            saved = to_plain(load_yaml(REFERENCE_CONFIG))
-        else:
-            hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
-            saved = upgrade_config(dict(hp.get("cfg", {})))
+    saved = stored_config(checkpoint)
     for key in keys:
         if key.split(".")[0] in MODEL_SECTIONS and key not in HONOURED_MODEL_KEYS:
             new, old = _lookup(cfg, key), _lookup(saved, key)
@@ -91,11 +80,6 @@ def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: st
         encoder = FrozenCLIP(EncoderSpec(**{**saved["encoder"], "pretrained": pretrained}))
     data = {key.split(".", 1)[1]: _lookup(cfg, key) for key in keys if key.startswith("data.")}
     return encoder, data
-
-
-def _run_dir(cfg: dict, checkpoint: str | None) -> Path:
-    """A checkpoint's run folder (``RUN/checkpoints/x.ckpt`` -> ``RUN``), else ``run_dir``."""
-    return Path(checkpoint).resolve().parent.parent if checkpoint else Path(cfg["run_dir"])
 
 
 def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None = None) -> dict[str, Any]:
@@ -113,7 +97,7 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
     else:
         encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(device)
     output = cfg["eval"].get("output")  # eval.output: the diagnostics land beside it
-    out_dir = (Path(output).parent if output else _run_dir(cfg, checkpoint)) / DIAGNOSTICS_DIR
+    out_dir = (Path(output).parent if output else run_folder(checkpoint, cfg["run_dir"])) / DIAGNOSTICS_DIR
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
         scorers={"dcsm": model} if model is not None else None,  # DCSM moves images to its encoder's device
@@ -166,13 +150,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(format_benchmark_table(report))
     else:
         from ..train.module import load_module  # Lightning: the synthetic path only
-        from .train import evaluate_and_report
+        from ..eval.synthetic import evaluate_and_report
 
         module = load_module(ckpts[0], encoder=encoder)
         module.cfg["data"].update(data_overrides)  # e.g. data.test_size: the splits scored
         ckpt = Path(ckpts[0])
-        out = Path(ev["output"]) if ev["output"] else ckpt.parent.parent / f"eval_{bench}.json"
-        report = evaluate_and_report(module, ckpt, ev["splits"], ev["batch_size"], out, f"\nmetrics: {out}\n")
+        out = Path(ev["output"]) if ev["output"] else default_output(ckpt, cfg["run_dir"], f"eval_{bench}.json")
+        report = evaluate_and_report(
+            module.model, module.cfg, module.categories, ckpt, ev["splits"], ev["batch_size"], out, f"\nmetrics: {out}\n"
+        )
     if diagnostics is not None:
         report["diagnostics"] = diagnostics["files"]
     return report

@@ -46,7 +46,7 @@ from .hook_points import capture
 from .decomposition import decompose
 from .mitigations import PRIORS, PROMPT_SHAPES, check_strength, redistribute_attention, visual_prompt
 from .option_scoring import CLIP, PassResult, TextTable, score_pass
-from .pruning import Scorer, is_correct
+from .pruning import ScoreFn, is_correct
 
 __all__ = ["CenterBiasConfigError", "SweepConfig", "Sweep", "ring_index", "centre_border_cells", "render_sweep",
            "cell_accuracy", "centre_border_ratio", "sweep_scores", "clip_patch_heatmap", "run_sweep", "run_mitigations",
@@ -296,7 +296,7 @@ def dcsm_heatmap(encoder, attributions: torch.Tensor) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sweep runs
-def run_sweep(encoder, cfg: SweepConfig, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_sweep(encoder, cfg: SweepConfig, scorers: dict[str, ScoreFn] | None, batch_size: int,
               prompt: dict | None = None, attention: dict | None = None, heatmaps: bool = False,
               sweep: Sweep | None = None, table: TextTable | None = None) -> dict[str, Any]:
     """One pass over the sweep, optionally under a mitigation, -> :func:`sweep_scores` (and heatmaps).
@@ -347,7 +347,7 @@ def check_mitigations(m: dict) -> None:
         raise _bad("mitigations.attention_prior", f"'{m['attention_prior']}'", f"use one of {list(PRIORS)}")
 
 
-def run_mitigations(encoder, cfg: SweepConfig, m: dict, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_mitigations(encoder, cfg: SweepConfig, m: dict, scorers: dict[str, ScoreFn] | None, batch_size: int,
                     sweep: Sweep, table: TextTable, progress: bool = True) -> dict[str, list[dict]]:
     """``{"visual_prompt": [...], "attention": [...]}``: per strength, every scorer's sweep statistics
     (``acc``, ``centre_acc``, ``border_acc``, ``ratio`` with intervals, ``cell_acc``)."""
@@ -424,7 +424,7 @@ def summary_markdown(report: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[str, ScoreFn] | None, batch_size: int,
                     progress: bool = True) -> tuple[dict, dict[str, str]]:
     """The whole diagnostic on ``encoder`` (a FrozenCLIP) and ``scorers`` (e.g. ``{"dcsm": model}``).
 

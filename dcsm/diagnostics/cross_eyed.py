@@ -21,10 +21,10 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..data.benchmarks.loaders import load_whatsup_controlled
+from ..data.benchmarks.whatsup import load_whatsup_controlled
 from ..data.synthetic.scenes import make_scene
 from .option_scoring import TextTable, score_pass
-from .pruning import Scorer, is_correct
+from .pruning import ScoreFn, is_correct
 
 __all__ = ["CENTRED_MARK", "objects_from_file_name", "centred_by_file_name", "centred_by_boxes", "captions_for",
            "whatsup_set", "synthetic_set", "cross_eyed_scores", "run_cross_eyed"]
@@ -105,7 +105,7 @@ def cross_eyed_scores(scores: torch.Tensor, centred: torch.Tensor) -> dict[str, 
 
 
 def _score_set(encoder, images: torch.Tensor, pairs: list[list[str]], centred: list[bool], cfg: dict,
-               scorers: dict[str, Scorer] | None, batch_size: int) -> dict[str, Any]:
+               scorers: dict[str, ScoreFn] | None, batch_size: int) -> dict[str, Any]:
     options = [captions_for(o1, o2, cfg) for o1, o2 in pairs]
     table = TextTable(encoder, [c for o in options for c in o])
     res = score_pass(encoder, images, options, table, scorers, batch_size)
@@ -114,7 +114,7 @@ def _score_set(encoder, images: torch.Tensor, pairs: list[list[str]], centred: l
 
 
 @torch.no_grad()
-def run_cross_eyed(encoder, cfg: dict, scorers: dict[str, Scorer] | None, batch_size: int, render_size: int) -> dict:
+def run_cross_eyed(encoder, cfg: dict, scorers: dict[str, ScoreFn] | None, batch_size: int, render_size: int) -> dict:
     """``{"whatsup": {...} | None, "synthetic": {...}}`` per scorer (see :func:`cross_eyed_scores`)."""
     out: dict[str, Any] = {"captions": captions_for("{o1}", "{o2}", cfg), "whatsup": None}
     files = list(cfg.get("annotation_files") or [])

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..model.batch import FeatureBatch
 from ..model.dcsm import DCSM
-from .pruning import Scorer
+from .pruning import ScoreFn
 
 __all__ = ["CLIP", "TextTable", "PassResult", "score_pass", "dcsm_patch_attribution"]
 
@@ -77,7 +77,7 @@ def _features(img, table: TextTable, idx: torch.Tensor) -> FeatureBatch:
 
 @torch.no_grad()
 def score_pass(encoder, images: torch.Tensor, options: Sequence[Sequence[str]], table: TextTable,
-               scorers: dict[str, Scorer] | None, batch_size: int, labels: torch.Tensor | None = None,
+               scorers: dict[str, ScoreFn] | None, batch_size: int, labels: torch.Tensor | None = None,
                attribute: bool = False) -> PassResult:
     """Scores of every image's options by CLIP (``"clip"``) and every scorer, one encoder pass.
 

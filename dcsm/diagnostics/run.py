@@ -28,7 +28,7 @@ from .ablation import component_means
 from .decomposition import decompose
 from .head_scores import load_lexicon, rank_heads, score_heads
 from .plots import head_score_grid, pruning_curves, textspan_markdown
-from .pruning import Scorer, clip_scorer, run_pruning, synthetic_task
+from .pruning import ScoreFn, clip_scorer, run_pruning, synthetic_task
 from .textspan import load_text_bank, text_bank, textspan_heads
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def run_diagnostics(
     encoder,
     cfg: dict,
     out_dir: str | Path,
-    scorers: dict[str, Scorer] | None = None,
+    scorers: dict[str, ScoreFn] | None = None,
     wandb_run: Any = None,
     progress: bool = True,
     wandb_prefix: str = "diagnostics",
@@ -148,7 +148,7 @@ def merge_previous(json_path: Path, report: dict, names: Sequence[str]) -> dict:
     return {"meta": meta, **merged, **{k: report[k] for k in sections}, "files": files}
 
 
-def _run_head_diagnostics(names: Sequence[str], encoder, cfg: dict, out: Path, scorers: dict[str, Scorer] | None,
+def _run_head_diagnostics(names: Sequence[str], encoder, cfg: dict, out: Path, scorers: dict[str, ScoreFn] | None,
                           progress: bool, report: dict, files: dict[str, str]) -> None:
     """heads / textspan / pruning: fills ``report`` and ``files`` in place."""
     bs = int(cfg["batch_size"])

@@ -43,25 +43,26 @@ import torch
 from .. import __version__
 from ..checkpoints.load import load_dcsm
 from ..data.benchmarks.dataset import (
+    BaselineSpec,
     BenchmarkDataset,
     open_rgb,
     load_items,
     parse_baseline,
     styled_captions,
 )
-from ..data.benchmarks.loaders import MCQItem
+from ..data.benchmarks.items import MCQItem
 from ..model.encoders import FrozenCLIP, PooledCLIP
 from .loop import score_batches
 from ..model.heatmaps import HEATMAP_SIZE, option_maps, render_heatmap, spatial_heatmap
 from .metrics import NONFINITE, NONFINITE_RULE, TIE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from ..model.dcsm import DCSM
 from ..progress import progress_bar, progress_enabled
-from ..data.benchmarks.prompts import PROMPT_STYLES
-from .report import format_benchmark_table, nan_to_none, write_report
+from ..data.benchmarks.prompts import check_prompt_style
+from .report import LANGUAGE, TASK, default_output, format_benchmark_table, nan_to_none, write_report
 from ..model.device import default_device
 
 __all__ = [
-    "DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline",
+    "DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline", "score_baseline_on",
     "truncation_identical", "count_truncation_identical",
 ]
 
@@ -69,8 +70,6 @@ log = logging.getLogger(__name__)
 
 DCSM_SCORER = "dcsm"
 CLIP_SCORER = "clip"
-TASK = "multiple_choice"
-LANGUAGE = "en"
 MISSING_SHOWN_IN_LOG = 10
 SCORE_DECIMALS = 4
 WANDB_CONFIG_KEYS = ("model", "pretrained", "dataset", "prompt_style", "checkpoint", "annotation_files", "image_root")
@@ -133,6 +132,23 @@ def score_baseline(
             out[idx] = scores[r]
     return out
 
+
+
+def score_baseline_on(
+    baseline: BaselineSpec, subsets: Sequence[tuple[str | None, list[MCQItem], str]], prompt_style: str,
+    device: str | torch.device, batch_size: int, num_workers: int, progress: bool,
+) -> dict[str | None, tuple[BenchmarkDataset, dict[int, torch.Tensor]]]:
+    """One extra baseline on each ``(key, items, benchmark name)``: its encoder is built once,
+    on ``device``, and freed after; ``key`` -> (the items as its preprocessing sees them,
+    :func:`score_baseline` scores)."""
+    enc = PooledCLIP(baseline.encoder_spec()).to(device)
+    out: dict[str | None, tuple[BenchmarkDataset, dict[int, torch.Tensor]]] = {}
+    for key, items, benchmark in subsets:
+        ds = BenchmarkDataset(items, enc.preprocess, prompt_style, benchmark)
+        name = baseline.name if key is None else f"{key} {baseline.name}"
+        out[key] = ds, score_baseline(enc, ds, batch_size, num_workers, name, progress)
+    del enc
+    return out
 
 def scored_indices(dataset: BenchmarkDataset, scores: dict[str, dict[int, torch.Tensor]]) -> list[int]:
     """Item indices (report order) that every scorer scored: the found images minus the
@@ -289,8 +305,7 @@ def run_benchmark(
         The report written to ``output`` (see module doc); ``metrics`` maps every scorer name
         (``dcsm``, ``clip``, then each baseline's ``MODEL:PRETRAINED``) to ``mcq_metrics``.
     """
-    if prompt_style not in PROMPT_STYLES:
-        raise ValueError(f"unknown prompt style {prompt_style!r}. Fix: eval.prompt_style=one of {PROMPT_STYLES}.")
+    check_prompt_style(prompt_style)
     if image_root is None:
         raise ValueError("no image root given. Fix: eval.image_root=<folder the annotation files' image paths resolve against>.")
     if not Path(image_root).is_dir():
@@ -327,11 +342,10 @@ def run_benchmark(
             model, dataset, batch_size, num_workers, max_failures, progress
         )
         for b in parsed:
-            enc = PooledCLIP(b.encoder_spec()).to(model.encoder.device)
-            bds = BenchmarkDataset(items, enc.preprocess, prompt_style, benchmark)
-            scores[b.name] = score_baseline(enc, bds, batch_size, num_workers, b.name, progress)
+            bds, scores[b.name] = score_baseline_on(
+                b, [(None, items, benchmark)], prompt_style, model.encoder.device, batch_size, num_workers, progress
+            )[None]
             dataset.unreadable.update(bds.unreadable)
-            del enc
     else:
         scores = {n: {} for n in names}
 
@@ -408,12 +422,8 @@ def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bo
             raise ValueError("evaluate.py needs eval.checkpoint=<path to a .ckpt written by train.py>.")
         model = load_dcsm(str(ckpt))[0]
     device = default_device()
-    if ev["output"]:
-        out = Path(ev["output"])
-    elif ckpt:
-        out = Path(ckpt).resolve().parent.parent / f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
-    else:
-        out = Path(cfg["run_dir"]) / f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
+    name = f"eval_{ev['benchmark']}_{ev['prompt_style']}.json"
+    out = Path(ev["output"]) if ev["output"] else default_output(ckpt, cfg["run_dir"], name)
     return run_benchmark(
         model,
         ev["benchmark"],

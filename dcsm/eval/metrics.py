@@ -2,7 +2,7 @@
 
 :func:`category_accuracy`: DCSM and CLIP accuracy per category of scored synthetic/shard samples.
 
-:func:`mcq_metrics`: benchmark items (:class:`dcsm.data.benchmarks.loaders.MCQItem`): overall,
+:func:`mcq_metrics`: benchmark items (:class:`dcsm.data.benchmarks.items.MCQItem`): overall,
 per-subset and per-group accuracy, plus the WhatsUp Controlled-A/B pair and set accuracy
 defined as in the WhatsUp benchmark's own evaluation:
 
@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data.benchmarks.loaders import MCQItem
+from ..data.benchmarks.items import MCQItem
 
 __all__ = ["category_accuracy", "mcq_metrics", "top_choice", "TIE", "TIE_RULE", "NONFINITE", "NONFINITE_RULE",
            "CONTROLLED_PAIRS", "warn_nonfinite"]

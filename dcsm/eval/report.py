@@ -10,6 +10,9 @@ from typing import Any, Callable, Sequence
 from ..io import atomic_write_json, atomic_write_text
 from .metrics import NONFINITE_RULE, TIE_RULE
 
+#: CLIP_benchmark-style ``task`` and ``language`` of every report.
+TASK = "multiple_choice"
+LANGUAGE = "en"
 MISSING_SHOWN_IN_TABLE = 20
 SUMMARY_KEYS = ("n_items", "n_scored")
 
@@ -192,6 +195,16 @@ def log_wandb(
         run.finish()
     return info
 
+
+
+def run_folder(checkpoint: str | Path | None, run_dir: str | Path) -> Path:
+    """A checkpoint's run folder (``RUN/checkpoints/x.ckpt`` -> ``RUN``), else ``run_dir``."""
+    return Path(checkpoint).resolve().parent.parent if checkpoint else Path(run_dir)
+
+
+def default_output(checkpoint: str | Path | None, run_dir: str | Path, name: str) -> Path:
+    """Where a report goes when ``eval.output`` is unset: ``name`` in :func:`run_folder`."""
+    return run_folder(checkpoint, run_dir) / name
 
 def write_report(
     output: Path,

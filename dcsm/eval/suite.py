@@ -30,20 +30,20 @@ from typing import Any, Sequence
 
 from .. import __version__
 from .benchmark import (
-    CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline, score_dcsm_and_clip, scored_indices,
+    CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline_on, score_dcsm_and_clip, scored_indices,
     warn_unreadable, MISSING_SHOWN_IN_LOG,
 )
 from ..checkpoints.load import load_dcsm
 from ..data.benchmarks.dataset import BenchmarkDataset, parse_baseline
-from ..data.benchmarks.loaders import MCQItem
-from ..data.benchmarks.discovery import SUITE_SUBSETS, discover_benchmarks, load_found
-from ..model.encoders import PooledCLIP
+from ..data.benchmarks.items import MCQItem
+from ..data.benchmarks.discovery import discover_benchmarks, load_found
+from ..data.benchmarks.registry import SUITE_SUBSETS
 from ..io import atomic_write_json, atomic_write_text
 from .metrics import NONFINITE_RULE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from ..model.dcsm import DCSM
 from ..progress import progress_enabled
-from ..data.benchmarks.prompts import PROMPT_STYLES
-from .report import nan_to_none, nonfinite_warning, tie_rule_line
+from ..data.benchmarks.prompts import check_prompt_style
+from .report import default_output, nan_to_none, nonfinite_warning, tie_rule_line
 from ..model.device import default_device
 from .suite_table import render_csv, render_markdown, suite_json
 
@@ -141,8 +141,7 @@ def run_suite(
         ``missing_images[subset]``, ``unreadable_images[subset]`` (path and reason of each image that
         exists but cannot be read; its rows are not scored), ``data_root``, ``prompt_style``, ``markdown``, ``csv``.
     """
-    if prompt_style not in PROMPT_STYLES:
-        raise ValueError(f"unknown prompt style {prompt_style!r}. Fix: eval.prompt_style=one of {PROMPT_STYLES}.")
+    check_prompt_style(prompt_style)
     if not models and not baselines:
         raise ValueError("nothing to score. Fix: eval.checkpoint=PATH (or a list of paths) and/or eval.baselines=[MODEL:PRETRAINED].")
     device = default_device(device)
@@ -185,14 +184,12 @@ def run_suite(
     for b in parsed:
         name = _unique(b.name, taken)
         columns[name] = {"model": b.model, "pretrained": b.pretrained, "scorer": "baseline"}
-        enc = PooledCLIP(b.encoder_spec()).to(device)
-        for sub in loaded:
-            ds = BenchmarkDataset(sub.items, enc.preprocess, prompt_style, sub.loader)
-            datasets.setdefault(sub.subset, ds)
-            scores = score_baseline(enc, ds, batch_size, num_workers, f"{sub.subset} {b.name}", progress)
-            datasets[sub.subset].unreadable.update(ds.unreadable)
-            preds.setdefault(name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in scores.items()}
-        del enc
+        scored_by = score_baseline_on(b, [(sub.subset, sub.items, sub.loader) for sub in loaded], prompt_style, device,
+                                      batch_size, num_workers, progress)
+        for subset, (ds, scores) in scored_by.items():
+            datasets.setdefault(subset, ds)
+            datasets[subset].unreadable.update(ds.unreadable)
+            preds.setdefault(name, {})[subset] = {i: int(top_choice(v)) for i, v in scores.items()}
 
     scored = {s.subset: scored_indices(datasets[s.subset], {c: per[s.subset] for c, per in preds.items()}) for s in loaded}
     unreadable = {s.subset: datasets[s.subset].unreadable_report() for s in loaded}
@@ -286,12 +283,7 @@ def run_suite_from_config(cfg: dict, progress: bool | None = None) -> dict[str, 
         raise ValueError("eval.benchmark=all needs eval.data_root=<folder laid out as the public benchmark repos>.")
     ckpts = checkpoint_list(ev["checkpoint"])
     name = f"eval_{SUITE_BENCHMARK}_{ev['prompt_style']}.json"
-    if ev["output"]:
-        out = Path(ev["output"])
-    elif ckpts:
-        out = Path(ckpts[0]).resolve().parent.parent / name
-    else:
-        out = Path(cfg["run_dir"]) / name
+    out = Path(ev["output"]) if ev["output"] else default_output(ckpts[0] if ckpts else None, cfg["run_dir"], name)
     models = [(load_dcsm(c)[0], c) for c in ckpts]
     return run_suite(
         models, ev["data_root"], prompt_style=ev["prompt_style"], baselines=list(ev["baselines"] or []),

@@ -6,7 +6,7 @@ Inputs are plain dicts, so any evaluation loop can fill them:
 * ``counts[subset]`` = number of scored items (optional);
 * ``skipped`` = ``[(subset, expected path)]`` from :func:`dcsm.data.benchmarks.discovery.discover_benchmarks`.
 
-Rows follow the suite order (``dcsm.data.benchmarks.discovery.SUITE``); subsets outside the suite come
+Rows follow the suite order (``dcsm.data.benchmarks.registry.SUITE``); subsets outside the suite come
 after it, sorted. The JSON holds one record per (model, subset) with CLIP_benchmark's keys
 (``dataset``, ``model``, ``pretrained``, ``task``, ``language``, ``metrics``).
 """
@@ -18,14 +18,13 @@ import io
 import math
 from typing import Any, Mapping, Sequence
 
-from ..data.benchmarks.discovery import SUITE
+from ..data.benchmarks.registry import SUITE
+from .report import LANGUAGE, TASK
 
 __all__ = ["suite_rows", "render_markdown", "render_csv", "suite_json", "SKIPPED"]
 
 SKIPPED = "skipped"
 MISSING = "n/a"
-TASK = "multiple_choice"
-LANGUAGE = "en"
 PERCENT_DECIMALS = 1
 FRACTION_DECIMALS = 4
 _LABELS = {e.subset: e.label for e in SUITE}

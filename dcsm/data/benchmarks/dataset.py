@@ -14,17 +14,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...model.encoders import EncoderSpec
 from ...model.batch import collate_mcq
-from .prompts import PROMPT_STYLES, REFERENCE_BENCHMARKS, apply_prompt_style
-from . import more_loaders as benchmarks_more  # noqa: F401 - registers CLEVR-bind, VG-Attribution, NCD, SugarCrepe loaders
-from .loaders import MCQItem, load_benchmark, missing_images
-from .more_loaders import open_item_image
+from .prompts import REFERENCE_BENCHMARKS, apply_prompt_style, check_prompt_style
+from .items import MCQItem, missing_images, open_item_image
+from .registry import BENCHMARKS, FOLDER_BENCHMARKS, load_benchmark
 
-#: Benchmark names accepted by :func:`load_items`. ``whatsup`` also takes COCO/GQA-spatial
-#: files (recognised by their rows being lists); ``whatsup_qa`` takes those only; ``ncd``
-#: takes its image folder instead of a file.
-BENCHMARKS = ("whatsup", "whatsup_qa", "negbench", "clevr_bind", "vg_attribution", "ncd", "sugarcrepe")
-#: Benchmarks whose "annotation file" is a folder.
-FOLDER_BENCHMARKS = ("ncd",)
 #: ``pretrained`` values of a baseline spec meaning random init.
 RANDOM_INIT_TAGS = ("none", "null", "")
 #: Key of a sample (and a batch) that stands for an unreadable image: the reason (a batch: [(item_index, reason)]).
@@ -53,7 +46,7 @@ def load_items(benchmark: str, annotation_files: Sequence[str | Path], image_roo
 
     Raises:
         ValueError: unknown benchmark, no files, or a file that does not exist.
-        dcsm.data.benchmarks.loaders.BenchmarkFormatError: a file in the wrong format (names the row).
+        dcsm.data.benchmarks.items.BenchmarkFormatError: a file in the wrong format (names the row).
     """
     name = str(benchmark).lower()
     if name not in BENCHMARKS:
@@ -123,8 +116,7 @@ class BenchmarkDataset(Dataset):
         prompt_style: str = "raw",
         benchmark: str = "whatsup",
     ) -> None:
-        if prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"unknown prompt style {prompt_style!r}. Fix: eval.prompt_style=one of {PROMPT_STYLES}.")
+        check_prompt_style(prompt_style)
         self.all_items = list(items)
         self.preprocess = preprocess
         self.prompt_style = prompt_style

@@ -27,73 +27,12 @@ partly or wholly absent (the loaders list missing images, the rest is scored). O
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import more_loaders as benchmarks_more  # noqa: F401 - registers CLEVR-bind, VG-Attribution, NCD, SugarCrepe loaders
-from .loaders import BENCHMARK_LOADERS, MCQItem, PathLike, load_benchmark
+from .items import MCQItem, PathLike
+from .registry import BENCHMARK_LOADERS, FOLDER_BENCHMARKS, SUITE, SUITE_SUBSETS, load_benchmark
 
-__all__ = ["SuiteEntry", "SUITE", "SUITE_SUBSETS", "discover_benchmarks", "load_found"]
-
-SUGARCREPE_FILES = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
-_NEGBENCH_DIRS = ("negbench", "NegBench/evaluation data/images", "images")
-_NEGBENCH_COCO = "COCO_val_mcq_llama3.1_rephrased.csv"
-_NEGBENCH_VOC = "VOC2007_mcq_llama3.1_rephrased.csv"
-_COCO_IMAGES = ("val2017", "coco/images/val2017")
-_VOC_IMAGES = ("VOC2007/JPEGImages", "voc2007/VOCdevkit/VOC2007/JPEGImages")
-
-
-@dataclass(frozen=True)
-class SuiteEntry:
-    """One row of the suite table and where its files live under the data root."""
-
-    subset: str
-    """Row key = the ``MCQItem.subset`` its loader produces."""
-    label: str
-    """Row label in the table."""
-    loader: str
-    """Key of ``dcsm.data.benchmarks.loaders.BENCHMARK_LOADERS``."""
-    annotation: tuple[str, ...]
-    """Annotation file (NCD: folder) candidates, relative to the data root, first = canonical."""
-    image_root: tuple[str, ...]
-    """Image-root candidates (first existing wins, else the first), relative to the data root,
-    or to the annotation's folder when ``images_beside``; "" = that folder itself."""
-    images_beside: bool = False
-
-
-def _clevr(split: str) -> SuiteEntry:
-    return SuiteEntry(
-        f"clevr_bind_{split}", f"CLEVR-bind {split}", "clevr_bind",
-        (f"clevr_bind/two_object/{split}.csv", f"two_object/{split}.csv"), (f"images/{split}",), images_beside=True,
-    )
-
-
-def _sugarcrepe(name: str) -> SuiteEntry:
-    return SuiteEntry(
-        f"sugarcrepe_{name}", f"SugarCrepe {name}", "sugarcrepe",
-        (f"sugarcrepe/{name}.json", f"sugar-crepe/data/{name}.json"), _COCO_IMAGES,
-    )
-
-
-#: The suite in table order.
-SUITE: tuple[SuiteEntry, ...] = (
-    SuiteEntry("coco_qa_one", "COCO-spatial one", "whatsup_qa", ("coco_qa_one_obj.json",), ("",)),
-    SuiteEntry("coco_qa_two", "COCO-spatial two", "whatsup_qa", ("coco_qa_two_obj.json",), ("",)),
-    SuiteEntry("gqa_qa_one", "GQA-spatial one", "whatsup_qa", ("vg_qa_one_obj.json",), ("",)),
-    SuiteEntry("gqa_qa_two", "GQA-spatial two", "whatsup_qa", ("vg_qa_two_obj.json",), ("",)),
-    SuiteEntry("controlled_a", "WhatsUp A", "whatsup", ("controlled_images_dataset.json",), ("",)),
-    SuiteEntry("controlled_b", "WhatsUp B", "whatsup", ("controlled_clevr_dataset.json",), ("",)),
-    SuiteEntry("ncd", "NCD", "ncd", ("NCD_colorful_composite_squares", "ncd"), ("",), images_beside=False),
-    *(_clevr(s) for s in ("train", "val", "gen")),
-    SuiteEntry("vg_attribution", "VG-Attribution", "vg_attribution", ("visual_genome_attribution.json",),
-               ("images", "VG_100K")),
-    *(_sugarcrepe(n) for n in SUGARCREPE_FILES),
-    SuiteEntry("negbench_coco", "NegBench COCO", "negbench", tuple(f"{d}/{_NEGBENCH_COCO}" for d in _NEGBENCH_DIRS),
-               _COCO_IMAGES),
-    SuiteEntry("negbench_voc", "NegBench VOC", "negbench", tuple(f"{d}/{_NEGBENCH_VOC}" for d in _NEGBENCH_DIRS),
-               _VOC_IMAGES),
-)
-SUITE_SUBSETS: tuple[str, ...] = tuple(e.subset for e in SUITE)
+__all__ = ["discover_benchmarks", "load_found"]
 
 Found = tuple[str, str, list[Path], Path]
 Skipped = tuple[str, str]
@@ -133,7 +72,7 @@ def discover_benchmarks(data_root: PathLike, subsets: tuple[str, ...] | None = N
     for entry in SUITE:
         if entry.subset not in wanted:
             continue
-        is_dir = entry.loader == "ncd"
+        is_dir = entry.loader in FOLDER_BENCHMARKS
         ann = _first_existing(root, entry.annotation, want_dir=is_dir)
         if ann is None:
             skipped.append((entry.subset, str(root / entry.annotation[0])))

@@ -22,7 +22,7 @@ of the authors' evaluation: ``reference`` returns their captions unchanged.
 
 from __future__ import annotations
 
-__all__ = ["PROMPT_STYLES", "REFERENCE_BENCHMARKS", "apply_prompt_style"]
+__all__ = ["PROMPT_STYLES", "REFERENCE_BENCHMARKS", "apply_prompt_style", "check_prompt_style"]
 
 PROMPT_STYLES = ("raw", "reference")
 
@@ -51,7 +51,7 @@ _FAMILY_RULES: dict[str, tuple[bool, bool, str]] = {
     "synthetic": (False, False, ""),
 }
 
-#: Accepted benchmark names (families and the subset names used by dcsm.data.benchmarks.loaders).
+#: Accepted benchmark names (families and the subset names the loaders in dcsm.data.benchmarks use).
 _ALIASES: dict[str, str] = {
     **{name: name for name in _FAMILY_RULES},
     "whatsup_a": "whatsup",
@@ -76,6 +76,12 @@ def _replace_all(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
     for old, new in pairs:
         text = text.replace(old, new)
     return text
+
+
+def check_prompt_style(style: str) -> None:
+    """Raise the one-line error for an ``eval.prompt_style`` that is not one of :data:`PROMPT_STYLES`."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}. Fix: eval.prompt_style=one of {PROMPT_STYLES}.")
 
 
 def apply_prompt_style(caption: str, style: str, benchmark: str) -> str:
