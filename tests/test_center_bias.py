@@ -17,8 +17,15 @@ from PIL import Image, ImageDraw
 
 from dcsm.diagnostics import center_bias as cbm
 from dcsm.diagnostics.callback import DiagnosticsCallback
-from dcsm.diagnostics.center_bias import (CenterBiasConfigError, SweepConfig, cell_accuracy, centre_border_cells,
-                                          centre_border_ratio, render_sweep, run_mitigations, run_sweep)
+from dcsm.diagnostics.center_bias import run_mitigations, run_sweep
+from dcsm.diagnostics.position_sweep import (
+    CenterBiasConfigError,
+    SweepConfig,
+    cell_accuracy,
+    centre_border_cells,
+    centre_border_ratio,
+    render_sweep,
+)
 from dcsm.diagnostics.cross_eyed import (centred_by_boxes, centred_by_file_name, objects_from_file_name,
                                          run_cross_eyed)
 from dcsm.diagnostics.mitigations import MitigationError, attention_prior, redistribute_attention, visual_prompt
@@ -95,7 +102,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> PlantedCLIP:
             p.zero_()
         for c in range(3):  # channels 0..2: the patch's mean normalised colour
             v.conv1.weight[c, c] = 1.0 / 64
-        from dcsm.data.synthetic.scenes import COLOURS as RGB
+        from dcsm.data.synthetic.vocab import COLOURS as RGB
         v.class_embedding[:3] = EPS * (norm(RGB["red"]) - norm(BG))
         v.class_embedding[3] = 1.0  # query flag
         v.positional_embedding[1:, :3] = -norm(BG)  # background -> 0

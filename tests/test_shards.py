@@ -17,18 +17,16 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader
 from torchvision.transforms.functional import pil_to_tensor
 
-from dcsm.data.negatives import (
+from dcsm.data.negatives.rules import (
     FALLBACK_RULES,
     RULES,
     attribute_replace,
     attribute_swap,
-    caption_category,
-    make_negatives,
-    make_negatives_with_rules,
     negation_toggle,
     object_swap,
     relation_swap,
 )
+from dcsm.data.negatives.sample import caption_category, make_negatives, make_negatives_with_rules
 from dcsm.data.shards import (
     SampleError,
     ShardError,
@@ -41,7 +39,8 @@ from dcsm.data.shards import (
     write_shards,
     write_tar,
 )
-from dcsm.data.synthetic.scenes import CATEGORIES, make_scene
+from dcsm.data.synthetic.scenes import make_scene
+from dcsm.data.synthetic.vocab import CATEGORIES
 from dcsm.features import collate_mcq, encode_batch
 from dcsm.features.shards import feature_sample_pipeline
 

@@ -9,7 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from dcsm.data.synthetic.scenes import (
+from dcsm.data.synthetic.scenes import SceneSample, SyntheticScenes, make_scene
+from dcsm.data.synthetic.styles import STYLES
+from dcsm.data.synthetic.vocab import (
     CATEGORIES,
     COLOURS,
     MIN_SIZE_RATIO,
@@ -17,10 +19,6 @@ from dcsm.data.synthetic.scenes import (
     RELATIONS,
     SHAPES,
     SPLITS,
-    STYLES,
-    SceneSample,
-    SyntheticScenes,
-    make_scene,
 )
 
 SIZE = 224

@@ -12,7 +12,9 @@ import torch
 from safetensors import safe_open
 
 from dcsm.data.synthetic.captioned import BACKGROUNDS, CAPTION_KINDS, make_captioned_scene
-from dcsm.data.synthetic.scenes import COLOURS, STYLES, make_scene
+from dcsm.data.synthetic.scenes import make_scene
+from dcsm.data.synthetic.styles import STYLES
+from dcsm.data.synthetic.vocab import COLOURS
 from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import FeatureBatch
 from dcsm.config import DEFAULT_CONFIG, load_yaml, to_plain

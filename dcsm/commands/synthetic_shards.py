@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..data.shards.write import write_shards
-from ..data.synthetic.scenes import CATEGORIES, SPLITS, make_scene
+from ..data.synthetic.scenes import make_scene
+from ..data.synthetic.vocab import CATEGORIES, SPLITS
 from ..config_checks import check_writable
 from .runner import command_config
 

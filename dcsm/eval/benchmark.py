@@ -33,7 +33,6 @@ an image): counted and listed with the reason (``unreadable_images``), the rest 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,46 +41,28 @@ import torch
 
 from .. import __version__
 from ..checkpoints.load import load_dcsm
-from ..data.benchmarks.dataset import (
-    BaselineSpec,
-    BenchmarkDataset,
-    open_rgb,
-    load_items,
-    parse_baseline,
-    styled_captions,
-)
+from ..data.benchmarks.dataset import BaselineSpec, BenchmarkDataset, load_items, parse_baseline
 from ..data.benchmarks.items import MCQItem
 from ..model.encoders import FrozenCLIP, PooledCLIP
 from .loop import score_batches
-from ..model.heatmaps import HEATMAP_SIZE, option_maps, render_heatmap, spatial_heatmap
-from .metrics import NONFINITE, NONFINITE_RULE, TIE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
+from ..model.heatmaps import option_maps, spatial_heatmap
+from .metrics import NONFINITE_RULE, TIE_RULE, mcq_metrics, top_choice, warn_nonfinite
 from ..model.dcsm import DCSM
 from ..progress import progress_bar, progress_enabled
 from ..data.benchmarks.prompts import check_prompt_style
-from .report import LANGUAGE, TASK, default_output, format_benchmark_table, nan_to_none, write_report
+from .report import CLIP_SCORER, DCSM_SCORER, LANGUAGE, TASK, default_output, format_benchmark_table, nan_to_none, write_report
 from ..model.device import default_device
+from .failures import failure_records, wandb_failures, save_failure_images
 
-__all__ = [
-    "DCSM_SCORER", "CLIP_SCORER", "run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline", "score_baseline_on",
-    "truncation_identical", "count_truncation_identical",
-]
+
+__all__ = ["run_benchmark", "run_benchmark_from_config", "score_dcsm_and_clip", "score_baseline", "score_baseline_on", "truncation_identical", "count_truncation_identical"]
 
 log = logging.getLogger(__name__)
 
-DCSM_SCORER = "dcsm"
-CLIP_SCORER = "clip"
 MISSING_SHOWN_IN_LOG = 10
-SCORE_DECIMALS = 4
+
+
 WANDB_CONFIG_KEYS = ("model", "pretrained", "dataset", "prompt_style", "checkpoint", "annotation_files", "image_root")
-
-
-# ---------------------------------------------------------------------------------------------
-# scoring
-# ---------------------------------------------------------------------------------------------
-
-
-def _rounded(values: torch.Tensor) -> list[float]:
-    return [round(float(v), SCORE_DECIMALS) for v in values]
 
 
 def score_dcsm_and_clip(
@@ -133,7 +114,6 @@ def score_baseline(
     return out
 
 
-
 def score_baseline_on(
     baseline: BaselineSpec, subsets: Sequence[tuple[str | None, list[MCQItem], str]], prompt_style: str,
     device: str | torch.device, batch_size: int, num_workers: int, progress: bool,
@@ -149,6 +129,7 @@ def score_baseline_on(
         out[key] = ds, score_baseline(enc, ds, batch_size, num_workers, name, progress)
     del enc
     return out
+
 
 def scored_indices(dataset: BenchmarkDataset, scores: dict[str, dict[int, torch.Tensor]]) -> list[int]:
     """Item indices (report order) that every scorer scored: the found images minus the
@@ -207,64 +188,6 @@ def count_truncation_identical(encoder: FrozenCLIP, dataset: BenchmarkDataset) -
     return counts
 
 
-FAILURE_IMAGES = ("image", "correct", "predicted")  # per failure: the picture, heatmaps of the two captions
-
-
-def save_failure_images(output: Path, failures: list[dict[str, Any]], items: list[MCQItem]) -> list[dict[str, str]]:
-    """Each failure's image and its two heatmaps (correct, predicted caption) as PNGs in
-    ``<output stem>_failures/`` beside the metrics JSON -> per failure ``{kind: path}``."""
-    if not failures:
-        return []
-    folder = output.parent / f"{output.stem}_failures"
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for i, fail in enumerate(failures):
-        item = items[fail["item_index"]]
-        img = open_rgb(item)
-        pictures = (img.convert("RGB").resize((HEATMAP_SIZE, HEATMAP_SIZE)), render_heatmap(fail["heatmaps"][0], img),
-                    render_heatmap(fail["heatmaps"][1], img))
-        paths = {}
-        for kind, pic in zip(FAILURE_IMAGES, pictures):
-            path = folder / f"{i:03d}_row{item.row}_{kind}.png"
-            pic.save(path, format="PNG")
-            paths[kind] = str(path)
-        saved.append(paths)
-    return saved
-
-
-def _wandb_failures(report: dict[str, Any]) -> Any:
-    """``extra`` for :func:`dcsm.eval.report.log_wandb`: the failure PNGs as an image list (W&B writes
-    each as a media file; image cells inside a table are not written in offline runs) and the
-    failure table (captions, scores, the same images)."""
-
-    def extra(wandb: Any) -> dict[str, Any]:
-        columns = [
-            "image", "source", "row", "subset", "group", "prompt_style", "correct caption", "predicted caption",
-            "dcsm scores", "clip scores", "dcsm map (correct)", "dcsm map (predicted)",
-        ]
-        table = wandb.Table(columns=columns)
-        gallery = []
-        for rec in report["failures"]:
-            files = rec["images"]
-            table.add_data(
-                wandb.Image(files["image"]), rec["source"], rec["row"], rec["subset"], rec["group"],
-                report["prompt_style"], rec["correct_caption"], rec["predicted_caption"],
-                json.dumps(rec["dcsm_scores"]), json.dumps(rec["clip_scores"]),
-                wandb.Image(files["correct"]), wandb.Image(files["predicted"]),
-            )
-            where = f"{rec['source']} row {rec['row']}"
-            gallery += [wandb.Image(files["correct"], caption=f"{where}, correct: {rec['correct_caption']}"),
-                        wandb.Image(files["predicted"], caption=f"{where}, predicted: {rec['predicted_caption']}")]
-        return {"failures": table, "failure_heatmaps": gallery} if gallery else {"failures": table}
-
-    return extra
-
-
-# ---------------------------------------------------------------------------------------------
-# entry points
-# ---------------------------------------------------------------------------------------------
-
-
 def run_benchmark(
     model: DCSM,
     benchmark: str,
@@ -306,22 +229,47 @@ def run_benchmark(
         (``dcsm``, ``clip``, then each baseline's ``MODEL:PRETRAINED``) to ``mcq_metrics``.
     """
     check_prompt_style(prompt_style)
+    output = Path(output)
+    benchmark = str(benchmark).lower()
+    parsed = _check_run_args(image_root, max_failures, baselines)
+    if device is not None:
+        model.to(device)
+    items, dataset = load_benchmark_items(model, benchmark, annotation_files, image_root, prompt_style, output)
+    n_truncation_identical = count_truncation_identical(model.encoder, dataset)
+    scores, failures = score_benchmark(
+        model, items, dataset, parsed, prompt_style, benchmark, batch_size, num_workers, max_failures, progress
+    )
+    report = benchmark_report(
+        model, items, dataset, scores, failures, parsed, benchmark, prompt_style, annotation_files, image_root,
+        output, checkpoint, n_truncation_identical,
+    )
+    return write_report(
+        output, report, format_benchmark_table(report), logger_cfg, WANDB_CONFIG_KEYS, wandb_failures(report)
+    )
+
+
+def _check_run_args(image_root: str | Path | None, max_failures: int, baselines: Sequence[str]) -> list[BaselineSpec]:
+    """The one-line errors of :func:`run_benchmark`'s arguments; the parsed baselines."""
     if image_root is None:
         raise ValueError("no image root given. Fix: eval.image_root=<folder the annotation files' image paths resolve against>.")
     if not Path(image_root).is_dir():
         raise ValueError(f"image root '{image_root}' is not a folder. Fix: check eval.image_root.")
     if max_failures < 0:
         raise ValueError(f"max_failures must be >= 0, got {max_failures}.")
-    output = Path(output)
-    benchmark = str(benchmark).lower()
     parsed = [parse_baseline(b) for b in (baselines or [])]
     names = [DCSM_SCORER, CLIP_SCORER] + [b.name for b in parsed]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"baseline(s) {dupes} given twice. Fix: list each baseline once in eval.baselines.")
-    if device is not None:
-        model.to(device)
+    return parsed
 
+
+def load_benchmark_items(
+    model: DCSM, benchmark: str, annotation_files: Sequence[str | Path], image_root: str | Path, prompt_style: str,
+    output: Path,
+) -> tuple[list[MCQItem], BenchmarkDataset]:
+    """Load step: the files' items and their dataset under ``model``'s preprocessing; one warning
+    names the first missing images (all are listed in the report at ``output``)."""
     items = load_items(benchmark, annotation_files, image_root)
     dataset = BenchmarkDataset(items, model.encoder.preprocess, prompt_style, benchmark)
     if dataset.missing:
@@ -333,22 +281,38 @@ def run_benchmark(
         )
     if len(dataset) == 0:
         log.warning("no image of %s was found under '%s': nothing scored. Fix: check eval.image_root.", benchmark, image_root)
-    n_truncation_identical = count_truncation_identical(model.encoder, dataset)
+    return items, dataset
 
+
+def score_benchmark(
+    model: DCSM, items: list[MCQItem], dataset: BenchmarkDataset, baselines: Sequence[BaselineSpec], prompt_style: str,
+    benchmark: str, batch_size: int, num_workers: int, max_failures: int, progress: bool,
+) -> tuple[dict[str, dict[int, torch.Tensor]], list[dict[str, Any]]]:
+    """Score step: scorer name (``dcsm``, ``clip``, each baseline) -> item index -> scores ``(K,)``,
+    and the first ``max_failures`` DCSM failures; the baselines' unreadable images join ``dataset``'s."""
+    if not len(dataset):
+        return {n: {} for n in [DCSM_SCORER, CLIP_SCORER] + [b.name for b in baselines]}, []
     scores: dict[str, dict[int, torch.Tensor]] = {}
-    failures: list[dict[str, Any]] = []
-    if len(dataset):
-        scores[DCSM_SCORER], scores[CLIP_SCORER], failures = score_dcsm_and_clip(
-            model, dataset, batch_size, num_workers, max_failures, progress
-        )
-        for b in parsed:
-            bds, scores[b.name] = score_baseline_on(
-                b, [(None, items, benchmark)], prompt_style, model.encoder.device, batch_size, num_workers, progress
-            )[None]
-            dataset.unreadable.update(bds.unreadable)
-    else:
-        scores = {n: {} for n in names}
+    scores[DCSM_SCORER], scores[CLIP_SCORER], failures = score_dcsm_and_clip(
+        model, dataset, batch_size, num_workers, max_failures, progress
+    )
+    for b in baselines:
+        bds, scores[b.name] = score_baseline_on(
+            b, [(None, items, benchmark)], prompt_style, model.encoder.device, batch_size, num_workers, progress
+        )[None]
+        dataset.unreadable.update(bds.unreadable)
+    return scores, failures
 
+
+def benchmark_report(
+    model: DCSM, items: list[MCQItem], dataset: BenchmarkDataset, scores: dict[str, dict[int, torch.Tensor]],
+    failures: list[dict[str, Any]], baselines: Sequence[BaselineSpec], benchmark: str, prompt_style: str,
+    annotation_files: Sequence[str | Path], image_root: str | Path, output: Path, checkpoint: str | Path | None,
+    n_truncation_identical: dict[str, int],
+) -> dict[str, Any]:
+    """Report step: metrics per scorer over the rows every scorer scored, failure records and their
+    PNGs (written beside ``output``), counts and provenance (see module doc); NaN -> None."""
+    names = [DCSM_SCORER, CLIP_SCORER] + [b.name for b in baselines]
     scored_idx = scored_indices(dataset, scores)
     unreadable = dataset.unreadable_report()
     warn_unreadable(unreadable, benchmark, output)
@@ -357,24 +321,7 @@ def run_benchmark(
         n: mcq_metrics(scored, [int(top_choice(scores[n][i])) for i in scored_idx]) for n in names
     }
     warn_nonfinite({n: m["n_nonfinite"] for n, m in metrics.items()}, benchmark)
-
-    failure_records = []
     failure_files = save_failure_images(output, failures, items)
-    for fail, files in zip(failures, failure_files):
-        idx = fail["item_index"]
-        item = items[idx]
-        caps = styled_captions(item, prompt_style, benchmark)
-        pred, shown = int(top_choice(scores[DCSM_SCORER][idx])), fail["shown"]
-        failure_records.append({
-            "source": item.source, "row": item.row, "subset": item.subset, "group": item.group,
-            "raw_image_path": item.raw_image_path, "image_path": str(item.image_path),
-            "label": item.label, "prediction": pred, "clip_prediction": int(top_choice(scores[CLIP_SCORER][idx])),
-            "tied": pred == TIE, "nonfinite": pred == NONFINITE,
-            "correct_caption": caps[item.label], "predicted_caption": caps[shown], "captions": caps,
-            "dcsm_scores": _rounded(scores[DCSM_SCORER][idx]), "clip_scores": _rounded(scores[CLIP_SCORER][idx]),
-            "images": files,
-        })
-
     spec = model.encoder.spec
     report: dict[str, Any] = {
         "model": spec.model,
@@ -392,23 +339,19 @@ def run_benchmark(
         "missing_images": {"count": len(dataset.missing), "paths": list(dataset.missing)},
         "unreadable_images": unreadable,
         "scorers": names,
-        "baselines": [{"name": b.name, "model": b.model, "pretrained": b.pretrained} for b in parsed],
+        "baselines": [{"name": b.name, "model": b.model, "pretrained": b.pretrained} for b in baselines],
         "encoder": spec.to_dict(),
         "metrics": metrics,
         "tie_rule": TIE_RULE,
         "nonfinite_rule": NONFINITE_RULE,
         "n_truncation_identical": n_truncation_identical,
-        "failures": failure_records,
+        "failures": failure_records(items, failures, failure_files, scores, prompt_style, benchmark),
         "failure_images": [path for files in failure_files for path in files.values()],
         "dcsm_version": __version__,
         "output": str(output),
         "markdown": str(output.with_suffix(".md")),
     }
-    report = nan_to_none(report)
-    return write_report(
-        output, report, format_benchmark_table(report), logger_cfg, WANDB_CONFIG_KEYS, _wandb_failures(report)
-    )
-
+    return nan_to_none(report)
 
 def run_benchmark_from_config(cfg: dict, model: DCSM | None = None, progress: bool | None = None) -> dict[str, Any]:
     """``evaluate.py eval.benchmark=<one of BENCHMARKS> ...``: load ``eval.checkpoint``

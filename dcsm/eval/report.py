@@ -13,6 +13,9 @@ from .metrics import NONFINITE_RULE, TIE_RULE
 #: CLIP_benchmark-style ``task`` and ``language`` of every report.
 TASK = "multiple_choice"
 LANGUAGE = "en"
+#: Scorer names of every benchmark report: the DCSM head, its encoder's pooled CLIP cosine.
+DCSM_SCORER = "dcsm"
+CLIP_SCORER = "clip"
 MISSING_SHOWN_IN_TABLE = 20
 SUMMARY_KEYS = ("n_items", "n_scored")
 
@@ -205,6 +208,7 @@ def run_folder(checkpoint: str | Path | None, run_dir: str | Path) -> Path:
 def default_output(checkpoint: str | Path | None, run_dir: str | Path, name: str) -> Path:
     """Where a report goes when ``eval.output`` is unset: ``name`` in :func:`run_folder`."""
     return run_folder(checkpoint, run_dir) / name
+
 
 def write_report(
     output: Path,

@@ -30,11 +30,17 @@ from typing import Any, Sequence
 
 from .. import __version__
 from .benchmark import (
-    CLIP_SCORER, DCSM_SCORER, count_truncation_identical, score_baseline_on, score_dcsm_and_clip, scored_indices,
-    warn_unreadable, MISSING_SHOWN_IN_LOG,
+    CLIP_SCORER,
+    DCSM_SCORER,
+    count_truncation_identical,
+    score_baseline_on,
+    score_dcsm_and_clip,
+    scored_indices,
+    warn_unreadable,
+    MISSING_SHOWN_IN_LOG,
 )
 from ..checkpoints.load import load_dcsm
-from ..data.benchmarks.dataset import BenchmarkDataset, parse_baseline
+from ..data.benchmarks.dataset import BaselineSpec, BenchmarkDataset, parse_baseline
 from ..data.benchmarks.items import MCQItem
 from ..data.benchmarks.discovery import discover_benchmarks, load_found
 from ..data.benchmarks.registry import SUITE_SUBSETS
@@ -150,47 +156,76 @@ def run_suite(
     loaded, skipped = load_suite(data_root, subsets)
     for s, path in skipped:
         log.warning("suite: %s skipped: expected %s", s, path)
-
-    taken: set[str] = set()
-    columns: dict[str, dict[str, Any]] = {}
-    preds: dict[str, dict[str, dict[int, int]]] = {}  # column -> subset -> item index -> prediction
-    datasets: dict[str, BenchmarkDataset] = {}
-    truncated: dict[str, dict[str, int]] = {}
-    clip_done: set[str] = set()
-    single = len(models) == 1
+    cols = _SuiteColumns()
     for model, ckpt in models:
+        cols.score_model(model, ckpt, single=len(models) == 1, loaded=loaded, prompt_style=prompt_style, device=device,
+                         batch_size=batch_size, num_workers=num_workers, progress=progress)
+    for b in parsed:
+        cols.score_baseline(b, loaded, prompt_style, device, batch_size, num_workers, progress)
+    report, markdown, accuracy = _suite_report(cols, loaded, skipped, data_root, prompt_style, output)
+    atomic_write_json(output, report)
+    atomic_write_text(output.with_suffix(".md"), markdown)
+    atomic_write_text(output.with_suffix(".csv"), render_csv(accuracy, list(cols.columns), counts=report["counts"], skipped=skipped))
+    report["table"] = markdown
+    return report
+
+
+class _SuiteColumns:
+    """The suite's columns as they are scored: each column's description and its predictions per
+    subset, each subset's dataset (unreadable images of every column merged), truncation counts."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self.columns: dict[str, dict[str, Any]] = {}
+        self.preds: dict[str, dict[str, dict[int, int]]] = {}  # column -> subset -> item index -> prediction
+        self.datasets: dict[str, BenchmarkDataset] = {}
+        self.truncated: dict[str, dict[str, int]] = {}
+        self.clip_done: set[str] = set()
+
+    def score_model(self, model: DCSM, ckpt: str | Path | None, *, single: bool, loaded: Sequence[SuiteSubset],
+                    prompt_style: str, device: str, batch_size: int, num_workers: int, progress: bool) -> None:
+        """One DCSM column (and its encoder's CLIP column, once per encoder) on every subset."""
         model.to(device)
-        name = _unique(DCSM_SCORER if single else f"{DCSM_SCORER}:{_run_name(ckpt) if ckpt else 'model'}", taken)
+        name = _unique(DCSM_SCORER if single else f"{DCSM_SCORER}:{_run_name(ckpt) if ckpt else 'model'}", self.taken)
         enc_key = _encoder_name(model)
         clip_name = None
-        if enc_key not in clip_done:
-            clip_done.add(enc_key)
-            clip_name = _unique(CLIP_SCORER if single else f"{CLIP_SCORER}:{enc_key}", taken)
+        if enc_key not in self.clip_done:
+            self.clip_done.add(enc_key)
+            clip_name = _unique(CLIP_SCORER if single else f"{CLIP_SCORER}:{enc_key}", self.taken)
         spec = model.encoder.spec
-        columns[name] = {"model": spec.model, "pretrained": spec.pretrained, "scorer": DCSM_SCORER,
-                         "checkpoint": None if ckpt is None else str(ckpt)}
+        self.columns[name] = {"model": spec.model, "pretrained": spec.pretrained, "scorer": DCSM_SCORER,
+                              "checkpoint": None if ckpt is None else str(ckpt)}
         if clip_name:
-            columns[clip_name] = {"model": spec.model, "pretrained": spec.pretrained, "scorer": CLIP_SCORER}
+            self.columns[clip_name] = {"model": spec.model, "pretrained": spec.pretrained, "scorer": CLIP_SCORER}
         for sub in loaded:
             ds = BenchmarkDataset(sub.items, model.encoder.preprocess, prompt_style, sub.loader)
-            datasets.setdefault(sub.subset, ds)
-            truncated.setdefault(name, {})[sub.subset] = count_truncation_identical(model.encoder, ds).get(sub.subset, 0)
+            self.datasets.setdefault(sub.subset, ds)
+            self.truncated.setdefault(name, {})[sub.subset] = count_truncation_identical(model.encoder, ds).get(sub.subset, 0)
             dcsm, clip, _ = score_dcsm_and_clip(model, ds, batch_size, num_workers, 0, progress)
-            datasets[sub.subset].unreadable.update(ds.unreadable)
-            preds.setdefault(name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in dcsm.items()}
+            self.datasets[sub.subset].unreadable.update(ds.unreadable)
+            self.preds.setdefault(name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in dcsm.items()}
             if clip_name:
-                preds.setdefault(clip_name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in clip.items()}
+                self.preds.setdefault(clip_name, {})[sub.subset] = {i: int(top_choice(v)) for i, v in clip.items()}
         model.to("cpu")  # one model on the device at a time
-    for b in parsed:
-        name = _unique(b.name, taken)
-        columns[name] = {"model": b.model, "pretrained": b.pretrained, "scorer": "baseline"}
+
+    def score_baseline(self, b: BaselineSpec, loaded: Sequence[SuiteSubset], prompt_style: str, device: str,
+                       batch_size: int, num_workers: int, progress: bool) -> None:
+        """One extra baseline's column on every subset."""
+        name = _unique(b.name, self.taken)
+        self.columns[name] = {"model": b.model, "pretrained": b.pretrained, "scorer": "baseline"}
         scored_by = score_baseline_on(b, [(sub.subset, sub.items, sub.loader) for sub in loaded], prompt_style, device,
                                       batch_size, num_workers, progress)
         for subset, (ds, scores) in scored_by.items():
-            datasets.setdefault(subset, ds)
-            datasets[subset].unreadable.update(ds.unreadable)
-            preds.setdefault(name, {})[subset] = {i: int(top_choice(v)) for i, v in scores.items()}
+            self.datasets.setdefault(subset, ds)
+            self.datasets[subset].unreadable.update(ds.unreadable)
+            self.preds.setdefault(name, {})[subset] = {i: int(top_choice(v)) for i, v in scores.items()}
 
+
+def _suite_report(cols: _SuiteColumns, loaded: Sequence[SuiteSubset], skipped: list[tuple[str, str]],
+                  data_root: str | Path, prompt_style: str, output: Path) -> tuple[dict[str, Any], str, dict[str, dict]]:
+    """The JSON report (NaN -> None), the Markdown table with its notes, and the accuracies as
+    computed (NaN kept, for the CSV): metrics over the rows every column scored."""
+    datasets, preds = cols.datasets, cols.preds
     scored = {s.subset: scored_indices(datasets[s.subset], {c: per[s.subset] for c, per in preds.items()}) for s in loaded}
     unreadable = {s.subset: datasets[s.subset].unreadable_report() for s in loaded}
     for s in loaded:
@@ -201,19 +236,19 @@ def run_suite(
     }
     accuracy = {col: {s: m["accuracy"] for s, m in per.items()} for col, per in metrics.items()}
     counts = {s.subset: len(scored[s.subset]) for s in loaded}
-    names = list(columns)
+    names = list(cols.columns)
     title = f"Benchmark suite: multiple-choice accuracy (%), prompt style `{prompt_style}`"
     n_tied = {col: {s: m["n_tied"] for s, m in per.items()} for col, per in metrics.items()}
     n_nonfinite = {col: {s: m["n_nonfinite"] for s, m in per.items()} for col, per in metrics.items()}
     warn_nonfinite({f"{col} {s}": n for col, per in n_nonfinite.items() for s, n in per.items()}, "suite")
     markdown = (render_markdown(accuracy, names, counts=counts, skipped=skipped, title=title).rstrip("\n")
-                + _tie_notes(n_tied, truncated) + _nonfinite_notes(n_nonfinite) + _unreadable_notes(unreadable) + "\n")
+                + _tie_notes(n_tied, cols.truncated) + _nonfinite_notes(n_nonfinite) + _unreadable_notes(unreadable) + "\n")
     report: dict[str, Any] = {
-        **suite_json(accuracy, columns, counts=counts, skipped=skipped),
+        **suite_json(accuracy, cols.columns, counts=counts, skipped=skipped),
         "dataset": SUITE_BENCHMARK,
         "data_root": str(data_root),
         "prompt_style": prompt_style,
-        "columns": columns,
+        "columns": cols.columns,
         "accuracy": accuracy,
         "counts": counts,
         "metrics": metrics,
@@ -221,7 +256,7 @@ def run_suite(
         "n_tied": n_tied,
         "nonfinite_rule": NONFINITE_RULE,
         "n_nonfinite": n_nonfinite,
-        "n_truncation_identical": truncated,
+        "n_truncation_identical": cols.truncated,
         "annotation_files": {s.subset: [str(f) for f in s.files] for s in loaded},
         "missing_images": {s.subset: {"count": len(datasets[s.subset].missing), "paths": datasets[s.subset].missing}
                            for s in loaded},
@@ -231,13 +266,7 @@ def run_suite(
         "markdown": str(output.with_suffix(".md")),
         "csv": str(output.with_suffix(".csv")),
     }
-    report = nan_to_none(report)
-    atomic_write_json(output, report)
-    atomic_write_text(output.with_suffix(".md"), markdown)
-    atomic_write_text(output.with_suffix(".csv"), render_csv(accuracy, names, counts=counts, skipped=skipped))
-    report["table"] = markdown
-    return report
-
+    return nan_to_none(report), markdown, accuracy
 
 def _unreadable_notes(unreadable: dict[str, dict[str, Any]]) -> str:
     """A line under the suite table naming the unreadable images per subset (none: nothing)."""

@@ -44,7 +44,7 @@ from webdataset.gopen import gopen
 
 from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, common_fields, json_default, parse_record
 from ..data.shards.read import ShardPipeline
-from ..data.synthetic.scenes import CATEGORIES
+from ..data.synthetic.vocab import CATEGORIES
 from ..model.encoders import FrozenCLIP
 from ..checkpoints.safe_load import check_torch_zip
 from ..model.batch import CACHE_DTYPE, FEATURE_KEYS

@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..model import toy_clip
 from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
-from ..data.synthetic.scenes import SPLITS
+from ..data.synthetic.vocab import SPLITS
 from ..model.encoders import FrozenCLIP
 from ..eval.loop import score_batches
 from ..model.batch import collate_mcq

@@ -52,6 +52,54 @@ def _caption_columns(header: list[str]) -> list[str]:
     return cols
 
 
+def _negbench_item(
+    csv_path: PathLike, image_root: PathLike | None, subset: str, col: dict[str, int], caption_cols: list[str],
+    row_no: int, where: str, record: list[str],
+) -> MCQItem:
+    """One data row -> :class:`MCQItem`; :class:`BenchmarkFormatError` names the row and the field."""
+    n_options = len(caption_cols)
+    raw = record[col["image_path"]].strip()
+    if not raw:
+        raise format_error(csv_path, where, "image_path", "empty image path", "write the image path")
+    answer_text = record[col["correct_answer"]].strip()
+    try:
+        answer = int(answer_text)
+    except ValueError:
+        raise format_error(
+            csv_path, where, "correct_answer",
+            f"expected an integer option index, got {answer_text!r}",
+            f"write the index (0..{n_options - 1}) of the correct caption",
+        ) from None
+    if not 0 <= answer < n_options:
+        raise format_error(
+            csv_path, where, "correct_answer",
+            f"index {answer} out of range for {n_options} options",
+            f"write the index (0..{n_options - 1}) of the correct caption",
+        )
+    qtype = record[col["correct_answer_template"]].strip()
+    if qtype not in NEGBENCH_QUESTION_TYPES:
+        raise format_error(
+            csv_path, where, "correct_answer_template",
+            f"unknown question type {qtype!r}",
+            f"use one of {', '.join(NEGBENCH_QUESTION_TYPES)} (lower case)",
+        )
+    captions = tuple(
+        check_caption(csv_path, where, c, record[col[c]], "give every option a non-empty caption")
+        for c in caption_cols
+    )
+    return MCQItem(
+        raw_image_path=raw,
+        image_path=resolve_image(raw, image_root, strip_prefix=DATA_PREFIX),
+        captions=captions,
+        label=answer,
+        subset=subset,
+        group=qtype,
+        pair_key=None,
+        row=row_no,
+        source=str(csv_path),
+    )
+
+
 def load_negbench_mcq(csv_path: PathLike, image_root: PathLike | None, subset: str | None = None) -> list[MCQItem]:
     """Load a NegBench multiple-choice CSV (e.g. ``COCO_val_mcq_llama3.1_rephrased.csv``).
 
@@ -89,50 +137,8 @@ def load_negbench_mcq(csv_path: PathLike, image_root: PathLike | None, subset: s
                     f"column missing from the header (found: {', '.join(header)})", fix_header,
                 )
             col = {name: i for i, name in enumerate(header)}
-            n_options = len(caption_cols)
             for row_no, where, record in csv_records(reader, header, csv_path):
-                raw = record[col["image_path"]].strip()
-                if not raw:
-                    raise format_error(csv_path, where, "image_path", "empty image path", "write the image path")
-                answer_text = record[col["correct_answer"]].strip()
-                try:
-                    answer = int(answer_text)
-                except ValueError:
-                    raise format_error(
-                        csv_path, where, "correct_answer",
-                        f"expected an integer option index, got {answer_text!r}",
-                        f"write the index (0..{n_options - 1}) of the correct caption",
-                    ) from None
-                if not 0 <= answer < n_options:
-                    raise format_error(
-                        csv_path, where, "correct_answer",
-                        f"index {answer} out of range for {n_options} options",
-                        f"write the index (0..{n_options - 1}) of the correct caption",
-                    )
-                qtype = record[col["correct_answer_template"]].strip()
-                if qtype not in NEGBENCH_QUESTION_TYPES:
-                    raise format_error(
-                        csv_path, where, "correct_answer_template",
-                        f"unknown question type {qtype!r}",
-                        f"use one of {', '.join(NEGBENCH_QUESTION_TYPES)} (lower case)",
-                    )
-                captions = tuple(
-                    check_caption(csv_path, where, c, record[col[c]], "give every option a non-empty caption")
-                    for c in caption_cols
-                )
-                items.append(
-                    MCQItem(
-                        raw_image_path=raw,
-                        image_path=resolve_image(raw, image_root, strip_prefix=DATA_PREFIX),
-                        captions=captions,
-                        label=answer,
-                        subset=sub,
-                        group=qtype,
-                        pair_key=None,
-                        row=row_no,
-                        source=str(csv_path),
-                    )
-                )
+                items.append(_negbench_item(csv_path, image_root, sub, col, caption_cols, row_no, where, record))
     except csv.Error as exc:
         raise BenchmarkFormatError(
             f"{p.name}: line {reader.line_num}: malformed CSV ({exc}). "

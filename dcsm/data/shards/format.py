@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from webdataset import tariterators
 
-from ..synthetic.scenes import CATEGORIES
+from ..synthetic.vocab import CATEGORIES
 
 RAW_FORMAT = "dcsm.raw_shards"
 FORMAT_VERSION = 1

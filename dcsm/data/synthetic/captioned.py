@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .scenes import (
+from .layout import noun_phrase
+from .render import draw_shape
+from .vocab import (
     CHANNEL_MAX,
     COLOURS,
     CONJUNCTION_TEMPLATE,
@@ -41,8 +43,6 @@ from .scenes import (
     SHAPES,
     SMALL,
     BIG,
-    _phrase,
-    draw_shape,
 )
 
 __all__ = ["CAPTION_KINDS", "CaptionedConfig", "CaptionedSample", "make_captioned_scene", "CaptionedScenes"]
@@ -173,7 +173,7 @@ def _sizes(rng: np.random.Generator, cfg: CaptionedConfig, sized: bool) -> tuple
 def _single(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tuple[list[_Item], str, dict]:
     colour, shape = _pick(rng, tuple(COLOURS), 1)[0], _pick(rng, SHAPES, 1)[0]
     items = _place(rng, [_Item(shape, colour, _uniform(rng, cfg.free_size))], margin)
-    return items, _phrase(colour, shape), {}
+    return items, noun_phrase(colour, shape), {}
 
 
 def _pair(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tuple[list[_Item], str, dict]:
@@ -182,7 +182,7 @@ def _pair(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tupl
     s1, s2, words = _sizes(rng, cfg, bool(rng.random() < cfg.sized_probability))
     items = _place(rng, [_Item(h1, c1, s1), _Item(h2, c2, s2)], margin)
     w1, w2 = words or (None, None)
-    caption = CONJUNCTION_TEMPLATE.format(a=_phrase(c1, h1, w1), b=_phrase(c2, h2, w2))
+    caption = CONJUNCTION_TEMPLATE.format(a=noun_phrase(c1, h1, w1), b=noun_phrase(c2, h2, w2))
     return items, caption, {}
 
 
@@ -206,7 +206,7 @@ def _relation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> 
     else:
         a, b = _Item(h1, c1, s1, base + oa, pa), _Item(h2, c2, s2, base + ob, pb)
     w1, w2 = words or (None, None)
-    caption = f"{_phrase(c1, h1, w1)} {RELATIONS[rel]} {_phrase(c2, h2, w2)}"
+    caption = f"{noun_phrase(c1, h1, w1)} {RELATIONS[rel]} {noun_phrase(c2, h2, w2)}"
     return [a, b], caption, {"relation": rel}
 
 
@@ -228,7 +228,7 @@ def _negation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> 
         specs.append(rest[int(rng.integers(len(rest)))])
     items = _place(rng, [_Item(h, c, _uniform(rng, cfg.free_size)) for c, h in specs], margin)
     template = NEGATION_TEMPLATES[int(rng.integers(len(NEGATION_TEMPLATES)))]
-    caption = template.format(a=_phrase(ca, ha), b=_phrase(cb, hb), b_bare=_phrase(cb, hb, article=False))
+    caption = template.format(a=noun_phrase(ca, ha), b=noun_phrase(cb, hb), b_bare=noun_phrase(cb, hb, article=False))
     return items, caption, {"absent": [cb, hb]}
 
 
