@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.model.dcsm import build_dcsm
-from tests.test_benchmarks_more import _suite_tree
+from tests.data.test_benchmarks_more import _suite_tree
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -103,10 +103,19 @@ def test_no_import_circles_between_folders() -> None:
     assert order.index("dcsm.eval") < order.index("dcsm.train") < order.index("dcsm.commands")
 
 
+#: The folders in import order (README "How it works"): each imports only folders before it.
+FOLDER_ORDER = ("dcsm.model", "dcsm.checkpoints", "dcsm.data", "dcsm.features", "dcsm.eval", "dcsm.train",
+                "dcsm.diagnostics", "dcsm.commands")
+
+
 def test_lower_folders_never_import_higher_ones() -> None:
     """``data/`` is raw data only (no cache, trainer or evaluation); ``model/`` knows no trainer
-    and no metric; nothing but the programs imports ``commands/``."""
+    and no metric; nothing but the programs imports ``commands/``; every folder imports only the
+    folders before it in :data:`FOLDER_ORDER`."""
     graph = folder_graph()
+    upward = [(src, dst) for src in FOLDER_ORDER for dst in graph.get(src, set())
+              if dst in FOLDER_ORDER and FOLDER_ORDER.index(dst) > FOLDER_ORDER.index(src)]
+    assert upward == []
     assert not graph["dcsm.data"] & {"dcsm.features", "dcsm.train", "dcsm.eval", "dcsm.diagnostics", "dcsm.commands"}
     assert not graph["dcsm.model"] & {"dcsm.data", "dcsm.features", "dcsm.train", "dcsm.eval", "dcsm.commands"}
     assert [src for src, deps in graph.items() if "dcsm.commands" in deps] == []

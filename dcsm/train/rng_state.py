@@ -12,7 +12,7 @@
   generator; validation) differs between an uninterrupted run and one resumed at an epoch end.
 
 Together an interrupted and resumed run ends with the same weights as one never interrupted
-(tested exactly on CPU, dropout on: ``tests/test_resume.py``).
+(tested exactly on CPU, dropout on: ``tests/train/test_resume.py``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards
 from dcsm.commands.runner import run_command
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N, PER_SHARD, BATCH = 8, 2, 2
 
 

@@ -178,7 +178,7 @@ NONFINITE = {"tensor": "head tensor 'head.functional_rows.rows' holds 1 NaN/inf 
 def test_nonfinite_checkpoint_is_refused_at_every_entry_point(where: str, export, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
     from dcsm.commands.train import main as train_main
-    from tests.test_no_code_runs import SMOKE, TINY
+    from tests.checkpoints.test_no_code_runs import SMOKE, TINY
 
     ckpt, _ = export
     path = _nan_checkpoint(ckpt, tmp_path, where)

@@ -36,7 +36,7 @@ from dcsm.model.dcsm import DCSM, build_head
 from test_diagnostics_runner import HostModule
 from tests.diag_models import small_vit_encoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def default_section() -> dict:

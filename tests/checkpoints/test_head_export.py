@@ -20,7 +20,7 @@ from dcsm.model.functional_rows import DEFAULT_LEXICON
 from dcsm.checkpoints.export import config_digest
 from dcsm.commands.runner import USAGE_EXIT, run_command
 from tests.suite_helpers import tiny_cfg, write_checkpoint
-from tests.test_benchmark_eval import _draw
+from tests.eval.test_benchmark_eval import _draw
 
 CAPTIONS = [["a red cube left of a blue ball", "a blue cube left of a red ball", "no cube"],
             ["a dog under a table", "a table under a dog", "a cat"]]

@@ -20,7 +20,7 @@ from dcsm.data.benchmarks.whatsup import load_whatsup_controlled
 from dcsm.data.benchmarks.whatsup_qa import load_whatsup_qa
 from dcsm.data.benchmarks.prompts import PROMPT_STYLES, apply_prompt_style
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 WHATSUP_A_FIXTURE = FIXTURES / "whatsup" / "controlled_images_dataset.json"
 NEGBENCH_COCO_FIXTURE = FIXTURES / "negbench" / "COCO_val_mcq_llama3.1_rephrased.csv"
 NEGBENCH_VOC_FIXTURE = FIXTURES / "negbench" / "VOC2007_mcq_llama3.1_rephrased.csv"

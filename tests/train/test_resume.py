@@ -18,7 +18,7 @@ from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_TRAIN, BATCH, EPOCHS = 8, 2, 3
 STEPS_PER_EPOCH = N_TRAIN // BATCH
 #: kill -> (checkpoint.every_n_train_steps, the step whose checkpoint the killed run leaves last)
@@ -114,6 +114,7 @@ def _fit(cfg: dict, *callbacks: L.Callback) -> tuple:
 _FULL: dict[str, tuple[int, int, list]] = {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", list(KILLS))
 @pytest.mark.parametrize("source", ["synthetic", "features"])
 def test_killed_run_resumes_exactly(tmp_path: Path, source: str, kill: str, feature_shards: Path, shared_encoder) -> None:  # noqa: ANN001

@@ -19,7 +19,7 @@ from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.shards import EncoderMismatchError, feature_sample_pipeline
 from dcsm.features.writer import cache_shards
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N, PER_SHARD = 4, 2
 
 

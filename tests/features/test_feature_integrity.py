@@ -26,7 +26,7 @@ from dcsm.features.writer import cache_shards
 from tests.shard_surgery import (append_duplicate, edit_feature_bytes, flip_bit, overwrite_ff, read_samples,
                                  strip_checksums, truncate)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N, PER_SHARD = 8, 4
 
 

@@ -16,7 +16,7 @@ from dcsm.config import load_yaml, apply_overrides
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.config import to_plain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_SAMPLES, PER_SHARD, BATCH = 16, 4, 2
 
 

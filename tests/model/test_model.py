@@ -13,7 +13,7 @@ from dcsm.features import CACHE_DTYPE, FeatureBatch, collate_mcq
 from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
 
-SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke_random.yaml"
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke_random.yaml"
 OPTIONS = [["a red square above a blue circle", "a blue circle above a red square", "no dog"],
            ["a cat", "a green triangle left of a cup", "not a cup"]]
 

@@ -15,7 +15,7 @@ from dcsm.diagnostics.run import DiagnosticsConfigError, run_diagnostics
 from dcsm.model.encoders import FrozenCLIP
 from tests.diag_models import small_vit_encoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def small_cfg() -> dict:

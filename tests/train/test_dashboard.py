@@ -19,7 +19,7 @@ from dcsm.commands.train import main as train_main
 from dcsm.train.dashboard import DashboardCallback, final_summary, final_table
 from tests.wandb_offline import media, read_run, run_dirs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke.yaml")  # the shipped toy CLIP: 96 px, 8 x 8 patches
 CATEGORIES = ("binding", "spatial", "negation")
 TINY = [

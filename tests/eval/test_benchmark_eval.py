@@ -28,7 +28,7 @@ from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.data.benchmarks.prompts import apply_prompt_style
 from dcsm.eval.report import format_benchmark_table
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 WHATSUP_A_FIXTURE = FIXTURES / "whatsup" / "controlled_images_dataset.json"
 NEGBENCH_VOC_FIXTURE = FIXTURES / "negbench" / "VOC2007_mcq_llama3.1_rephrased.csv"

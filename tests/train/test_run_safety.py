@@ -13,7 +13,7 @@ from dcsm.commands.train import main as train_main
 from dcsm.run_lock import RunDirBusyError, RunDirLock
 from dcsm.checkpoints.safe_load import CheckpointError, UnsafeCheckpointError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke_random.yaml")
 TINY = ["data.train_size=8", "data.val_size=4", "data.test_size=4", "data.shifted_size=4", "data.batch_size=4",
         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none"]

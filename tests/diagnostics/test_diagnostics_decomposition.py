@@ -71,10 +71,10 @@ def test_decomposition_speed_script_tiny(tmp_path: Path) -> None:
     """The GPU benchmark's CPU smoke mode runs and writes its JSON with an exact reconstruction."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("decomposition_speed", Path(__file__).parents[1] / "benchmarks" / "decomposition_speed.py")
+    spec = importlib.util.spec_from_file_location("decomposition_speed", Path(__file__).parents[2] / "benchmarks" / "decomposition_speed.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "speed.json"
-    res = mod.main(["--config", str(Path(__file__).parents[1] / "benchmarks" / "decomposition_speed_tiny.yaml"), f"bench.output={out}"])
+    res = mod.main(["--config", str(Path(__file__).parents[2] / "benchmarks" / "decomposition_speed_tiny.yaml"), f"bench.output={out}"])
     assert json.loads(out.read_text()) == res
     assert res["images"] == 4 and res["max_relative_error_per_token"] < 1e-4

@@ -20,9 +20,9 @@ from dcsm.model.encoders import EncoderSpec
 from dcsm.eval.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top_choice
 from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.eval.report import format_synthetic_table
-from tests.test_benchmark_eval import _draw  # a drawn image whose content depends on its file name
+from tests.eval.test_benchmark_eval import _draw  # a drawn image whose content depends on its file name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NO_LOGGER = {"kind": "none"}
 PREPS = {"left_of": "to the left of", "right_of": "to the right of", "on": "on", "under": "under"}
 PAIRS = [("mug", "table"), ("scarf", "armchair")]

@@ -20,7 +20,7 @@ from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features.writer import cache_shards
 from tests.shard_surgery import edit_feature_bytes, overwrite_ff, regroup, truncate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BATCH = 4
 TIMEOUT_S = 240  # a healthy 2-process run here takes ~20-40 s on 2 shared cores; a hang would block CI forever
 TOY = EncoderSpec(model="dcsm-toy-ViT", pretrained="toy", max_tokens=20)

@@ -23,8 +23,8 @@ from dcsm.model.dcsm import DCSM
 from dcsm.eval.report import format_synthetic_table
 from dcsm.commands.runner import command_config
 from tests.suite_helpers import draw_suite_tree
-from tests.test_benchmark_eval import NEGBENCH_VOC_FIXTURE, WHATSUP_A_FIXTURE, _draw
-from tests.test_ties import module  # noqa: F401  (the random-init DCSM fixture)
+from tests.eval.test_benchmark_eval import NEGBENCH_VOC_FIXTURE, WHATSUP_A_FIXTURE, _draw
+from tests.eval.test_ties import module  # noqa: F401  (the random-init DCSM fixture)
 
 NO_LOGGER = {"kind": "none"}
 N_DRAWN = 8
@@ -221,7 +221,7 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, monkeypatch, capsys) 
         return (loss * float("nan") if calls["n"] == 3 else loss), acc
 
     monkeypatch.setitem(lit.LOSS_FNS, "mcq", nan_at_third)
-    smoke = str(Path(__file__).resolve().parents[1] / "configs" / "smoke_random.yaml")
+    smoke = str(Path(__file__).resolve().parents[2] / "configs" / "smoke_random.yaml")
     with pytest.raises(SystemExit) as exc:
         run_command(train_main, ["--config", smoke, f"run_dir={tmp_path}", "logger.kind=none", "data.train_size=32",
                                  "data.val_size=4", "data.test_size=4", "data.shifted_size=4", "data.batch_size=8",

@@ -13,7 +13,7 @@ from dcsm.commands.train import main as train_main
 from dcsm.config import ConfigError, parse_cli
 from dcsm.train.module import load_module
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke_random.yaml")
 TINY = [
     "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6",
@@ -73,6 +73,7 @@ def test_loaded_rows_equal_trained_rows(trained: tuple[Path, dict]) -> None:
     assert torch.equal(module.head.functional_rows.rows, ckpt["state_dict"]["head.functional_rows.rows"])
 
 
+@pytest.mark.slow
 def test_resume_continues_step_count(tmp_path: Path) -> None:
     common = ["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY]
     train_main([*common, "trainer.max_epochs=1"])
@@ -137,6 +138,7 @@ def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN00
     assert torch.allclose(loss, manual, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
     report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", "loss.kind=paired", *TINY])
     ckpt = torch.load(report["checkpoint"], weights_only=False)
@@ -144,6 +146,7 @@ def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
     assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted"}
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_reaches_the_trainer(tmp_path: Path) -> None:
     report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY,
                          "trainer.accumulate_grad_batches=2", "eval.splits=[]"])
@@ -158,6 +161,7 @@ def test_resume_refuses_a_run_with_another_model_config(trained: tuple[Path, dic
         train_main(["--config", SMOKE, f"run_dir={run_dir}", "logger.kind=none", *TINY, "scorer.channels=8"])
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains(tmp_path: Path) -> None:
     report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", *TINY,
                          "trainer.precision=bf16-mixed", "trainer.max_epochs=1", "eval.splits=[test]"])

@@ -18,9 +18,9 @@ from dcsm.config import load_yaml, to_plain
 from dcsm.model.encoders import EncoderSpec, FrozenCLIP, UnsupportedModelError
 from dcsm.model.dcsm import build_dcsm
 from dcsm.commands.runner import USAGE_EXIT, run_command
-from tests.test_benchmark_eval import B_PREPS, _controlled_rows
+from tests.eval.test_benchmark_eval import B_PREPS, _controlled_rows
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESNET = "RN50"
 TIMM = "convnext_tiny"  # a timm ConvNeXt image tower with the built-in text tower: builds offline at random init
 SEED = 0

@@ -19,7 +19,7 @@ from dcsm.data.reference_layout import (
 )
 from dcsm.data.shards import SkipCounter, decode_raw_sample, iter_shard, read_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALL_SOURCES = "reference_data.sources=[spatial,attributes,smallbig,negation,coco]"
 
 
