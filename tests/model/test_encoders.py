@@ -96,6 +96,7 @@ def test_keep_cls_prepends_pooled_column() -> None:
 
 def test_long_caption_is_truncated_with_warning(encoder: FrozenCLIP, caplog: pytest.LogCaptureFixture) -> None:
     long = " ".join(["a red square to the left of a blue circle"] * 4)
+    encoder._warned_truncation = False  # it warns once per encoder; an earlier test may have used the session encoder's once
     with caplog.at_level(logging.WARNING, logger="dcsm.model.encoders"):
         emb = encoder.encode_texts([long, "a cup"])
     assert "max_tokens=20" in caplog.text and "truncated" in caplog.text
