@@ -35,18 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from dcsm.data.module import SceneMCQ
+from dcsm.data.synthetic.dataset import SceneMCQ
 from dcsm.data.shards import write_tar
 from dcsm.data.shards.read import ShardPipeline
-from dcsm.data.synthetic import SyntheticScenes
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.data.synthetic.scenes import SyntheticScenes
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import FeatureBatch
-from dcsm.features.batch import collate_mcq
+from dcsm.model.batch import collate_mcq
 from dcsm.features.map_cache import MapBatch, decode_map_sample, map_head, map_members, maps_of, record_digest, map_record
 from dcsm.features.memory import FeatureDataset, place_caches
 from dcsm.features.shards import feature_members, feature_sample_pipeline
-from dcsm.lit import DCSMModule, compile_head
-from dcsm.runner import run_command
+from dcsm.train.module import DCSMModule, compile_head
+from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config, machine_info, machine_line, save_result, table, versions_line
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "cache_speed.yaml"

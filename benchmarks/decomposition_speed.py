@@ -28,8 +28,9 @@ from typing import Sequence
 import torch
 
 from dcsm.diagnostics.decomposition import decompose
-from dcsm.encoders import EncoderSpec, FrozenCLIP
-from dcsm.runner import command_config, default_device, run_command
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
+from dcsm.commands.runner import command_config, run_command
+from dcsm.model.device import default_device
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "decomposition_speed.yaml"
 

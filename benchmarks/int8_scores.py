@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from dcsm.data.module import SyntheticDataConfig, scene_dataset
-from dcsm.features.batch import FeatureBatch, collate_mcq
+from dcsm.data.synthetic.dataset import SyntheticDataConfig, scene_dataset
+from dcsm.model.batch import FeatureBatch, collate_mcq
 from dcsm.features.memory import cache_dataset
 from dcsm.features.shards import decode_feature_sample, feature_members
 from dcsm.io import atomic_write_json
-from dcsm.lit import load_module
-from dcsm.runner import run_command
+from dcsm.train.module import load_module
+from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "int8_scores.yaml"

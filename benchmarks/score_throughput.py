@@ -27,11 +27,11 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from dcsm.data.synthetic import SyntheticScenes
-from dcsm.encoders import FrozenCLIP
+from dcsm.data.synthetic.scenes import SyntheticScenes
+from dcsm.model.encoders import FrozenCLIP
 from dcsm.features import CACHE_DTYPE, FeatureBatch
-from dcsm.model import DCSM, build_dcsm
-from dcsm.runner import run_command
+from dcsm.model.dcsm import DCSM, build_dcsm
+from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config, machine_info, save_result
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "score_throughput.yaml"

@@ -23,7 +23,7 @@ import torch
 
 from dcsm.commands.train import setup
 from dcsm.io import atomic_write_json
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config, machine_info
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "train_run.yaml"

@@ -23,7 +23,7 @@ fits in memory). A *pair* is one (image, caption option): pairs/s = samples/s x 
 
 ``bench.cache_bytes_models`` also measures the feature cache's bytes per sample: a real feature
 shard written for a few scenes, the fp16 size from the shapes, the size with int8 patch
-embeddings (``dcsm.quantize``), the disk a 1M-sample cache needs, and how far int8 features move
+embeddings (``dcsm.features.quantize``), the disk a 1M-sample cache needs, and how far int8 features move
 the DCSM scores of a random-init head from those of the fp16 features.
 """
 
@@ -43,16 +43,16 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from dcsm.data.shard_module import ShardDataConfig, ShardDataModule
+from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 from dcsm.data.shards import write_tar
-from dcsm.data.synthetic import SyntheticScenes
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.data.synthetic.scenes import SyntheticScenes
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 from dcsm.features import CACHE_DTYPE, FeatureBatch, encode_batch
 from dcsm.features.shards import feature_members
-from dcsm.lit import DCSMModule
-from dcsm.model import build_dcsm
-from dcsm.quantize import dequantize_int8, int8_bytes, quantize_int8
-from dcsm.runner import run_command
+from dcsm.train.module import DCSMModule
+from dcsm.model.dcsm import build_dcsm
+from dcsm.features.quantize import dequantize_int8, int8_bytes, quantize_int8
+from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config, machine_info, save_result
 
 DEFAULT_CONFIG = REPO / "benchmarks" / "train_throughput.yaml"

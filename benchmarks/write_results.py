@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dcsm.io import atomic_write_json, atomic_write_text
-from dcsm.runner import command_config, run_command
+from dcsm.commands.runner import command_config, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
@@ -203,7 +203,7 @@ def render_cache_bytes(rows: Sequence[dict[str, Any]]) -> list[str]:
     )
     return ["Feature cache size per sample (1 image + its options; only real token rows are stored). "
             "The shard figure is a real `feature_members` shard (tar + torch.save overhead included); the others "
-            "are from the shapes; the 1M-sample disk adds the shard's measured overhead to each. int8: `dcsm.quantize` codes + one fp16 scale per vector; score change = "
+            "are from the shapes; the 1M-sample disk adds the shard's measured overhead to each. int8: `dcsm.features.quantize` codes + one fp16 scale per vector; score change = "
             "int8 patches and tokens vs the fp16 features, same random-init head (default config):", "", *out]
 
 

@@ -5,7 +5,7 @@
 
 from dcsm.commands.cache_features import main
 from dcsm.features.writer import cache_shards  # noqa: F401  (the writer, for scripts that import it from here)
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
     run_command(main)

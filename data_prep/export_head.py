@@ -4,7 +4,7 @@
 """
 
 from dcsm.commands.export_head import main
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
     run_command(main)

@@ -6,7 +6,7 @@ Knobs: ``configs/from_reference.yaml``.
 """
 
 from dcsm.commands.from_reference import main
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
     run_command(main)

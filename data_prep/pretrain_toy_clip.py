@@ -1,4 +1,4 @@
-"""Pretrain the small offline CLIP (dcsm-toy-ViT) on captioned synthetic scenes (logic: :mod:`dcsm.pretrain`).
+"""Pretrain the small offline CLIP (dcsm-toy-ViT) on captioned synthetic scenes (logic: :mod:`dcsm.commands.pretrain_toy_clip`).
 
     python data_prep/pretrain_toy_clip.py [--config configs/pretrain_toy_clip.yaml] [key=value ...]
 
@@ -6,8 +6,8 @@ Writes ``<out_dir>/dcsm-toy-ViT.safetensors`` (fp16) and ``<out_dir>/dcsm-toy-Vi
 Copy both into ``dcsm/weights/`` to ship them (``encoder.model=dcsm-toy-ViT encoder.pretrained=toy``).
 """
 
-from dcsm.pretrain import main
-from dcsm.runner import run_command
+from dcsm.commands.pretrain_toy_clip import main
+from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
     run_command(main)

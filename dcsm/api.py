@@ -11,7 +11,7 @@
 
 Images are PIL images, file paths, or tensors already transformed with ``scorer.preprocess``
 (``(3, H, W)`` each or one ``(B, 3, H, W)`` batch). Scores are the ones ``evaluate.py`` computes
-for the same checkpoint and rows: the same :class:`~dcsm.model.DCSM` forward on the same
+for the same checkpoint and rows: the same :class:`~dcsm.model.dcsm.DCSM` forward on the same
 preprocessed images and options. Work is batched (``batch_size`` images, ``caption_chunk``
 captions at a time for :meth:`Scorer.score`), runs on the scorer's device, and returns CPU
 float32 tensors. This module imports neither Lightning nor the training code.
@@ -25,10 +25,11 @@ from typing import Any, Sequence, Union
 import torch
 from PIL import Image
 
-from .checkpoints import load_dcsm
-from .features.batch import FeatureBatch
-from .model import DCSM
-from .runner import AUTO_DEVICE, default_device
+from .checkpoints.load import load_dcsm
+from .model.batch import FeatureBatch
+from .model.dcsm import DCSM
+from .model.device import AUTO_DEVICE, default_device
+from .model.heatmaps import spatial_heatmap
 
 __all__ = ["Scorer", "load", "DEFAULT_BATCH_SIZE", "DEFAULT_CAPTION_CHUNK"]
 
@@ -45,7 +46,7 @@ class Scorer:
     """A loaded DCSM model with batched, device-aware scoring of images against captions.
 
     Args:
-        model: the :class:`~dcsm.model.DCSM` (e.g. from :func:`dcsm.checkpoints.load_dcsm`).
+        model: the :class:`~dcsm.model.dcsm.DCSM` (e.g. from :func:`dcsm.checkpoints.load.load_dcsm`).
         cfg: its config (kept for inspection as :attr:`cfg`).
         device: ``auto`` (cuda if available, else cpu) or a torch device name.
         batch_size: images per forward pass.
@@ -190,25 +191,25 @@ class Scorer:
     @torch.no_grad()
     def heatmaps(self, images: ImageLike | Sequence[ImageLike], options_per_image: Sequence[Sequence[str]]) -> torch.Tensor:
         """Patch-grid heatmaps ``(B, K, gh, gw)``: each option's map averaged over its real token
-        rows (functional-word rows left out when others remain), CLS column dropped; render one
-        with :func:`dcsm.heatmaps.render_heatmap`."""
+        rows (functional-word rows left out when others remain), CLS column dropped: one
+        :func:`dcsm.model.heatmaps.spatial_heatmap` per option; render one with
+        :func:`dcsm.model.heatmaps.render_heatmap`."""
         x = self.images_tensor(images)
         opts = self._options(options_per_image, len(x))
         enc, head = self.model.encoder, self.model.head
-        gh, gw = enc.grid_size
         out = []
         for s in range(0, len(x), self.batch_size):
             f = self.model.encode(x[s : s + self.batch_size].to(self.device), opts[s : s + self.batch_size])
             m = head.fp32_maps(f.patches, f.tokens, f.token_mask, f.token_ids)  # (b, K, L, P)
-            if enc.spec.keep_cls:
-                m = m[..., 1:]
-            rows = f.token_mask.bool()
-            if head.map_cfg.inject_functional_rows:
-                plain = rows & ~(head.functional_rows.index(f.token_ids) >= 0)
-                rows = torch.where(plain.any(dim=-1, keepdim=True), plain, rows)
-            rows = rows.to(m.dtype).unsqueeze(-1)  # (b, K, L, 1)
-            heat = (m * rows).sum(dim=-2) / rows.sum(dim=-2).clamp(min=1)
-            out.append(heat.view(*heat.shape[:2], gh, gw).cpu())
+            fr = head.functional_rows.index(f.token_ids) >= 0 if head.map_cfg.inject_functional_rows else None
+            out.append(torch.stack([
+                torch.stack([
+                    torch.from_numpy(spatial_heatmap(m[b, k], f.token_mask[b, k], enc.grid_size, enc.spec.keep_cls,
+                                                     None if fr is None else fr[b, k]))
+                    for k in range(m.shape[1])
+                ])
+                for b in range(m.shape[0])
+            ]))
         return torch.cat(out)
 
 

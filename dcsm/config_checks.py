@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .config import DEFAULT_CONFIG, ConfigError, load_yaml, to_plain
-from .config_schema import FLOAT, INT, Rule, schema, train_schema, violation
+from .config_schema import (BOOL, CHOICE, CHOICE_LIST, DEVICE, DEVICES, FLOAT, FLOAT_LIST, INT, INT_LIST, NAME_OR_FILE,
+                            NAME_OR_LIST, STR, STR_LIST, STR_OR_LIST, Rule, schema, train_schema)
 
 #: Keys naming shards to read, checked when the command reads them.
 TRAIN_SHARD_KEYS = ("data.train_shards", "data.val_shards")
@@ -99,8 +100,8 @@ def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
 
 
 def monitor_names(cfg: dict) -> list[str]:
-    """The metrics a training run logs (:class:`dcsm.lit.DCSMModule`), which ``checkpoint.monitor`` may name."""
-    from .data.shard_module import SHARD_SOURCES
+    """The metrics a training run logs (:class:`dcsm.train.module.DCSMModule`), which ``checkpoint.monitor`` may name."""
+    from .train.shard_data import SHARD_SOURCES
 
     data = cfg.get("data", {})
     vals = ["val"] if data.get("source") in SHARD_SOURCES else list(data.get("val_splits") or [])
@@ -254,3 +255,72 @@ def check_config(cfg: dict) -> dict:
     if "lightning" in sys.modules:
         check_values(cfg, train_schema())
     return cfg
+
+
+def _is(value: Any, choice: Any) -> bool:
+    """``value`` is ``choice`` with its type (``1`` is not ``True``, ``"1"`` is not ``1``)."""
+    return value == choice and type(value) is type(choice)
+
+
+def _in_bounds(rule: Rule, value: Any, kind: str) -> bool:
+    """``value`` is a finite number of ``kind`` (int/float) within the rule's bounds (or one of ``also``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == INT and not isinstance(value, int)):
+        return False
+    if any(_is(value, a) for a in rule.also):
+        return True
+    if not math.isfinite(value):
+        return False
+    if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
+        return False
+    return rule.high is None or not (value > rule.high or (rule.high_open and value == rule.high))
+
+
+def _texts(value: Any) -> bool:
+    """A non-empty list of non-empty texts."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def violation(rule: Rule, value: Any) -> bool:
+    """True when ``value`` breaks ``rule``."""
+    if value is None:
+        return not rule.nullable
+    kind = rule.kind
+    if kind == BOOL:
+        return not isinstance(value, bool)
+    if kind == STR:
+        return not isinstance(value, str) or not value
+    if kind == STR_LIST:
+        return (not isinstance(value, list) or (rule.non_empty and not value)
+                or not all(isinstance(v, str) and v for v in value))
+    if kind == CHOICE:
+        return isinstance(value, (list, dict)) or not any(_is(value, c) for c in rule.choices)
+    if kind == CHOICE_LIST:
+        return (not isinstance(value, list) or (rule.non_empty and not value)
+                or not all(any(_is(v, c) for c in rule.choices) for v in value))
+    if kind in (INT_LIST, FLOAT_LIST):
+        item = INT if kind == INT_LIST else FLOAT
+        return (not isinstance(value, list) or (rule.non_empty and not value)
+                or (rule.length is not None and len(value) != rule.length)
+                or not all(_in_bounds(rule, v, item) for v in value))
+    if kind == STR_OR_LIST:
+        return not (isinstance(value, str) and value.strip()) and not _texts(value)
+    if kind == NAME_OR_LIST:
+        return not any(_is(value, c) for c in rule.choices) and not _texts(value)
+    if kind == NAME_OR_FILE:
+        return not any(_is(value, c) for c in rule.choices) and not (isinstance(value, str) and os.path.isfile(value))
+    if kind == DEVICE:
+        if not isinstance(value, str):
+            return True
+        name, _, index = value.partition(":")
+        return value not in rule.choices and not (name == "cuda" and index.isdigit())
+    if kind == DEVICES:
+        if isinstance(value, bool):
+            return True
+        if isinstance(value, int):
+            return not (value >= 1 or value == -1)
+        if isinstance(value, str):
+            return value != "auto" and not all(p.strip().isdigit() for p in value.split(",")) or value.strip(", ") == ""
+        return not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+    if kind in (INT, FLOAT):
+        return not _in_bounds(rule, value, kind)
+    raise AssertionError(f"unknown rule kind {kind}")

@@ -3,16 +3,15 @@
 :func:`schema` maps a dotted key of ``configs/default.yaml`` (or of a command's own defaults,
 e.g. ``configs/pretrain_toy_clip.yaml``) to a :class:`Rule`; :func:`dcsm.config_checks.check_values`
 applies it to every key present, right after the config is loaded. The choices come from the
-modules that own them (``dcsm.maps.STANDARDIZE_MODES``, ``dcsm.data.synthetic.SPLITS``, ...), so a
+modules that own them (``dcsm.model.maps.STANDARDIZE_MODES``, ``dcsm.data.synthetic.scenes.SPLITS``, ...), so a
 new mode is added in one place.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 INT, FLOAT, BOOL, STR, CHOICE, CHOICE_LIST, STR_LIST, DEVICES = (
@@ -21,7 +20,7 @@ INT_LIST, FLOAT_LIST, STR_OR_LIST, NAME_OR_LIST, NAME_OR_FILE, DEVICE = (
     "int_list", "float_list", "str_or_list", "name_or_list", "name_or_file", "device")
 #: The kinds whose values are names a typo can miss (what the typo probes of tests/test_config_schema.py cover).
 NAMED_KINDS = (CHOICE, CHOICE_LIST, NAME_OR_LIST, NAME_OR_FILE, DEVICE)
-TORCH_DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:<index>; auto: cuda when available (dcsm.runner.default_device)
+TORCH_DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:<index>; auto: cuda when available (dcsm.model.device.default_device)
 
 
 def show(choice: Any) -> str:
@@ -147,22 +146,28 @@ DETERMINISTIC = (True, False, "warn")
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Rule]:
     """Dotted key -> :class:`Rule` (imports the owners of the choices on first use)."""
-    from .data.benchmark_dataset import BENCHMARKS
-    from .data.shard_module import SHARD_SOURCES
+    o = _owners()
+    return {**_run_rules(o), **_training_rules(o), **_data_prep_rules(o), **_diagnostics_rules(o), **_other_command_rules(o)}
+
+
+def _owners() -> SimpleNamespace:
+    """The allowed values, each from the module that owns it (imported here, on first use)."""
+    from .data.benchmarks.dataset import BENCHMARKS
+    from .train.shard_data import SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
-    from .data.synthetic import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
-                                 SPLITS, STYLES)
-    from .diagnostics.runner import DIAGNOSTICS
-    from .encoder_towers import PATCH_SOURCES
-    from .encoders import PAD_ROWS
+    from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
+                                       SPLITS)
+    from .data.synthetic.styles import STYLES
+    from .diagnostics.run import DIAGNOSTICS
+    from .model.encoder_towers import PATCH_SOURCES
+    from .model.encoders import PAD_ROWS
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
-    from .lit import COMPILE_CHOICES, COMPILE_MODES
     from .features.shards import FEATURE_DTYPES
-    from .functional_rows import ROW_INITS
-    from .maps import STANDARDIZE_MODES
-    from .prompts import PROMPT_STYLES
-    from .scorer import LAYOUTS, POOLED
+    from .model.functional_rows import ROW_INITS
+    from .model.maps import STANDARDIZE_MODES
+    from .data.benchmarks.prompts import PROMPT_STYLES
+    from .model.cnn import COMPILE_CHOICES, COMPILE_MODES, LAYOUTS, POOLED
 
     scene_options = _int(MIN_NUM_OPTIONS, high=MAX_NUM_OPTIONS)  # what dcsm.data.synthetic renders
     scene_size = _int(MIN_IMAGE_SIZE, nullable=True)  # null: the encoder's input size
@@ -171,6 +176,19 @@ def schema() -> dict[str, Rule]:
         "split": _choice(SPLITS), "size": _int(1), "seed": SEED, "render_size": scene_size,
         "num_options": scene_options, "categories": categories,
     }
+    return SimpleNamespace(
+        BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, PHRASINGS=PHRASINGS,
+        REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
+        STYLES=STYLES, DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
+        CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
+        STANDARDIZE_MODES=STANDARDIZE_MODES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
+        COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
+        scene_size=scene_size, categories=categories, scenes=scenes,
+    )
+
+
+def _run_rules(o: SimpleNamespace) -> dict[str, Rule]:
+    """Rules of the run: seed, encoder, functional rows, maps, scorer, optimiser."""
     return {
         "seed": SEED,
         "run_dir": STR_RULE,
@@ -181,26 +199,37 @@ def schema() -> dict[str, Rule]:
         "encoder.max_tokens": _int(1),
         "encoder.keep_cls": BOOL_RULE,
         "encoder.seed": SEED,
-        "encoder.pad_rows": _choice(PAD_ROWS),
-        "encoder.patch_source": _choice(PATCH_SOURCES),
+        "encoder.pad_rows": _choice(o.PAD_ROWS),
+        "encoder.patch_source": _choice(o.PATCH_SOURCES),
         "encoder.tokenizer": OPT_STR,
-        "functional_rows.lexicon": Rule(NAME_OR_LIST, choices=("default",)),  # dcsm.functional_rows.resolve_lexicon
+        "functional_rows.lexicon": Rule(NAME_OR_LIST, choices=("default",)),  # dcsm.model.functional_rows.resolve_lexicon
         "functional_rows.seed": SEED,
-        "functional_rows.init": _choice(ROW_INITS),
-        "maps.standardize": _choice(STANDARDIZE_MODES),
+        "functional_rows.init": _choice(o.ROW_INITS),
+        "maps.standardize": _choice(o.STANDARDIZE_MODES),
         "maps.eps": _float(0.0),
         "maps.inject_functional_rows": BOOL_RULE,
-        "scorer.layout": _choice(LAYOUTS),
+        "scorer.layout": _choice(o.LAYOUTS),
         "scorer.channels": _int(1),
         "scorer.hidden": _int(1),
         "scorer.dropout": _float(0.0, 1.0, high_open=True),
         "scorer.conv_dropout": _float(0.0, 1.0, high_open=True),
-        "scorer.pooled": _choice(POOLED),
+        "scorer.pooled": _choice(o.POOLED),
         "optim.lr": _float(0.0, low_open=True),
         "optim.weight_decay": _float(0.0),
         "optim.warmup_steps": _int(0),
         "optim.min_lr_ratio": PROBABILITY,
-        "data.source": _choice(("synthetic", *SHARD_SOURCES)),
+        "optim.steps": _int(1),
+        "optim.batch_size": _int(2),  # in-batch negatives: batch_size - 1
+        "optim.betas": _floats(0.0, 1.0, length=2, high_open=True),
+        "optim.eps": _float(0.0),
+        "optim.max_logit_scale": _float(1.0),  # the clamp is [0, log(max_logit_scale)]
+    }
+
+
+def _training_rules(o: SimpleNamespace) -> dict[str, Rule]:
+    """Rules of data, compile, trainer, checkpoint, logger, dashboard, eval."""
+    return {
+        "data.source": _choice(("synthetic", *o.SHARD_SOURCES)),
         "data.train_shards": PATHS,
         "data.val_shards": PATHS,
         "data.shuffle_buffer": _int(0),
@@ -212,18 +241,18 @@ def schema() -> dict[str, Rule]:
         "data.heldout_size": _int(0),
         "data.image_size": _int(1),
         "data.num_options": _int(2),
-        "data.categories": _choices(CATEGORIES, non_empty=True),
+        "data.categories": _choices(o.CATEGORIES, non_empty=True),
         "data.seed": SEED,
-        "compile.head": _choice(COMPILE_CHOICES),
-        "compile.mode": _choice(COMPILE_MODES),
+        "compile.head": _choice(o.COMPILE_CHOICES),
+        "compile.mode": _choice(o.COMPILE_MODES),
         "data.cache_features": BOOL_RULE,
-        "data.cache": _choice(CACHE_KINDS),
-        "data.cache_device": _choice(CACHE_DEVICES),
+        "data.cache": _choice(o.CACHE_KINDS),
+        "data.cache_device": _choice(o.CACHE_DEVICES),
         "data.cache_device_max_fraction": _float(0, 1, low_open=True),
         "data.batch_size": _int(1),
         "data.encode_batch_size": _int(1),
         "data.num_workers": _int(0),
-        "data.val_splits": _choices(SPLITS),
+        "data.val_splits": _choices(o.SPLITS),
         "trainer.max_epochs": _int(1),
         # Lightning's max_steps: -1 = no step limit (max_epochs decides); 0 would train nothing and exit 0
         "trainer.max_steps": Rule(INT, low=1, also=(-1,)),
@@ -246,31 +275,42 @@ def schema() -> dict[str, Rule]:
         "logger.mode": _choice(LOGGER_MODES),
         "dashboard.per_category": _int(0),
         "dashboard.seed": SEED,
-        "dashboard.split": _choice(SPLITS, nullable=True),
+        "dashboard.split": _choice(o.SPLITS, nullable=True),
         "dashboard.every_n_epochs": _int(1),
         "dashboard.keep_epochs": _int(1),
         "eval.checkpoint": PATHS,  # one .ckpt, or a list of them (eval.benchmark=all)
-        "eval.benchmark": _choice(("synthetic", "all", *BENCHMARKS)),
+        "eval.benchmark": _choice(("synthetic", "all", *o.BENCHMARKS)),
         "eval.data_root": OPT_STR,
-        "eval.splits": _choices(SPLITS),  # [] = train without the final evaluation
+        "eval.splits": _choices(o.SPLITS),  # [] = train without the final evaluation
         "eval.annotation_files": Rule(STR_LIST),
         "eval.image_root": OPT_STR,
-        "eval.prompt_style": _choice(PROMPT_STYLES),
+        "eval.prompt_style": _choice(o.PROMPT_STYLES),
         "eval.baselines": Rule(STR_LIST),
         "eval.batch_size": _int(1),
         "eval.num_workers": _int(0),
         "eval.max_failures": _int(0),
         "eval.output": OPT_STR,
-        "eval.diagnostics": _choices(DIAGNOSTICS),
+        "eval.diagnostics": _choices(o.DIAGNOSTICS),
+        "eval.size": _int(1),
+        "eval.image_size": _int(o.MIN_IMAGE_SIZE),
+        "eval.fixed_scenes": _int(1),
+        "eval.max_tokens": _int(1),
+        # configs/from_reference.yaml (dcsm.commands.from_reference)
+    }
+
+
+def _data_prep_rules(o: SimpleNamespace) -> dict[str, Rule]:
+    """Rules of the data-preparation commands."""
+    return {
         "synthetic_shards.out": OPT_STR,
         "synthetic_shards.num_samples": _int(1, nullable=True),
         "synthetic_shards.samples_per_shard": _int(1),
-        "synthetic_shards.split": _choice(SPLITS),
+        "synthetic_shards.split": _choice(o.SPLITS),
         "synthetic_shards.seed": SEED,
-        "synthetic_shards.image_size": _int(MIN_IMAGE_SIZE),
-        "synthetic_shards.num_options": scene_options,
-        "synthetic_shards.categories": categories,
-        "synthetic_shards.style": _choice(tuple(STYLES), nullable=True),
+        "synthetic_shards.image_size": _int(o.MIN_IMAGE_SIZE),
+        "synthetic_shards.num_options": o.scene_options,
+        "synthetic_shards.categories": o.categories,
+        "synthetic_shards.style": _choice(tuple(o.STYLES), nullable=True),
         "synthetic_shards.start_index": _int(0),
         "synthetic_shards.image_format": _choice(IMAGE_FORMATS),
         "synthetic_shards.prefix": STR_RULE,
@@ -289,8 +329,8 @@ def schema() -> dict[str, Rule]:
         "cache_features.batch_size": _int(1),
         "cache_features.device": Rule(DEVICE, choices=TORCH_DEVICES),
         "cache_features.opposite": BOOL_RULE,
-        "cache_features.kind": _choice(CACHE_KINDS),
-        "cache_features.dtype": _choice(FEATURE_DTYPES),
+        "cache_features.kind": _choice(o.CACHE_KINDS),
+        "cache_features.dtype": _choice(o.FEATURE_DTYPES),
         "cache_features.overwrite": BOOL_RULE,
         "miniature_benchmarks.fixtures": STR_RULE,
         "miniature_benchmarks.out": STR_RULE,
@@ -298,10 +338,16 @@ def schema() -> dict[str, Rule]:
         "export_head.checkpoint": OPT_STR,
         "export_head.out": OPT_STR,
         "export_head.overwrite": BOOL_RULE,
-        "diagnostics.callback": _choices(DIAGNOSTICS),
+    }
+
+
+def _diagnostics_rules(o: SimpleNamespace) -> dict[str, Rule]:
+    """Rules of diagnostics."""
+    return {
+        "diagnostics.callback": _choices(o.DIAGNOSTICS),
         "diagnostics.every_n_epochs": _int(1),
         "diagnostics.batch_size": _int(1),
-        **{f"diagnostics.{section}.{k}": r for section in ("image_set", "task") for k, r in scenes.items()},
+        **{f"diagnostics.{section}.{k}": r for section in ("image_set", "task") for k, r in o.scenes.items()},
         "diagnostics.text_bank": DEFAULT_OR_FILE,  # one description per line
         "diagnostics.concept_lexicon": DEFAULT_OR_FILE,  # JSON {group: [words]}
         "diagnostics.textspan.m": _int(1),
@@ -317,8 +363,8 @@ def schema() -> dict[str, Rule]:
         "diagnostics.center_bias.grid": _int(3),
         "diagnostics.center_bias.centre_ring": _int(1),
         "diagnostics.center_bias.object_size": _float(0.0, 1.0, low_open=True),
-        "diagnostics.center_bias.colours": _choices(tuple(COLOURS), non_empty=True),
-        "diagnostics.center_bias.shapes": _choices(SHAPES, non_empty=True),
+        "diagnostics.center_bias.colours": _choices(tuple(o.COLOURS), non_empty=True),
+        "diagnostics.center_bias.shapes": _choices(o.SHAPES, non_empty=True),
         "diagnostics.center_bias.caption": STR_RULE,
         "diagnostics.center_bias.background": RGB_RULE,
         "diagnostics.center_bias.background_jitter": _int(0, high=255),
@@ -341,35 +387,31 @@ def schema() -> dict[str, Rule]:
         "diagnostics.center_bias.cross_eyed.unrelated": STR_RULE,
         "diagnostics.center_bias.cross_eyed.annotation_files": Rule(STR_LIST),
         "diagnostics.center_bias.cross_eyed.image_root": OPT_STR,
-        "diagnostics.center_bias.cross_eyed.synthetic.split": _choice(SPLITS),
+        "diagnostics.center_bias.cross_eyed.synthetic.split": _choice(o.SPLITS),
         "diagnostics.center_bias.cross_eyed.synthetic.size": _int(0),
         "diagnostics.center_bias.cross_eyed.synthetic.seed": SEED,
-        "diagnostics.center_bias.cross_eyed.synthetic.categories": categories,
+        "diagnostics.center_bias.cross_eyed.synthetic.categories": o.categories,
         "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
-        # configs/pretrain_toy_clip.yaml (dcsm.pretrain); its optim/data/eval/trainer keys not named here
+        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip); its optim/data/eval/trainer keys not named here
         # share the rules above
+    }
+
+
+def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
+    """Rules of pretrain_toy_clip and from_reference (their own default files)."""
+    return {
         "out_dir": STR_RULE,
         "model": STR_RULE,
-        "optim.steps": _int(1),
-        "optim.batch_size": _int(2),  # in-batch negatives: batch_size - 1
-        "optim.betas": _floats(0.0, 1.0, length=2, high_open=True),
-        "optim.eps": _float(0.0),
-        "optim.max_logit_scale": _float(1.0),  # the clamp is [0, log(max_logit_scale)]
-        "eval.size": _int(1),
-        "eval.image_size": _int(MIN_IMAGE_SIZE),
-        "eval.fixed_scenes": _int(1),
-        "eval.max_tokens": _int(1),
-        # configs/from_reference.yaml (dcsm.commands.from_reference)
         "reference_data.data_path": OPT_STR,
         "reference_data.out": OPT_STR,
-        "reference_data.sources": _choices(tuple(REFERENCE_SOURCES), non_empty=True),
+        "reference_data.sources": _choices(tuple(o.REFERENCE_SOURCES), non_empty=True),
         "reference_data.spatial_dir": STR_RULE,
         "reference_data.attributes_dir": STR_RULE,
         "reference_data.smallbig_dir": STR_RULE,
         "reference_data.coco_dir": STR_RULE,
         "reference_data.negation_json": STR_RULE,
         "reference_data.negation_words": Rule(STR_LIST, non_empty=True),
-        "reference_data.phrasings": _choices(PHRASINGS, non_empty=True),
+        "reference_data.phrasings": _choices(o.PHRASINGS, non_empty=True),
         "reference_data.num_options": _int(2),
         "reference_data.val_fraction": _float(0.0, 1.0, high_open=True),
         "reference_data.samples_per_shard": _int(1),
@@ -387,76 +429,7 @@ def train_schema() -> dict[str, Rule]:
 
     from lightning.fabric.connector import _PRECISION_INPUT  # every precision Lightning accepts
 
-    from .lit import LOSSES
+    from .train.module import LOSSES
 
     precisions = tuple(dict.fromkeys(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg)))
     return {"loss.kind": _choice(LOSSES), "trainer.precision": _choice(precisions)}
-
-
-def _is(value: Any, choice: Any) -> bool:
-    """``value`` is ``choice`` with its type (``1`` is not ``True``, ``"1"`` is not ``1``)."""
-    return value == choice and type(value) is type(choice)
-
-
-def _in_bounds(rule: Rule, value: Any, kind: str) -> bool:
-    """``value`` is a finite number of ``kind`` (int/float) within the rule's bounds (or one of ``also``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == INT and not isinstance(value, int)):
-        return False
-    if any(_is(value, a) for a in rule.also):
-        return True
-    if not math.isfinite(value):
-        return False
-    if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
-        return False
-    return rule.high is None or not (value > rule.high or (rule.high_open and value == rule.high))
-
-
-def _texts(value: Any) -> bool:
-    """A non-empty list of non-empty texts."""
-    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
-
-
-def violation(rule: Rule, value: Any) -> bool:
-    """True when ``value`` breaks ``rule``."""
-    if value is None:
-        return not rule.nullable
-    kind = rule.kind
-    if kind == BOOL:
-        return not isinstance(value, bool)
-    if kind == STR:
-        return not isinstance(value, str) or not value
-    if kind == STR_LIST:
-        return (not isinstance(value, list) or (rule.non_empty and not value)
-                or not all(isinstance(v, str) and v for v in value))
-    if kind == CHOICE:
-        return isinstance(value, (list, dict)) or not any(_is(value, c) for c in rule.choices)
-    if kind == CHOICE_LIST:
-        return (not isinstance(value, list) or (rule.non_empty and not value)
-                or not all(any(_is(v, c) for c in rule.choices) for v in value))
-    if kind in (INT_LIST, FLOAT_LIST):
-        item = INT if kind == INT_LIST else FLOAT
-        return (not isinstance(value, list) or (rule.non_empty and not value)
-                or (rule.length is not None and len(value) != rule.length)
-                or not all(_in_bounds(rule, v, item) for v in value))
-    if kind == STR_OR_LIST:
-        return not (isinstance(value, str) and value.strip()) and not _texts(value)
-    if kind == NAME_OR_LIST:
-        return not any(_is(value, c) for c in rule.choices) and not _texts(value)
-    if kind == NAME_OR_FILE:
-        return not any(_is(value, c) for c in rule.choices) and not (isinstance(value, str) and os.path.isfile(value))
-    if kind == DEVICE:
-        if not isinstance(value, str):
-            return True
-        name, _, index = value.partition(":")
-        return value not in rule.choices and not (name == "cuda" and index.isdigit())
-    if kind == DEVICES:
-        if isinstance(value, bool):
-            return True
-        if isinstance(value, int):
-            return not (value >= 1 or value == -1)
-        if isinstance(value, str):
-            return value != "auto" and not all(p.strip().isdigit() for p in value.split(",")) or value.strip(", ") == ""
-        return not (isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
-    if kind in (INT, FLOAT):
-        return not _in_bounds(rule, value, kind)
-    raise AssertionError(f"unknown rule kind {kind}")

@@ -3,24 +3,73 @@ half-written checkpoint, shard or metrics file, and a killed run leaves the old 
 
 A full disk (``ENOSPC``/``EDQUOT``, also when it surfaces inside ``torch.save`` as a
 ``RuntimeError``) becomes one :class:`DiskFullError` naming the file being written and the free
-space; the temp file is removed and the old file, if any, is left as it was.
+space; the temp file is removed and the old file, if any, is left as it was. No heavy imports
+(torch only inside :func:`atomic_torch_save`): the command runner uses the disk-full helpers for
+any ``ENOSPC`` that escapes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
 
-import torch
-from lightning.fabric.utilities.cloud_io import get_filesystem
 
-from .disk_full import DiskFullError, disk_full_error, is_disk_full  # noqa: F401  (DiskFullError: re-exported)
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
-from .safe_load import read_checkpoint
+
+class DiskFullError(ValueError):
+    """The disk (or quota) filled up while a file was written; nothing partial was left."""
+
+
+def _free_space(folder: Path) -> str:
+    """Free space on ``folder``'s file system, for humans (``?`` when it cannot be read)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return "?"
+
+
+def disk_full_error(path: str | Path, err: BaseException) -> DiskFullError:
+    """A :class:`DiskFullError` naming ``path``, the free space there and the fix."""
+    path = Path(path)
+    return DiskFullError(
+        f"disk full while writing '{path}' ({os.strerror(getattr(err, 'errno', errno.ENOSPC) or errno.ENOSPC)}; "
+        f"{_free_space(path.parent)} free in '{path.parent}'); no partial file was left. "
+        "Fix: free space there or write to another disk (e.g. run_dir=..., eval.output=..., *.out=...), then rerun "
+        "(a training run resumes from its last checkpoint)."
+    )
+
+
+def disk_full_path(err: BaseException) -> str:
+    """The file an ``ENOSPC`` error (or its cause) names, ``?`` when none does."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.filename:
+            return os.fsdecode(err.filename)
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return "?"
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """True for ``ENOSPC``/``EDQUOT`` (or an error caused by one)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 class _Recording:
@@ -81,22 +130,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch
+
     return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint plugin: local checkpoints are written temp-file-then-rename, and read
-    (``trainer.fit(ckpt_path=...)``, resume) through :func:`dcsm.safe_load.read_checkpoint`: a
-    plain torch.save zip archive, unpickled without running code from it."""
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path, map_location if map_location is not None else "cpu")
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
-        fs = get_filesystem(path)
-        if fs.protocol not in ("file", ("file", "local")) and "file" not in fs.protocol:
-            super().save_checkpoint(checkpoint, path)  # remote stores have their own semantics
-            return
-        atomic_torch_save(checkpoint, path)

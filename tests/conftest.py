@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"

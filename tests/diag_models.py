@@ -7,7 +7,7 @@ from pathlib import Path
 
 import open_clip
 
-from dcsm.encoders import EncoderSpec, FrozenCLIP
+from dcsm.model.encoders import EncoderSpec, FrozenCLIP
 
 SMALL_VIT = {  # a second ViT size: 3 heads of width 32, LayerScale, 64 px, patch 16
     "embed_dim": 48,

@@ -11,9 +11,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from dcsm.config import apply_overrides, load_yaml, to_plain
-from dcsm.encoders import FrozenCLIP
-from dcsm.model import build_dcsm
-from tests.test_benchmarks_more import _suite_tree
+from dcsm.model.encoders import FrozenCLIP
+from dcsm.model.dcsm import build_dcsm
+from tests.data.test_benchmarks_more import _suite_tree
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

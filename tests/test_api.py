@@ -12,9 +12,9 @@ import torch
 
 import dcsm
 from dcsm.commands.evaluate import main as evaluate
-from dcsm.data.benchmark_dataset import load_items, styled_captions
-from dcsm.data.benchmarks_more import open_item_image
-from dcsm.heatmaps import spatial_heatmap
+from dcsm.data.benchmarks.dataset import load_items, styled_captions
+from dcsm.data.benchmarks.items import open_item_image
+from dcsm.model.heatmaps import spatial_heatmap
 from tests.suite_helpers import REPO, draw_suite_tree, write_checkpoint
 
 

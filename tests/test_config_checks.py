@@ -13,7 +13,7 @@ import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.train as train_cmd
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.config_checks import list_keys
-from dcsm.runner import USAGE_EXIT, command_config, run_command
+from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "configs" / "smoke.yaml")
@@ -83,7 +83,7 @@ def test_annotation_file_without_brackets_reaches_the_loader(tmp_path: Path, no_
                                           f"eval.image_root={tmp_path}"], capsys)
     assert "eval.checkpoint" in err  # the next problem in line, not a per-character one
     cfg = command_config([f"eval.annotation_files={missing}"])
-    from dcsm.data.benchmark_dataset import load_items
+    from dcsm.data.benchmarks.dataset import load_items
 
     with pytest.raises(ValueError, match=f"not found: \\['{missing}'\\]"):
         load_items("whatsup", cfg["eval"]["annotation_files"], tmp_path)
@@ -120,7 +120,7 @@ def test_batch_mixing_option_counts_names_shard_and_key(tmp_path: Path, capsys) 
 
 
 def test_dataloader_worker_errors_print_their_own_last_line() -> None:
-    from dcsm.runner import one_line
+    from dcsm.commands.runner import one_line
 
     wrapped = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
                          '  File "x.py", line 1, in f\n    raise ValueError(...)\n'

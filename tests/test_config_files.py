@@ -8,7 +8,7 @@ import pytest
 
 from dcsm.commands.train import main as train_main
 from dcsm.config import CONFIG_DIR, ConfigError, load_yaml, resolve_config_path
-from dcsm.runner import run_command
+from dcsm.commands.runner import run_command
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:

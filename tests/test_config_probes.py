@@ -20,8 +20,8 @@ from dcsm.commands.miniature_benchmarks import main as miniature_main
 from dcsm.config import parse_cli
 from dcsm.config_checks import check_values
 from dcsm.config_schema import schema, train_schema
-from dcsm.pretrain import main as pretrain_main
-from dcsm.runner import USAGE_EXIT, command_config, run_command
+from dcsm.commands.pretrain_toy_clip import main as pretrain_main
+from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
 
 PROBE_SECONDS = 60  # a generous wall-clock guard on a loaded 2-core machine; probes take ~a second
 TRAIN, EVALUATE = train_cmd.main, evaluate_cmd.main

@@ -27,13 +27,13 @@ import dcsm.commands.miniature_benchmarks as miniature_cmd
 import dcsm.commands.pair_shards as pair_shards_cmd
 import dcsm.commands.synthetic_shards as synthetic_shards_cmd
 import dcsm.commands.train as train_cmd
-import dcsm.pretrain as pretrain_mod
+import dcsm.commands.pretrain_toy_clip as pretrain_mod
 from dcsm.commands import from_reference as from_reference_cmd
 from dcsm.config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
-from dcsm.config_checks import check_config, check_values
+from dcsm.config_checks import check_config, check_values, violation
 from dcsm.config_schema import (CHOICE, CHOICE_LIST, DEVICE, NAME_OR_FILE, NAME_OR_LIST, NAMED_KINDS, Rule, schema,
-                                show, train_schema, violation)
-from dcsm.runner import USAGE_EXIT, run_command
+                                show, train_schema)
+from dcsm.commands.runner import USAGE_EXIT, run_command
 
 TYPO_SECONDS = 10  # issue 23: a typo exits 2 in under 10 s; in-process it takes milliseconds
 

@@ -16,7 +16,7 @@ import dcsm.io as dcsm_io
 from dcsm.commands.synthetic_shards import main as synthetic_shards_main
 from dcsm.data.shards.write import write_tar
 from dcsm.io import DiskFullError, atomic_torch_save, atomic_write_json
-from dcsm.runner import USAGE_EXIT, run_command
+from dcsm.commands.runner import USAGE_EXIT, run_command
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Every dcsm module imports in a fresh interpreter, in dependency order, with no import circles.
+"""Every dcsm module imports in a fresh interpreter, in dependency order, with no import circles,
+neither between modules nor between the package's folders (``dcsm/model``, ``dcsm/data``, ...).
 
 The graph counts every ``import`` of a dcsm module anywhere in a file (also inside functions:
 a deferred import is how a circle usually hides), so a circle fails here even when Python
@@ -65,8 +66,59 @@ def test_no_import_circles() -> None:
     except CycleError as err:
         raise AssertionError(f"import circle among dcsm modules: {' -> '.join(err.args[1])}") from None
     assert order[0] == PACKAGE or PACKAGE in order
-    assert {"dcsm.model", "dcsm.features", "dcsm.runner", "dcsm.lit"} <= set(order)
-    assert order.index("dcsm.model") < order.index("dcsm.lit") < order.index("dcsm.commands.train")
+    assert {"dcsm.model.dcsm", "dcsm.features", "dcsm.commands.runner", "dcsm.train.module"} <= set(order)
+    assert order.index("dcsm.model.dcsm") < order.index("dcsm.train.module") < order.index("dcsm.commands.train")
+
+
+def folder_of(name: str, path: Path) -> str:
+    """``dcsm.model.maps`` -> ``dcsm.model``; a root module (``dcsm.io``) and the package itself are their own node."""
+    parts = name.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and path.name == "__init__.py"):
+        return ".".join(parts[:2])
+    return name
+
+
+def folder_graph() -> dict[str, set[str]]:
+    """Folder (or root module) -> the folders / root modules its modules import."""
+    mods = module_names()
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        src = folder_of(name, path)
+        deps = graph.setdefault(src, set())
+        for dep in imported_modules(name, path, set(mods)):
+            dst = folder_of(dep, mods[dep])
+            if dst != src:
+                deps.add(dst)
+    return graph
+
+
+def test_no_import_circles_between_folders() -> None:
+    graph = folder_graph()
+    assert {"dcsm.model", "dcsm.data", "dcsm.features", "dcsm.train", "dcsm.eval", "dcsm.commands"} <= set(graph)
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as err:
+        raise AssertionError(f"import circle among dcsm folders: {' -> '.join(err.args[1])}") from None
+    assert order.index("dcsm.model") < order.index("dcsm.data") < order.index("dcsm.features") < order.index("dcsm.train")
+    assert order.index("dcsm.eval") < order.index("dcsm.train") < order.index("dcsm.commands")
+
+
+#: The folders in import order (README "How it works"): each imports only folders before it.
+FOLDER_ORDER = ("dcsm.model", "dcsm.checkpoints", "dcsm.data", "dcsm.features", "dcsm.eval", "dcsm.train",
+                "dcsm.diagnostics", "dcsm.commands")
+
+
+def test_lower_folders_never_import_higher_ones() -> None:
+    """``data/`` is raw data only (no cache, trainer or evaluation); ``model/`` knows no trainer
+    and no metric; nothing but the programs imports ``commands/``; every folder imports only the
+    folders before it in :data:`FOLDER_ORDER`."""
+    graph = folder_graph()
+    upward = [(src, dst) for src in FOLDER_ORDER for dst in graph.get(src, set())
+              if dst in FOLDER_ORDER and FOLDER_ORDER.index(dst) > FOLDER_ORDER.index(src)]
+    assert upward == []
+    assert not graph["dcsm.data"] & {"dcsm.features", "dcsm.train", "dcsm.eval", "dcsm.diagnostics", "dcsm.commands"}
+    assert not graph["dcsm.model"] & {"dcsm.data", "dcsm.features", "dcsm.train", "dcsm.eval", "dcsm.commands"}
+    assert [src for src, deps in graph.items() if "dcsm.commands" in deps] == []
 
 
 def test_every_module_imports_in_dependency_order_in_a_fresh_interpreter() -> None:

@@ -69,6 +69,7 @@ def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_installed_commands_run_from_another_directory(installed: Path, tmp_path: Path) -> None:
     where = _run(installed, "python", "-c", "import dcsm, dcsm.config as c; print(dcsm.__file__); print(c.CONFIG_DIR)", cwd=tmp_path)
     assert where.returncode == 0, where.stderr[-2000:]

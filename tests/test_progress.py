@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from dcsm.data.module import SyntheticDataConfig, SyntheticDataModule
-from dcsm.encoders import FrozenCLIP
-from dcsm.evaluation import evaluate_synthetic
-from dcsm.model import build_dcsm
-from dcsm.runner import command_config
+from dcsm.data.synthetic.dataset import SyntheticDataConfig
+from dcsm.train.synthetic_data import SyntheticDataModule
+from dcsm.model.encoders import FrozenCLIP
+from dcsm.eval.loop import evaluate_synthetic
+from dcsm.model.dcsm import build_dcsm
+from dcsm.commands.runner import command_config
 
 TINY = ["data.val_size=4", "data.encode_batch_size=2", "data.num_workers=0", "data.image_size=64",
         "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"]

@@ -64,7 +64,7 @@ def test_a_second_cache_features_job_into_one_folder_is_refused(
     one line and leaves the first one's temp files alone."""
     import dcsm.commands.cache_features as cache_cmd
     from dcsm.commands.synthetic_shards import main as make_synthetic_shards
-    from dcsm.runner import run_command
+    from dcsm.commands.runner import run_command
 
     make_synthetic_shards([f"synthetic_shards.out={tmp_path / 'raw'}", "synthetic_shards.num_samples=2",
                            "synthetic_shards.samples_per_shard=2", "synthetic_shards.image_size=32"])

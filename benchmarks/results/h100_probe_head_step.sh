@@ -4,7 +4,7 @@ python3 - <<'P'
 import time,torch,torch.nn.functional as F
 from dcsm.config import load_yaml,to_plain
 from dcsm.features import FeatureBatch
-from dcsm.lit import DCSMModule
+from dcsm.train.module import DCSMModule
 cfg=to_plain(load_yaml('configs/default.yaml'));cfg['encoder']['pretrained']=None
 m=DCSMModule(cfg).cuda();m.log=lambda *a,**k:None;head0=m.model.head
 d='cuda'

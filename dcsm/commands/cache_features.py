@@ -15,10 +15,11 @@ from typing import Sequence
 
 from ..config_checks import check_shard_paths, check_writable
 from ..progress import progress_enabled
-from ..encoders import EncoderSpec, FrozenCLIP
+from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..features.map_cache import check_cacheable_maps
 from ..features.writer import cache_shards
-from ..runner import command_config, default_device
+from .runner import command_config
+from ..model.device import default_device
 
 SECTION = "cache_features"
 

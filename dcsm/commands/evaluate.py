@@ -1,10 +1,10 @@
 """``evaluate.py``: a checkpoint on the synthetic splits (``eval.benchmark=synthetic``), on one
 benchmark's own files (``whatsup``, ``whatsup_qa``, ``negbench``, ``clevr_bind``,
-``vg_attribution``, ``ncd``, ``sugarcrepe``; :mod:`dcsm.benchmark_eval`), or on every benchmark
-found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.benchmark_suite`).
+``vg_attribution``, ``ncd``, ``sugarcrepe``; :mod:`dcsm.eval.benchmark`), or on every benchmark
+found under a data root (``eval.benchmark=all eval.data_root=DIR``; :mod:`dcsm.eval.suite`).
 
 ``eval.diagnostics=[heads, textspan, pruning, center_bias]`` also runs the diagnostics
-(:mod:`dcsm.diagnostics.runner`) on the checkpoint's encoder (pruning and center_bias score the
+(:mod:`dcsm.diagnostics.run`) on the checkpoint's encoder (pruning and center_bias score the
 DCSM head too) or, without a checkpoint, on the bare ``encoder:`` (CLIP only); their JSON and
 figures land in ``<run dir>/diagnostics/`` (with ``eval.output``: ``diagnostics/`` beside it), and a
 later run of other diagnostics adds its numbers to the same ``diagnostics.json``.
@@ -16,20 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..benchmark_eval import run_benchmark_from_config
-from ..benchmark_suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
-from ..checkpoints import load_dcsm, upgrade_config
-from ..config import ConfigError, load_yaml, to_plain
+from ..eval.benchmark import run_benchmark_from_config
+from ..eval.suite import SUITE_BENCHMARK, checkpoint_list, run_suite_from_config
+from ..checkpoints.load import load_dcsm, stored_config
+from ..config import ConfigError, to_plain
 from ..config_checks import check_wandb_login, check_writable
-from ..data.benchmark_dataset import BENCHMARKS
-from ..encoders import EncoderSpec, FrozenCLIP
-from ..head_export import is_head_export, read_export_config
-from ..model import DCSM
-from ..reference import REFERENCE_CONFIG, is_reference_checkpoint
-from ..safe_load import read_checkpoint
+from ..data.benchmarks.registry import BENCHMARKS
+from ..model.encoders import EncoderSpec, FrozenCLIP
+from ..model.dcsm import DCSM
 from ..progress import progress_enabled
-from ..report import format_benchmark_table
-from ..runner import command_config, default_device
+from ..eval.report import default_output, format_benchmark_table, run_folder
+from .runner import command_config
+from ..model.device import default_device
 
 SYNTHETIC = "synthetic"
 DIAGNOSTICS_DIR = "diagnostics"
@@ -67,15 +65,7 @@ def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: st
             raise ConfigError(f"{key} has no effect in evaluate.py (it only sets training). Fix: drop {key}=...")
         if key.startswith("data.") and bench != SYNTHETIC:
             raise ConfigError(f"{key} has no effect on eval.benchmark={bench} (the benchmark's files set the data). Fix: drop {key}=...")
-    if is_head_export(checkpoint):
-        saved = read_export_config(checkpoint)[0]
-    else:
-        raw = read_checkpoint(checkpoint)
-        if is_reference_checkpoint(raw):
-            saved = to_plain(load_yaml(REFERENCE_CONFIG))
-        else:
-            hp = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
-            saved = upgrade_config(dict(hp.get("cfg", {})))
+    saved = stored_config(checkpoint)
     for key in keys:
         if key.split(".")[0] in MODEL_SECTIONS and key not in HONOURED_MODEL_KEYS:
             new, old = _lookup(cfg, key), _lookup(saved, key)
@@ -92,15 +82,10 @@ def checked_overrides(cfg: dict, keys: Sequence[str], checkpoint: str, bench: st
     return encoder, data
 
 
-def _run_dir(cfg: dict, checkpoint: str | None) -> Path:
-    """A checkpoint's run folder (``RUN/checkpoints/x.ckpt`` -> ``RUN``), else ``run_dir``."""
-    return Path(checkpoint).resolve().parent.parent if checkpoint else Path(cfg["run_dir"])
-
-
 def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None = None) -> dict[str, Any]:
     """``eval.diagnostics`` on the checkpoint's model (or ``model``), else on a bare
     ``FrozenCLIP(encoder)``; returns the diagnostics report (its JSON under ``files.json``)."""
-    from ..diagnostics.runner import run_diagnostics  # heavy (plots): only when asked for
+    from ..diagnostics.run import run_diagnostics  # heavy (plots): only when asked for
 
     names = list(cfg["eval"]["diagnostics"])
     device = default_device()
@@ -112,7 +97,7 @@ def run_eval_diagnostics(cfg: dict, checkpoint: str | None, model: DCSM | None =
     else:
         encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"])).to(device)
     output = cfg["eval"].get("output")  # eval.output: the diagnostics land beside it
-    out_dir = (Path(output).parent if output else _run_dir(cfg, checkpoint)) / DIAGNOSTICS_DIR
+    out_dir = (Path(output).parent if output else run_folder(checkpoint, cfg["run_dir"])) / DIAGNOSTICS_DIR
     report = run_diagnostics(
         names, encoder, to_plain(cfg["diagnostics"]), out_dir,
         scorers={"dcsm": model} if model is not None else None,  # DCSM moves images to its encoder's device
@@ -164,14 +149,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"\nmetrics: {report['output']}\n")
         print(format_benchmark_table(report))
     else:
-        from ..lit import load_module  # Lightning: the synthetic path only
-        from .train import evaluate_and_report
+        from ..train.module import load_module  # Lightning: the synthetic path only
+        from ..eval.synthetic import evaluate_and_report
 
         module = load_module(ckpts[0], encoder=encoder)
         module.cfg["data"].update(data_overrides)  # e.g. data.test_size: the splits scored
         ckpt = Path(ckpts[0])
-        out = Path(ev["output"]) if ev["output"] else ckpt.parent.parent / f"eval_{bench}.json"
-        report = evaluate_and_report(module, ckpt, ev["splits"], ev["batch_size"], out, f"\nmetrics: {out}\n")
+        out = Path(ev["output"]) if ev["output"] else default_output(ckpt, cfg["run_dir"], f"eval_{bench}.json")
+        report = evaluate_and_report(
+            module.model, module.cfg, module.categories, ckpt, ev["splits"], ev["batch_size"], out, f"\nmetrics: {out}\n"
+        )
     if diagnostics is not None:
         report["diagnostics"] = diagnostics["files"]
     return report

@@ -1,9 +1,9 @@
 """Export a trained head to plain files: ``OUT.safetensors`` (tensors) + ``OUT.json`` (encoder
-spec, functional-row, map and scorer settings; :mod:`dcsm.head_export`).
+spec, functional-row, map and scorer settings; :mod:`dcsm.checkpoints.export`).
 
     dcsm-export-head export_head.checkpoint=runs/x/checkpoints/best.ckpt export_head.out=exports/x
 
-The export loads with ``dcsm.load("exports/x.safetensors")``, ``dcsm.checkpoints.load_dcsm`` and
+The export loads with ``dcsm.load("exports/x.safetensors")``, ``dcsm.checkpoints.load.load_dcsm`` and
 ``evaluate.py eval.checkpoint=exports/x.safetensors`` without unpickling anything, and scores
 exactly as the checkpoint does (the frozen CLIP is rebuilt from the recorded encoder spec).
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..checkpoints import load_checkpoint
-from ..head_export import export_head, is_head_export
-from ..runner import command_config
+from ..checkpoints.load import load_checkpoint
+from ..checkpoints.export import export_head, is_head_export
+from .runner import command_config
 
 SECTION = "export_head"
 

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..config_checks import check_writable
-from ..data.synthetic import COLOURS
+from ..data.synthetic.vocab import COLOURS
 from ..io import atomic_write
-from ..runner import command_config
+from .runner import command_config
 
 SECTION = "miniature_benchmarks"
 

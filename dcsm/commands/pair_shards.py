@@ -39,11 +39,11 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.negatives import caption_category, make_negatives_with_rules
+from ..data.negatives.sample import caption_category, make_negatives_with_rules
 from ..data.shards.format import encode_image
 from ..data.shards.write import write_shards
 from ..config_checks import check_writable
-from ..runner import command_config
+from .runner import command_config
 
 SECTION = "pair_shards"
 

@@ -1,4 +1,4 @@
-"""Write synthetic scenes (:mod:`dcsm.data.synthetic`) to WebDataset shards.
+"""Write synthetic scenes (:mod:`dcsm.data.synthetic.scenes`) to WebDataset shards.
 
     python data_prep/make_synthetic_shards.py synthetic_shards.out=DIR synthetic_shards.num_samples=N \
         [synthetic_shards.split=train synthetic_shards.samples_per_shard=M ...]
@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..data.shards.write import write_shards
-from ..data.synthetic import CATEGORIES, SPLITS, make_scene
+from ..data.synthetic.scenes import make_scene
+from ..data.synthetic.vocab import CATEGORIES, SPLITS
 from ..config_checks import check_writable
-from ..runner import command_config
+from .runner import command_config
 
 SECTION = "synthetic_shards"
 

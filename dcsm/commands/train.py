@@ -1,4 +1,4 @@
-"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.lit.DCSMModule`, trainer),
+"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.train.module.DCSMModule`, trainer),
 ``fit`` with resume, then the synthetic evaluation report of the best checkpoint."""
 
 from __future__ import annotations
@@ -14,31 +14,30 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from .. import __version__
 from ..config import ConfigError, to_plain
 from ..config_checks import (
     TRAIN_SHARD_KEYS, check_monitor, check_shard_paths, check_validation_data, check_values, check_wandb_login,
     check_writable,
 )
 from ..config_schema import train_schema
-from ..dashboard import DashboardCallback, log_final_table
-from ..data.accounting import DataAccountingCallback, read_accounting
-from ..data.module import SyntheticDataConfig, SyntheticDataModule
-from ..data.shard_module import SHARD_SOURCES, ShardDataConfig, ShardDataModule
-from ..encoders import EncoderSpec, FrozenCLIP
+from ..train.dashboard import DashboardCallback, log_final_table
+from ..train.accounting import DataAccountingCallback, read_accounting
+from ..data.synthetic.dataset import SyntheticDataConfig
+from ..train.synthetic_data import SyntheticDataModule
+from ..train.shard_data import SHARD_SOURCES, ShardDataConfig, ShardDataModule
+from ..model.encoders import EncoderSpec, FrozenCLIP
 from ..features.map_cache import uses_map_cache
-from ..evaluation import evaluate_synthetic
-from ..io import AtomicCheckpointIO
-from ..checkpoints import head_tensors, upgrade_config
-from ..finite_load import check_finite
-from ..rng_state import RNGStateCallback
+from ..train.checkpoint_io import AtomicCheckpointIO
+from ..checkpoints.load import checkpoint_config, head_tensors
+from ..checkpoints.finite_load import check_finite
+from ..train.rng_state import RNGStateCallback
 from ..run_lock import RunDirLock, clean_orphan_temp_files
-from ..safe_load import read_checkpoint
-from ..lit import DCSMModule, load_module
-from ..model import DCSM
-from ..nan_guard import NonFiniteLossGuard
-from ..report import format_synthetic_table, write_report
-from ..runner import command_config, default_device
+from ..checkpoints.safe_load import read_checkpoint
+from ..train.module import DCSMModule, load_module
+from ..train.nan_guard import NonFiniteLossGuard
+from .runner import command_config
+from ..eval.synthetic import evaluate_and_report
+
 
 log = logging.getLogger("dcsm")
 LOGGERS = ("wandb", "csv", "none")
@@ -91,7 +90,7 @@ def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
     callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.dashboard)
+        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.train.dashboard)
     diag = cfg["diagnostics"]
     if diag["callback"]:  # head diagnostics at validation end (dcsm.diagnostics), files under run_dir/diagnostics
         from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
@@ -115,8 +114,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def check_resumable(cfg: dict, ckpt_path: str) -> None:
     """Refuse to resume a checkpoint whose model-defining config differs from ``cfg``."""
     ckpt = read_checkpoint(ckpt_path)  # one clear error for a corrupt or unsafe last.ckpt
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    saved = upgrade_config(hp.get("cfg", {}))
+    saved = checkpoint_config(ckpt)
     check_finite(ckpt_path, head_tensors(ckpt), saved)  # a diverged last.ckpt is not resumed
     diffs = [d for sec in MODEL_SECTIONS for d in _differences(saved.get(sec), cfg.get(sec), f"{sec}.")]
     if diffs:
@@ -162,7 +160,7 @@ class NoValidationError(ValueError):
 def data_summary(dm: L.LightningDataModule, run_dir: Path | None = None) -> dict[str, Any]:
     """Where the shard streams' samples went (shard sources; all ranks): ``lost_samples`` and
     ``skip_events`` of the training stream, and per split (``train``, ``val``) the
-    used/lost/dropped/repeated counts of :mod:`dcsm.data.accounting`."""
+    used/lost/dropped/repeated counts of :mod:`dcsm.train.accounting`."""
     skips = getattr(dm, "skips", None)
     if skips is None:
         return {}
@@ -213,42 +211,6 @@ def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any], list[
     return load_module(best, encoder=module.encoder), Path(best), data_summary(dm, run_dir), trainer.loggers
 
 
-def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],
-                     training_data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The synthetic-evaluation report (CLIP_benchmark-style keys); ``training_data``: what the
-    training stream skipped (:func:`data_summary`), when it reads shards."""
-    spec = model.encoder.spec
-    extra = {"training_data": training_data} if training_data else {}
-    return {
-        "model": spec.model,
-        "pretrained": spec.pretrained,
-        "dataset": "synthetic",
-        "task": "multiple_choice",
-        "prompt_style": "raw",
-        "checkpoint": str(checkpoint),
-        "dcsm_version": __version__,
-        "encoder": spec.to_dict(),
-        "encoder_towers": model.encoder.towers,
-        "clip_logit": model.encoder.towers["baseline_logit"],  # what the "clip" column scores with
-        "metrics": results,
-        **extra,
-    }
-
-
-def evaluate_and_report(
-    module: DCSMModule, checkpoint: Path, splits: Sequence[str], batch_size: int, out: Path, header: str,
-    training_data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Score the synthetic splits of ``module``'s own data config, write the report to ``out``, print it."""
-    data = SyntheticDataConfig.from_config(module.cfg)
-    results = evaluate_synthetic(module.model, data, splits, batch_size, default_device())
-    table = format_synthetic_table(results, module.categories)
-    report = write_report(out, synthetic_report(module.model, checkpoint, results, training_data), table)
-    print(header)
-    print(table)
-    return report
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
@@ -276,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         module, ckpt, training_data, loggers = trained
         out = run_dir / "metrics.json"
         report = evaluate_and_report(
-            module, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out,
+            module.model, module.cfg, module.categories, ckpt, cfg["eval"]["splits"], cfg["eval"]["batch_size"], out,
             f"\ncheckpoint: {ckpt}\nmetrics:    {out}\n", training_data,
         )
         log_final_table(loggers, report["metrics"], module.categories)  # W&B table + summary, CSV

@@ -76,7 +76,7 @@ ATTRIBUTE_NAME_FIELDS = 4  # c1_A_c2_B
 NEGATION_FIELDS = ("img1_path", "img2_path", "img1_obj", "img2_obj")
 PHRASINGS = (0, 1)
 
-#: Source -> training category (names of dcsm.data.synthetic's categories).
+#: Source -> training category (names of dcsm.data.synthetic.scenes's categories).
 REFERENCE_SOURCES: dict[str, str] = {
     "spatial": "spatial",
     "attributes": "binding",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..hook_points import HookPoint, hooks
+from .hook_points import HookPoint, hooks
 
 __all__ = ["Component", "AblationError", "ComponentMeans", "parse_component", "component_means", "ablate", "MODES"]
 
@@ -135,7 +135,7 @@ def ablate(
     """Soft-prune ``components`` of the image tower inside the ``with`` block (hooks removed on exit).
 
     Args:
-        encoder: a :class:`~dcsm.encoders.FrozenCLIP` (or open_clip CLIP); every user of it
+        encoder: a :class:`~dcsm.model.encoders.FrozenCLIP` (or open_clip CLIP); every user of it
             (CLIP pooled scores, a DCSM scorer built on it) sees the ablation.
         mode: ``mean`` (needs ``means``) or ``zero``.
         strength: ``s`` in [0, 1].

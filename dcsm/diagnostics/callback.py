@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 import lightning as L
 import torch
 
-from ..encoders import FrozenCLIP
-from .pruning import Scorer
-from .runner import center_bias_metrics, run_diagnostics
+from ..model.encoders import FrozenCLIP
+from .pruning import ScoreFn
+from .run import center_bias_metrics, run_diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def find_encoder(pl_module: L.LightningModule) -> FrozenCLIP:
     raise ValueError(f"{type(pl_module).__name__} holds no FrozenCLIP encoder: the diagnostics callback needs one.")
 
 
-def default_scorers(pl_module: L.LightningModule) -> dict[str, Scorer]:
+def default_scorers(pl_module: L.LightningModule) -> dict[str, ScoreFn]:
     """``{"dcsm": model}`` when the module wraps a model called as ``model(images, options) -> (N, K)``
     (the ``DCSM`` API; it moves images to its encoder's device itself); else none (CLIP only)."""
     model = getattr(pl_module, "model", None)
@@ -55,7 +55,7 @@ class DiagnosticsCallback(L.Callback):
         cfg: dict,
         out_dir: str | Path | None = None,
         every_n_epochs: int = 1,
-        scorers_fn: Callable[[L.LightningModule], dict[str, Scorer]] = default_scorers,
+        scorers_fn: Callable[[L.LightningModule], dict[str, ScoreFn]] = default_scorers,
     ) -> None:
         super().__init__()
         self.names, self.cfg, self.out_dir = list(names), cfg, out_dir

@@ -2,7 +2,7 @@
 heatmaps, and the ratio under two training-free mitigations (``dcsm.diagnostics.mitigations``).
 
 **Position sweep.** Every object of a vocabulary (colours x shapes, drawn with the synthetic
-scenes' :func:`~dcsm.data.synthetic.draw_shape`) is drawn alone at every cell of a G x G grid
+scenes' :func:`~dcsm.data.synthetic.render.draw_shape`) is drawn alone at every cell of a G x G grid
 over the image, ``repeats`` times with seeded background and in-cell position jitter. Each
 image is scored as a multiple-choice item: its object's caption against ``num_options - 1``
 other objects' captions (seeded per image), by CLIP (pooled cosine) and by every scorer (e.g. a
@@ -31,219 +31,30 @@ final block's class-token attention toward a prior. Strength 0 is the identity.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from ..data.synthetic import COLOURS, SHAPES, draw_shape
-from ..hook_points import capture
+from .hook_points import capture
 from .decomposition import decompose
 from .mitigations import PRIORS, PROMPT_SHAPES, check_strength, redistribute_attention, visual_prompt
-from .option_scoring import CLIP, PassResult, TextTable, score_pass
-from .pruning import Scorer, is_correct
-
-__all__ = ["CenterBiasConfigError", "SweepConfig", "Sweep", "ring_index", "centre_border_cells", "render_sweep",
-           "cell_accuracy", "centre_border_ratio", "sweep_scores", "clip_patch_heatmap", "run_sweep", "run_mitigations",
-           "run_center_bias", "write_center_bias_files", "ZERO_SHOT"]
-
-ZERO_SHOT = "clip_zero_shot"
-STREAM = 7311  # RNG stream of the sweep (another number than the synthetic scenes' split codes)
-
-
-class CenterBiasConfigError(ValueError):
-    """A ``diagnostics.center_bias.*`` setting is missing or invalid."""
+from .option_scoring import CLIP, TextTable, score_pass
+from .pruning import ScoreFn
+from .position_sweep import (
+    Sweep,
+    SweepConfig,
+    config_error,
+    centre_border_cells,
+    preprocess,
+    render_sweep,
+    sweep_scores,
+)
 
 
-def _bad(key: str, problem: str, fix: str) -> CenterBiasConfigError:
-    return CenterBiasConfigError(f"diagnostics.center_bias.{key}: {problem}. Fix: {fix}.")
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """The sweep's settings (``diagnostics.center_bias`` minus ``cross_eyed``/``mitigations``)."""
-
-    grid: int
-    centre_ring: int
-    object_size: float
-    colours: tuple[str, ...]
-    shapes: tuple[str, ...]
-    background: tuple[int, int, int]
-    background_jitter: int
-    position_jitter: float
-    repeats: int
-    render_size: int | None
-    seed: int
-    caption: str
-    num_options: int
-    n_bootstrap: int
-    ci: float
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SweepConfig":
-        missing = [f.name for f in fields(cls) if f.name not in d]
-        if missing:
-            raise _bad(missing[0], "key missing", "start from configs/default.yaml's diagnostics.center_bias section")
-        c = cls(grid=int(d["grid"]), centre_ring=int(d["centre_ring"]), object_size=float(d["object_size"]),
-                colours=tuple(d["colours"]), shapes=tuple(d["shapes"]), background=tuple(int(v) for v in d["background"]),
-                background_jitter=int(d["background_jitter"]), position_jitter=float(d["position_jitter"]),
-                repeats=int(d["repeats"]), render_size=None if d["render_size"] is None else int(d["render_size"]),
-                seed=int(d["seed"]), caption=str(d["caption"]), num_options=int(d["num_options"]),
-                n_bootstrap=int(d["n_bootstrap"]), ci=float(d["ci"]))
-        c.validate()
-        return c
-
-    def validate(self) -> None:
-        if self.grid < 3:
-            raise _bad("grid", f"{self.grid} leaves no cell between the border rings", "use grid >= 3")
-        top = (self.grid - 1) // 2
-        if not 1 <= self.centre_ring <= top:
-            raise _bad("centre_ring", f"{self.centre_ring} is not a ring of a {self.grid} x {self.grid} grid (1..{top})",
-                       f"use 1..{top}")
-        if not 0.0 < self.object_size <= 1.0 / self.grid:
-            raise _bad("object_size", f"{self.object_size} does not fit a cell (1/{self.grid} = {1 / self.grid:.3f})",
-                       f"use a value in (0, {1 / self.grid:.3f}]")
-        bad = [c for c in self.colours if c not in COLOURS] + [s for s in self.shapes if s not in SHAPES]
-        if bad or not self.colours or not self.shapes:
-            raise _bad("colours" if not bad or bad[0] in self.colours else "shapes", f"unknown or empty: {bad}",
-                       f"choose colours from {list(COLOURS)} and shapes from {list(SHAPES)}")
-        n_obj = len(self.colours) * len(self.shapes)
-        if not 2 <= self.num_options <= n_obj:
-            raise _bad("num_options", f"{self.num_options} options from {n_obj} objects", f"use 2..{n_obj}")
-        if not 0.0 <= self.position_jitter <= 1.0:
-            raise _bad("position_jitter", f"{self.position_jitter}", "use a fraction in [0, 1]")
-        if self.repeats < 1 or self.n_bootstrap < 1 or not 0.0 < self.ci < 1.0:
-            raise _bad("repeats/n_bootstrap/ci", f"{self.repeats}/{self.n_bootstrap}/{self.ci}",
-                       "use repeats >= 1, n_bootstrap >= 1, 0 < ci < 1")
-        if len(self.background) != 3:
-            raise _bad("background", f"{list(self.background)}", "give an RGB triple such as [205, 205, 205]")
-
-    def vocabulary(self) -> list[str]:
-        """Object captions, object index ``colour_index * len(shapes) + shape_index``."""
-        return [self.caption.format(colour=c, shape=s) for c in self.colours for s in self.shapes]
-
-
-@dataclass
-class Sweep:
-    """Rendered sweep: PIL images, and per image ``(N,)`` cell (``r * G + c``) and object index,
-    ``(N, 4)`` pixel box of its cell (x0, y0, x1, y1 inclusive), options (label 0)."""
-
-    images: list[Image.Image]
-    cells: torch.Tensor
-    objects: torch.Tensor
-    cell_boxes: torch.Tensor
-    options: list[list[str]]
-    grid: int
-
-
-# ----------------------------------------------------------------------------- geometry
-def ring_index(grid: int) -> torch.Tensor:
-    """``(G, G)`` ring of each cell: 0 on the border, growing inward."""
-    r = torch.arange(grid)
-    d = torch.minimum(r, grid - 1 - r)
-    return torch.minimum(d[:, None], d[None, :])
-
-
-def centre_border_cells(grid: int, centre_ring: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bool ``(G * G,)`` masks (row-major): centre cells (ring >= centre_ring) and border cells (ring 0)."""
-    ring = ring_index(grid).flatten()
-    return ring >= centre_ring, ring == 0
-
-
-# ----------------------------------------------------------------------------- rendering
-def render_sweep(cfg: SweepConfig, size: int) -> Sweep:
-    """Every object at every cell, ``repeats`` times; each image a function of (seed, repeat, object, cell)."""
-    G, vocab, n_shapes = cfg.grid, cfg.vocabulary(), len(cfg.shapes)
-    cell_px, side = size / G, cfg.object_size * size
-    images, cells, objects, boxes, options = [], [], [], [], []
-    for rep in range(cfg.repeats):
-        for obj in range(len(vocab)):
-            colour, shape = cfg.colours[obj // n_shapes], cfg.shapes[obj % n_shapes]
-            for cell in range(G * G):
-                rng = np.random.default_rng([cfg.seed, STREAM, rep, obj, cell])
-                j = cfg.background_jitter
-                bg = np.clip(np.asarray(cfg.background) + rng.integers(-j, j + 1, size=3), 0, 255)
-                room = (cell_px - side) / 2 * cfg.position_jitter
-                r, c = divmod(cell, G)
-                cx, cy = np.array([(c + 0.5) * cell_px, (r + 0.5) * cell_px]) + rng.uniform(-room, room, size=2)
-                im = Image.new("RGB", (size, size), tuple(int(v) for v in bg))
-                x0, y0 = round(cx - side / 2), round(cy - side / 2)
-                box = (x0, y0, max(round(cx + side / 2), x0 + 1), max(round(cy + side / 2), y0 + 1))
-                draw_shape(ImageDraw.Draw(im), shape, box, COLOURS[colour])
-                wrong = [int(k) for k in rng.permutation([k for k in range(len(vocab)) if k != obj])[: cfg.num_options - 1]]
-                images.append(im)
-                cells.append(cell)
-                objects.append(obj)
-                boxes.append((c * cell_px, r * cell_px, (c + 1) * cell_px - 1, (r + 1) * cell_px - 1))
-                options.append([vocab[obj]] + [vocab[k] for k in wrong])
-    return Sweep(images, torch.tensor(cells), torch.tensor(objects), torch.tensor(boxes, dtype=torch.float32), options, G)
-
-
-def preprocess(encoder, images: Sequence[Image.Image]) -> torch.Tensor:
-    """``(N, 3, H, W)`` through the encoder's eval transform."""
-    return torch.stack([encoder.preprocess(im) for im in images])
-
-
-# ----------------------------------------------------------------------------- statistics
-def cell_accuracy(correct: torch.Tensor, cells: torch.Tensor, grid: int) -> torch.Tensor:
-    """``(G, G)`` mean of bool ``correct (N,)`` per cell (NaN for a cell without images)."""
-    n = torch.bincount(cells, minlength=grid * grid).float()
-    hits = torch.bincount(cells, weights=correct.float(), minlength=grid * grid)
-    return (hits / n).view(grid, grid)
-
-
-def _ratio(c: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(b > 0, c / b.clamp_min(1e-12), torch.full_like(c, float("nan")))
-
-
-def _num(x: torch.Tensor | float) -> float | None:
-    v = float(x)
-    return v if math.isfinite(v) else None
-
-
-def centre_border_ratio(correct: torch.Tensor, cells: torch.Tensor, grid: int, centre_ring: int, n_bootstrap: int,
-                        ci: float, seed: int) -> dict[str, Any]:
-    """Centre and border accuracy, their ratio and difference, with percentile bootstrap intervals.
-
-    Vectorised: one ``(n_bootstrap, n)`` index draw per group. Resamples whose border accuracy is 0
-    have no ratio; they are left out of its interval and counted in ``ratio_undefined``.
-    """
-    centre, border = centre_border_cells(grid, centre_ring)
-    yc, yb = correct[centre[cells]].float(), correct[border[cells]].float()
-    g = torch.Generator().manual_seed(int(seed))
-    bc = yc[torch.randint(len(yc), (n_bootstrap, len(yc)), generator=g)].mean(dim=1)
-    bb = yb[torch.randint(len(yb), (n_bootstrap, len(yb)), generator=g)].mean(dim=1)
-    lo, hi = (1 - ci) / 2, 1 - (1 - ci) / 2
-    ratios = _ratio(bc, bb)
-    q = torch.tensor([lo, hi])
-    r_ci = torch.nanquantile(ratios, q) if (~ratios.isnan()).any() else torch.full((2,), float("nan"))
-    d_ci = torch.quantile(bc - bb, q)
-    acc_c, acc_b = yc.mean(), yb.mean()
-    return {"centre_acc": float(acc_c), "border_acc": float(acc_b), "ratio": _num(_ratio(acc_c, acc_b)),
-            "ratio_ci": [_num(v) for v in r_ci], "ratio_undefined": int(ratios.isnan().sum()),
-            "diff": float(acc_c - acc_b), "diff_ci": [float(v) for v in d_ci],
-            "n_centre": len(yc), "n_border": len(yb), "n_bootstrap": n_bootstrap, "ci": ci}
-
-
-def sweep_scores(cfg: SweepConfig, sweep: Sweep, result: PassResult, vocab_pooled: torch.Tensor) -> dict[str, dict]:
-    """Per scorer (``clip_zero_shot``, ``clip``, each injected one): overall accuracy, per-cell accuracy
-    ``(G, G)`` as nested lists, centre/border statistics."""
-    zs = result.pooled @ vocab_pooled.cpu().T  # (N, V) unit-norm cosines
-    correct = {ZERO_SHOT: is_correct(zs, sweep.objects)}
-    labels = torch.zeros(len(sweep.cells), dtype=torch.long)
-    correct.update({name: is_correct(s, labels) for name, s in result.scores.items()})
-    out = {}
-    for name, ok in correct.items():
-        out[name] = {"acc": float(ok.float().mean()), "n": len(ok),
-                     "cell_acc": cell_accuracy(ok, sweep.cells, cfg.grid).tolist(),
-                     **centre_border_ratio(ok, sweep.cells, cfg.grid, cfg.centre_ring, cfg.n_bootstrap, cfg.ci, cfg.seed)}
-    return out
-
+__all__ = ["clip_patch_heatmap", "run_sweep", "run_mitigations", "run_center_bias", "write_center_bias_files"]
 
 # ----------------------------------------------------------------------------- heatmaps
 def ring_means(grid: torch.Tensor) -> list[float]:
@@ -296,7 +107,7 @@ def dcsm_heatmap(encoder, attributions: torch.Tensor) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- sweep runs
-def run_sweep(encoder, cfg: SweepConfig, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_sweep(encoder, cfg: SweepConfig, scorers: dict[str, ScoreFn] | None, batch_size: int,
               prompt: dict | None = None, attention: dict | None = None, heatmaps: bool = False,
               sweep: Sweep | None = None, table: TextTable | None = None) -> dict[str, Any]:
     """One pass over the sweep, optionally under a mitigation, -> :func:`sweep_scores` (and heatmaps).
@@ -334,20 +145,20 @@ def check_mitigations(m: dict) -> None:
     for key in ("prompt_strengths", "prompt_shape", "prompt_colour", "prompt_width", "attention_strengths",
                 "attention_prior", "attention_layer"):
         if key not in m:
-            raise _bad(f"mitigations.{key}", "key missing", "start from configs/default.yaml's diagnostics.center_bias")
+            raise config_error(f"mitigations.{key}", "key missing", "start from configs/default.yaml's diagnostics.center_bias")
     for key in ("prompt_strengths", "attention_strengths"):
         for s in m[key]:
             try:
                 check_strength(s, key)
             except ValueError as err:
-                raise _bad(f"mitigations.{key}", str(err).split(". Fix")[0], "use strengths in [0, 1]") from None
+                raise config_error(f"mitigations.{key}", str(err).split(". Fix")[0], "use strengths in [0, 1]") from None
     if m["prompt_shape"] not in PROMPT_SHAPES:
-        raise _bad("mitigations.prompt_shape", f"'{m['prompt_shape']}'", f"use one of {list(PROMPT_SHAPES)}")
+        raise config_error("mitigations.prompt_shape", f"'{m['prompt_shape']}'", f"use one of {list(PROMPT_SHAPES)}")
     if m["attention_prior"] not in PRIORS:
-        raise _bad("mitigations.attention_prior", f"'{m['attention_prior']}'", f"use one of {list(PRIORS)}")
+        raise config_error("mitigations.attention_prior", f"'{m['attention_prior']}'", f"use one of {list(PRIORS)}")
 
 
-def run_mitigations(encoder, cfg: SweepConfig, m: dict, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_mitigations(encoder, cfg: SweepConfig, m: dict, scorers: dict[str, ScoreFn] | None, batch_size: int,
                     sweep: Sweep, table: TextTable, progress: bool = True) -> dict[str, list[dict]]:
     """``{"visual_prompt": [...], "attention": [...]}``: per strength, every scorer's sweep statistics
     (``acc``, ``centre_acc``, ``border_acc``, ``ratio`` with intervals, ``cell_acc``)."""
@@ -424,7 +235,7 @@ def summary_markdown(report: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[str, Scorer] | None, batch_size: int,
+def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[str, ScoreFn] | None, batch_size: int,
                     progress: bool = True) -> tuple[dict, dict[str, str]]:
     """The whole diagnostic on ``encoder`` (a FrozenCLIP) and ``scorers`` (e.g. ``{"dcsm": model}``).
 
@@ -437,7 +248,7 @@ def run_center_bias(encoder, section: dict, out_dir: str | Path, scorers: dict[s
 
     for key in ("cross_eyed", "mitigations"):
         if key not in section:
-            raise _bad(key, "key missing", "start from configs/default.yaml's diagnostics.center_bias section")
+            raise config_error(key, "key missing", "start from configs/default.yaml's diagnostics.center_bias section")
     cfg = SweepConfig.from_dict(section)
     check_mitigations(section["mitigations"])
     size = cfg.render_size or int(encoder.image_size[0])

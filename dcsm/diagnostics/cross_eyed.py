@@ -8,7 +8,7 @@ cosine) and every scorer pick one; accuracy is split by centred vs off-centre la
   fields of the file name with ``-`` read as a space; the layout is *centred* when the name
   contains ``_on_`` (the objects are stacked in the middle), off-centre otherwise — the rule of
   the authors' public WhatsUp script.
-* Synthetic scenes (:func:`~dcsm.data.synthetic.make_scene`): ``o`` is ``"{colour} {shape}"``;
+* Synthetic scenes (:func:`~dcsm.data.synthetic.scenes.make_scene`): ``o`` is ``"{colour} {shape}"``;
   the layout is *centred* when every object's box centre lies in the central square of side
   ``centre_region`` x the image side, off-centre otherwise.
 """
@@ -21,10 +21,10 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from ..data.benchmarks import load_whatsup_controlled
-from ..data.synthetic import make_scene
+from ..data.benchmarks.whatsup import load_whatsup_controlled
+from ..data.synthetic.scenes import make_scene
 from .option_scoring import TextTable, score_pass
-from .pruning import Scorer, is_correct
+from .pruning import ScoreFn, is_correct
 
 __all__ = ["CENTRED_MARK", "objects_from_file_name", "centred_by_file_name", "centred_by_boxes", "captions_for",
            "whatsup_set", "synthetic_set", "cross_eyed_scores", "run_cross_eyed"]
@@ -105,7 +105,7 @@ def cross_eyed_scores(scores: torch.Tensor, centred: torch.Tensor) -> dict[str, 
 
 
 def _score_set(encoder, images: torch.Tensor, pairs: list[list[str]], centred: list[bool], cfg: dict,
-               scorers: dict[str, Scorer] | None, batch_size: int) -> dict[str, Any]:
+               scorers: dict[str, ScoreFn] | None, batch_size: int) -> dict[str, Any]:
     options = [captions_for(o1, o2, cfg) for o1, o2 in pairs]
     table = TextTable(encoder, [c for o in options for c in o])
     res = score_pass(encoder, images, options, table, scorers, batch_size)
@@ -114,7 +114,7 @@ def _score_set(encoder, images: torch.Tensor, pairs: list[list[str]], centred: l
 
 
 @torch.no_grad()
-def run_cross_eyed(encoder, cfg: dict, scorers: dict[str, Scorer] | None, batch_size: int, render_size: int) -> dict:
+def run_cross_eyed(encoder, cfg: dict, scorers: dict[str, ScoreFn] | None, batch_size: int, render_size: int) -> dict:
     """``{"whatsup": {...} | None, "synthetic": {...}}`` per scorer (see :func:`cross_eyed_scores`)."""
     out: dict[str, Any] = {"captions": captions_for("{o1}", "{o2}", cfg), "whatsup": None}
     files = list(cfg.get("annotation_files") or [])

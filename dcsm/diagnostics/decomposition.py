@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..hook_points import hooks
+from .hook_points import hooks
 
 __all__ = ["Decomposition", "decompose", "readout", "ln_post_scale"]
 
@@ -104,7 +104,7 @@ def decompose(encoder: nn.Module, images: torch.Tensor, per_token: bool = True, 
     """Decompose ``encode_image`` of preprocessed ``images (B, 3, H, W)`` (one forward pass).
 
     Args:
-        encoder: a :class:`~dcsm.encoders.FrozenCLIP` (or an open_clip CLIP).
+        encoder: a :class:`~dcsm.model.encoders.FrozenCLIP` (or an open_clip CLIP).
         per_token: keep the attended-token axis (``(B, L, H, T, D)``, memory ``B*L*H*T*D`` floats);
             ``False`` sums it inside the einsum (``(B, L, H, D)``).
         spread_bias: spread biases over the terms (see module docstring).

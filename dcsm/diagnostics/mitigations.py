@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..hook_points import HookPoint, hooks
+from .hook_points import HookPoint, hooks
 
 __all__ = ["PROMPT_SHAPES", "PRIORS", "MitigationError", "check_strength", "outline_mask", "visual_prompt",
            "attention_prior", "redistribute_attention"]

@@ -1,7 +1,7 @@
 """Score multiple-choice options with CLIP and DCSM models from one image forward pass.
 
 Each batch of images is encoded once; CLIP's scores are pooled image-caption cosines, a
-:class:`~dcsm.model.DCSM` scorer reads the same embeddings (its head only), and any other
+:class:`~dcsm.model.dcsm.DCSM` scorer reads the same embeddings (its head only), and any other
 ``scorer(images, options) -> (N, K)`` is called on the images. Captions come from a
 :class:`TextTable` (each distinct caption encoded once). With ``attribute=True`` each DCSM model
 also returns gradient x input of the true option's score over its map's patch axis.
@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..features.batch import FeatureBatch
-from ..model import DCSM
-from .pruning import Scorer
+from ..model.batch import FeatureBatch
+from ..model.dcsm import DCSM
+from .pruning import ScoreFn
 
 __all__ = ["CLIP", "TextTable", "PassResult", "score_pass", "dcsm_patch_attribution"]
 
@@ -77,7 +77,7 @@ def _features(img, table: TextTable, idx: torch.Tensor) -> FeatureBatch:
 
 @torch.no_grad()
 def score_pass(encoder, images: torch.Tensor, options: Sequence[Sequence[str]], table: TextTable,
-               scorers: dict[str, Scorer] | None, batch_size: int, labels: torch.Tensor | None = None,
+               scorers: dict[str, ScoreFn] | None, batch_size: int, labels: torch.Tensor | None = None,
                attribute: bool = False) -> PassResult:
     """Scores of every image's options by CLIP (``"clip"``) and every scorer, one encoder pass.
 

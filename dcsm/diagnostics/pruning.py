@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from .ablation import Component, ComponentMeans, ablate
 
-__all__ = ["Task", "Scorer", "synthetic_task", "clip_scorer", "is_correct", "accuracy", "run_pruning"]
+__all__ = ["Task", "ScoreFn", "synthetic_task", "clip_scorer", "is_correct", "accuracy", "run_pruning"]
 
 #: ``scorer(images (N, 3, H, W), options: N lists of K captions) -> scores (N, K)``
-Scorer = Callable[[torch.Tensor, list[list[str]]], torch.Tensor]
+ScoreFn = Callable[[torch.Tensor, list[list[str]]], torch.Tensor]
 
 
 @dataclass
@@ -43,7 +43,7 @@ def synthetic_task(transform: Callable, split: str, size: int, seed: int, render
                    categories: Sequence[str]) -> Task:
     """Synthetic scenes (``dcsm.data``) of one split as a :class:`Task` (rendered once, kept in memory)."""
     from ..config import DEFAULT_CONFIG, load_yaml, to_plain
-    from ..data.module import SyntheticDataConfig, scene_dataset
+    from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 
     run_cfg = to_plain(load_yaml(DEFAULT_CONFIG))  # the synthetic data's one home; this task's keys on top
     run_cfg["data"].update({f"{split}_size": size}, image_size=render_size, num_options=num_options,
@@ -60,7 +60,7 @@ def synthetic_task(transform: Callable, split: str, size: int, seed: int, render
     )
 
 
-def clip_scorer(encoder) -> Scorer:
+def clip_scorer(encoder) -> ScoreFn:
     """CLIP zero-shot MCQ: cosine of pooled image and caption embeddings. Text embeddings are cached
     (pruning acts on the image tower only)."""
     cache: dict[str, torch.Tensor] = {}
@@ -98,7 +98,7 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor, categories: list[str]) 
 
 
 @torch.no_grad()
-def _evaluate(task: Task, scorers: dict[str, Scorer], batch_size: int) -> dict[str, dict]:
+def _evaluate(task: Task, scorers: dict[str, ScoreFn], batch_size: int) -> dict[str, dict]:
     out = {}
     for name, scorer in scorers.items():
         scores = torch.cat([scorer(x, o).float().cpu() for x, o in task.batches(batch_size)])
@@ -110,7 +110,7 @@ def run_pruning(
     encoder,
     ranking: Sequence[tuple[int, int]],
     task: Task,
-    scorers: dict[str, Scorer],
+    scorers: dict[str, ScoreFn],
     ks: Sequence[int],
     seeds: Sequence[int],
     mode: str = "mean",

@@ -12,7 +12,7 @@ module              holds
 ==================  =====================================================
 """
 
-from .batch import CACHE_DTYPE, FEATURE_KEYS, FeatureBatch, collate_mcq
-from .encode import encode_batch, ensure_features
+from ..model.batch import CACHE_DTYPE, FEATURE_KEYS, FeatureBatch, collate_mcq
+from ..model.encode import encode_batch, ensure_features
 
 __all__ = ["CACHE_DTYPE", "FEATURE_KEYS", "FeatureBatch", "collate_mcq", "encode_batch", "ensure_features"]

@@ -7,9 +7,9 @@ patches (fp16, ~41 x 196 x 2 B = ~16 KB for ViT-B-16 with 4 options) plus one po
 option (the CLIP baseline and ``scorer.pooled=residual``), instead of ~250 KB of embeddings; and
 no einsum per step.
 
-* :class:`~dcsm.features.batch.MapBatch` — the batch type (``maps (N, K, L, P)``, ``token_mask (N, K, L)``,
+* :class:`~dcsm.model.batch.MapBatch` — the batch type (``maps (N, K, L, P)``, ``token_mask (N, K, L)``,
   ``pooled_cos (N, K)``, ``label``); :class:`~dcsm.model.DCSM` scores it like a
-  :class:`~dcsm.features.batch.FeatureBatch`.
+  :class:`~dcsm.model.batch.FeatureBatch`.
 * :func:`map_record` — what defines the maps (encoder fields, lexicon, rows seed and init,
   standardisation, eps, functional-row injection; max_tokens and pad rows are encoder fields).
   A cache stores it; :func:`check_map_record` refuses a run whose config differs, naming the field.
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .batch import CACHE_DTYPE, MAP_KEYS, FeatureBatch, MapBatch, collate_mcq
+from ..model.batch import CACHE_DTYPE, MAP_KEYS, FeatureBatch, MapBatch, collate_mcq
 
 #: ``data.cache`` / ``cache_features.kind`` values.
 CACHE_KINDS = ("embeddings", "maps")
@@ -55,7 +55,7 @@ class MapCacheError(ValueError):
 def map_record(cfg: dict, encoder_spec: dict[str, Any]) -> dict[str, Any]:
     """The config the maps are a function of: ``{"encoder": ..., "functional_rows": ..., "maps": ...}``
     (the lexicon resolved to its phrases; the encoder's ``seed`` only for a random init)."""
-    from ..functional_rows import resolve_lexicon
+    from ..model.functional_rows import resolve_lexicon
     from .shards import ENCODER_FIELDS
 
     enc_fields = (*ENCODER_FIELDS, "seed") if encoder_spec.get("pretrained") is None else ENCODER_FIELDS
@@ -148,8 +148,8 @@ def map_head(cfg: dict, encoder: Any) -> Any:
     from the ``functional_rows`` and ``maps`` sections: the same maps the head builds."""
     from torch import nn
 
-    from ..functional_rows import FunctionalRows, resolve_lexicon
-    from ..model import DCSMHead, MapConfig
+    from ..model.functional_rows import FunctionalRows, resolve_lexicon
+    from ..model.dcsm import DCSMHead, MapConfig
 
     fr = cfg["functional_rows"]
     rows = FunctionalRows(resolve_lexicon(fr["lexicon"]), encoder.tokenizer, encoder.num_patches, seed=fr["seed"],
@@ -176,7 +176,7 @@ def cache_map_dataset(encoder: Any, head: Any, dataset: Dataset, batch_size: int
     """Encode a raw MCQ dataset once and keep its maps -> one concatenated CPU :class:`MapBatch`
     (the embeddings of one batch at a time only; the global RNG is left as it was)."""
     from ..progress import progress_bar
-    from .encode import encode_batch
+    from ..model.encode import encode_batch
 
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_mcq)
     with torch.random.fork_rng(devices=[]):
@@ -189,7 +189,7 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
                 digest: str) -> list[tuple[str, bytes]]:
     """Members ``KEY.json`` + ``KEY.maps.pth`` + ``KEY.encoder.json`` of one sample's maps
     (``maps (K, L, P)``, ``token_mask (K, L)``, ``pooled_cos (K,)``, ``label``)."""
-    from ..data.shards.format import FORMAT_VERSION, JSON_EXT, _json_default
+    from ..data.shards.format import FORMAT_VERSION, JSON_EXT, json_default
     from .shards import CHECKSUM_KEY, ENCODER_EXT, tensor_checksum
 
     mask = sample["token_mask"].detach().cpu().bool()
@@ -205,7 +205,7 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
     buf = io.BytesIO()
     torch.save(d, buf)
     return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=_json_default).encode("utf-8")),
+        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
         (f"{key}.{MAP_EXT}", buf.getvalue()),
         (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
     ]
@@ -220,14 +220,14 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
         SampleError: a missing/corrupt member, a checksum mismatch, non-finite maps.
         MapCacheError: the sample's record digest differs from ``digest`` (another map config).
     """
-    from ..data.shards.format import SampleError, _common_fields, _parse_record
-    from ..safe_load import check_torch_zip
+    from ..data.shards.format import SampleError, common_fields, parse_record
+    from ..checkpoints.safe_load import check_torch_zip
     from .shards import CHECKSUM_KEY, check_sample_encoder, tensor_checksum
 
     key = sample["__key__"]
     if encoder is not None:
         check_sample_encoder(sample, encoder, manifest_checked)
-    record = _parse_record(sample)
+    record = parse_record(sample)
     if MAP_EXT not in sample:
         raise SampleError(f"missing member {key}.{MAP_EXT}")
     try:
@@ -251,5 +251,5 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
     maps = packed.new_zeros(*mask.shape, packed.shape[-1])
     maps[mask] = packed
     out: dict[str, Any] = {"maps": maps, "token_mask": mask, "pooled_cos": d["pooled_cos"]}
-    out.update(_common_fields(sample, record, categories, keep_meta))
+    out.update(common_fields(sample, record, categories, keep_meta))
     return out

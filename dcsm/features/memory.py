@@ -15,9 +15,9 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..encoders import FrozenCLIP
-from .batch import FeatureBatch, collate_mcq
-from .encode import encode_batch
+from ..model.encoders import FrozenCLIP
+from ..model.batch import FeatureBatch, collate_mcq
+from ..model.encode import encode_batch
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,11 @@ CACHE_DEVICES = ("auto", "cpu", "accelerator")
 
 class FeatureDataset(Dataset):
     """Samples of an in-memory cache (one concatenated :class:`FeatureBatch`, or any batch
-    type with ``tensors()``/``from_dict``, e.g. :class:`~dcsm.features.map_cache.MapBatch`).
+    type with ``tensors()``/``from_dict``, e.g. :class:`~dcsm.model.batch.MapBatch`).
 
     ``dataset[i]`` is one sample (a flat dict); ``dataset.__getitems__(indices)`` is the whole
     batch, one ``index_select`` per key (what a :class:`~torch.utils.data.DataLoader` with
-    ``batch_size`` calls; :func:`~dcsm.features.batch.collate_mcq` passes it through)."""
+    ``batch_size`` calls; :func:`~dcsm.model.batch.collate_mcq` passes it through)."""
 
     def __init__(self, features: Any) -> None:
         self.features = features

@@ -42,13 +42,13 @@ import torch
 from webdataset import tariterators
 from webdataset.gopen import gopen
 
-from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, _common_fields, _json_default, _parse_record
+from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, common_fields, json_default, parse_record
 from ..data.shards.read import ShardPipeline
-from ..data.synthetic import CATEGORIES
-from ..encoders import FrozenCLIP
-from ..safe_load import check_torch_zip
-from ..quantize import dequantize_int8, quantize_int8
-from .batch import CACHE_DTYPE, FEATURE_KEYS
+from ..data.synthetic.vocab import CATEGORIES
+from ..model.encoders import FrozenCLIP
+from ..checkpoints.safe_load import check_torch_zip
+from .quantize import dequantize_int8, quantize_int8
+from ..model.batch import CACHE_DTYPE, FEATURE_KEYS
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = "dcsm.feature_shards"
@@ -58,7 +58,7 @@ RECACHE_FIX = ("re-cache them with this encoder: python data_prep/cache_features
                "cache_features.out=FEATURE_DIR cache_features.overwrite=true encoder.*=...")
 FLOAT_KEYS = ("patches", "image_pooled", "text_pooled")
 OPPOSITE_FLOAT_KEYS = ("opposite_patches", "opposite_image_pooled")
-#: ``cache_features.dtype`` values: fp16 floats, or int8 patches and tokens (:mod:`dcsm.quantize`,
+#: ``cache_features.dtype`` values: fp16 floats, or int8 patches and tokens (:mod:`dcsm.features.quantize`,
 #: one fp16 scale per vector, stored as ``<key>_scale``; pooled embeddings stay fp16).
 FEATURE_DTYPES = ("fp16", "int8")
 INT8_KEYS = ("patches", "tokens", "opposite_patches")
@@ -247,7 +247,7 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
     buf = io.BytesIO()
     torch.save(d, buf)
     return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=_json_default).encode("utf-8")),
+        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
         (f"{key}.{FEATURE_EXT}", buf.getvalue()),
         (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
     ]
@@ -277,7 +277,7 @@ def decode_feature_sample(
     key = sample["__key__"]
     if encoder is not None:
         check_sample_encoder(sample, encoder, manifest_checked)
-    record = _parse_record(sample)
+    record = parse_record(sample)
     if FEATURE_EXT not in sample:
         raise SampleError(f"missing member {key}.{FEATURE_EXT}")
     try:
@@ -312,7 +312,7 @@ def decode_feature_sample(
     }
     if keep_captions:
         out["captions"] = record["captions"]
-    out.update(_common_fields(sample, record, categories, keep_meta))
+    out.update(common_fields(sample, record, categories, keep_meta))
     if with_opposite:
         opp_label = record["meta"].get("opposite_label")
         if any(k not in d for k in OPPOSITE_FLOAT_KEYS) or not isinstance(opp_label, int):

@@ -23,11 +23,11 @@ from ..data.shards.manifest import expand_urls
 from ..data.shards.read import iter_shard
 from ..data.shards.skips import SkipCounter
 from ..data.shards.write import count_tar_samples, write_tar
-from ..encoders import FrozenCLIP
+from ..model.encoders import FrozenCLIP
 from ..io import atomic_write_json
 from ..run_lock import RunDirLock
-from .batch import CACHE_DTYPE
-from .encode import encode_batch
+from ..model.batch import CACHE_DTYPE
+from ..model.encode import encode_batch
 from .map_cache import CACHE_KINDS, MAP_FORMAT, map_head, map_members, map_record, maps_of, record_digest
 from .shards import FEATURE_DTYPES, FEATURE_FORMAT, encoder_mismatch, feature_manifest, feature_members
 from ..progress import progress_bar
@@ -133,6 +133,30 @@ def cache_shards(encoder: FrozenCLIP, shard_paths: str | Path | Sequence[str | P
                              kind, dtype, map_sections)
 
 
+def _encode_shard(encoder: FrozenCLIP, url: str, name: str, skips: SkipCounter, batch_size: int, with_opposite: bool,
+                  progress: bool, dtype: str, head: Any, digest: str | None) -> tuple[list[tuple[str, bytes]], int]:
+    """One raw shard -> its feature (``head is None``) or map members, and the number of samples encoded."""
+    spec = encoder.spec.to_dict()
+
+    def decode(sample: dict) -> dict:
+        return decode_raw_sample(sample, encoder.preprocess, with_opposite="optional" if with_opposite else False,
+                                 categories=None, keep_meta=True)
+
+    members: list[tuple[str, bytes]] = []
+    count = 0
+    batches = _batches(iter_shard(url, decode, skips), batch_size)
+    for batch in progress_bar(batches, progress, desc=f"encoding {name}", unit="batch"):
+        feats = encode_samples(encoder, batch, with_opposite) if head is None else encode_map_samples(encoder, head, batch)
+        for s, f in zip(batch, feats):
+            record = {"captions": s["captions"], "label": s["label"], "meta": s["meta"]}
+            if head is None:
+                members.extend(feature_members(s["key"], f, record, spec, int8=dtype == "int8"))
+            else:
+                members.extend(map_members(s["key"], f, record, spec, digest))
+            count += 1
+    return members, count
+
+
 def _cache_shards(encoder: FrozenCLIP, urls: list[str], names: list[str], out_dir: Path, batch_size: int,
                   with_opposite: bool, overwrite: bool, progress: bool, kind: str = "embeddings", dtype: str = "fp16",
                   map_sections: dict | None = None) -> dict:
@@ -191,23 +215,7 @@ def _cache_shards(encoder: FrozenCLIP, urls: list[str], names: list[str], out_di
                 save_manifest()
                 continue
         skips = SkipCounter()
-
-        def decode(sample: dict) -> dict:
-            return decode_raw_sample(sample, encoder.preprocess, with_opposite="optional" if with_opposite else False,
-                                     categories=None, keep_meta=True)
-
-        members: list[tuple[str, bytes]] = []
-        count = 0
-        batches = _batches(iter_shard(url, decode, skips), batch_size)
-        for batch in progress_bar(batches, progress, desc=f"encoding {name}", unit="batch"):
-            feats = encode_samples(encoder, batch, with_opposite) if head is None else encode_map_samples(encoder, head, batch)
-            for s, f in zip(batch, feats):
-                record = {"captions": s["captions"], "label": s["label"], "meta": s["meta"]}
-                if head is None:
-                    members.extend(feature_members(s["key"], f, record, spec, int8=dtype == "int8"))
-                else:
-                    members.extend(map_members(s["key"], f, record, spec, digest))
-                count += 1
+        members, count = _encode_shard(encoder, url, name, skips, batch_size, with_opposite, progress, dtype, head, digest)
         size = write_tar(out, members)
         entries[name] = {"name": name, "count": count, "bytes": size, "skipped": skips.count,
                          "skipped_examples": [str(r) for r in skips.examples[:10]],

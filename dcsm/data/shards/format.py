@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from webdataset import tariterators
 
-from ..synthetic import CATEGORIES
+from ..synthetic.vocab import CATEGORIES
 
 RAW_FORMAT = "dcsm.raw_shards"
 FORMAT_VERSION = 1
@@ -117,7 +117,7 @@ def _raw_members(sample: dict, image_format: str) -> list[tuple[str, bytes]]:
         raise ShardError(f"sample key must be a non-empty string without '.', '/' or leading space, got {key!r}")
     record = _raw_record(sample)
     data, ext = _image_member(sample, "image", image_format)
-    members = [(f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=_json_default).encode("utf-8")),
+    members = [(f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
                (f"{key}.{ext}", data)]
     if sample.get("opposite_image") is not None:
         odata, oext = _image_member(sample, "opposite_image", image_format)
@@ -125,7 +125,7 @@ def _raw_members(sample: dict, image_format: str) -> list[tuple[str, bytes]]:
     return members
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, (Path,)):
@@ -133,11 +133,11 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"meta value of type {type(obj).__name__} is not JSON-serialisable")
 
 def _json_roundtrip(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 
-def _parse_record(sample: dict) -> dict:
+def parse_record(sample: dict) -> dict:
     if JSON_EXT not in sample:
         raise SampleError(f"missing member {sample['__key__']}.{JSON_EXT}")
     try:
@@ -177,7 +177,7 @@ def _category_index(meta: dict, categories: Sequence[str]) -> int:
     return list(categories).index(cat) if cat in categories else -1
 
 
-def _common_fields(sample: dict, record: dict, categories: Sequence[str] | None, keep_meta: bool) -> dict:
+def common_fields(sample: dict, record: dict, categories: Sequence[str] | None, keep_meta: bool) -> dict:
     out: dict[str, Any] = {"label": record["label"]}
     if categories is not None:
         out["category"] = _category_index(record["meta"], categories)
@@ -208,13 +208,13 @@ def decode_raw_sample(
     Raises:
         SampleError: a missing or corrupt member.
     """
-    record = _parse_record(sample)
+    record = parse_record(sample)
     image = _decode_image(sample, "")
     if image is None:
         raise SampleError(f"missing image member {sample['__key__']}.{{{','.join(IMAGE_EXTS)}}}")
     tf = transform or (lambda x: x)
     out: dict[str, Any] = {"images": tf(image), "captions": record["captions"]}
-    out.update(_common_fields(sample, record, categories, keep_meta))
+    out.update(common_fields(sample, record, categories, keep_meta))
     if with_opposite:
         opp = _decode_image(sample, OPPOSITE_PREFIX)
         opp_label = record["meta"].get("opposite_label")

@@ -32,7 +32,7 @@ import webdataset as wds
 from webdataset import tariterators
 from webdataset.gopen import gopen
 
-from ..synthetic import CATEGORIES
+from ..synthetic.vocab import CATEGORIES
 from .format import SampleError, ShardError, decode_raw_sample
 from .manifest import expand_urls, shard_subset
 from .accounting import PassTally, SampleAccount, ShardTally

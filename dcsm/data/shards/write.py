@@ -129,81 +129,29 @@ def write_shards(
     Returns:
         The manifest dict (also written to ``out_dir/manifest.json``).
     """
-    if isinstance(samples_per_shard, bool) or not isinstance(samples_per_shard, int) or samples_per_shard < 1:
-        raise ShardError(f"samples_per_shard must be a positive int, got {samples_per_shard!r}")
-    if not prefix or "/" in prefix or "." in prefix:
-        raise ShardError(f"prefix must be non-empty without '/' or '.', got {prefix!r}")
-    encode_image(Image.new("RGB", (1, 1)), image_format)  # validates image_format early
+    _check_write_args(samples_per_shard, prefix, image_format)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = _json_roundtrip(info or {})
     old = _load_manifest(out_dir)
     if old is not None and not overwrite:
-        mismatch = [
-            (name, old.get(name), want)
-            for name, want in (("format", RAW_FORMAT), ("prefix", prefix), ("samples_per_shard", samples_per_shard), ("info", info))
-            if old.get(name) != want
-        ]
-        if mismatch:
-            name, have, want = mismatch[0]
-            if name == "info" and isinstance(have, dict):
-                fields = sorted(k for k in {*have, *want} if have.get(k) != want.get(k))
-                name = "info." + ",".join(fields)
-                have, want = {k: have.get(k) for k in fields}, {k: want.get(k) for k in fields}
-            raise ShardError(
-                f"{out_dir} already holds shards made differently ({name}: {have!r} there, {want!r} now). "
-                "Fix: write to a new folder, or pass overwrite=True (--overwrite) to replace them."
-            )
+        _check_same_inputs(out_dir, old, prefix, samples_per_shard, info)
     _remove_temp_files(out_dir, prefix)
 
     indexable = isinstance(samples, SequenceABC) or (hasattr(samples, "__len__") and hasattr(samples, "__getitem__"))
-    entries: list[dict] = []
-    seen_keys: set[str] = set()
-    written = kept = 0
-
-    def handle(index: int, expected: int | None, get_chunk: Callable[[], list[dict]]) -> bool:
-        nonlocal written, kept
-        path = out_dir / shard_name(prefix, index)
-        chunk: list[dict] | None = None
-        if expected is None:
-            chunk = get_chunk()
-            if not chunk:
-                return False
-            expected = len(chunk)
-        if not overwrite and path.is_file() and count_tar_samples(path) == expected:
-            entries.append({"name": path.name, "count": expected, "bytes": path.stat().st_size})
-            kept += 1
-            return True
-        chunk = chunk if chunk is not None else get_chunk()
-        members: list[tuple[str, bytes]] = []
-        for s in chunk:
-            key = s.get("__key__")
-            if key in seen_keys:
-                raise ShardError(f"duplicate sample key {key!r}: keys must be unique across shards")
-            seen_keys.add(key)
-            members.extend(_raw_members(s, image_format))
-        size = write_tar(path, members)
-        entries.append({"name": path.name, "count": len(chunk), "bytes": size})
-        written += 1
-        return True
-
+    shards = _ShardWriter(out_dir, prefix, image_format, overwrite)
     if indexable:
         n = len(samples)
         for s in range(math.ceil(n / samples_per_shard)):
             lo, hi = s * samples_per_shard, min((s + 1) * samples_per_shard, n)
-            handle(s, hi - lo, lambda lo=lo, hi=hi: [samples[i] for i in range(lo, hi)])
+            shards.handle(s, hi - lo, lambda lo=lo, hi=hi: [samples[i] for i in range(lo, hi)])
     else:
         it = iter(samples)
         s = 0
-        while handle(s, None, lambda: list(islice(it, samples_per_shard))):
+        while shards.handle(s, None, lambda: list(islice(it, samples_per_shard))):
             s += 1
-
-    stale_re = re.compile(rf"^{re.escape(prefix)}-(\d+)\.tar$")
-    for p in sorted(out_dir.iterdir()):
-        m = stale_re.match(p.name)
-        if m and int(m.group(1)) >= len(entries):
-            log.warning("removing stale shard %s (past the last shard of this run)", p)
-            p.unlink()
+    entries, written, kept = shards.entries, shards.written, shards.kept
+    _remove_stale_shards(out_dir, prefix, len(entries))
 
     manifest = {
         "format": RAW_FORMAT,
@@ -220,3 +168,78 @@ def write_shards(
     _write_manifest_if_changed(out_dir, manifest)
     log.info("%s: %d shards (%d written, %d kept), %d samples", out_dir, len(entries), written, kept, manifest["num_samples"])
     return manifest
+
+
+
+def _check_write_args(samples_per_shard: int, prefix: str, image_format: str) -> None:
+    if isinstance(samples_per_shard, bool) or not isinstance(samples_per_shard, int) or samples_per_shard < 1:
+        raise ShardError(f"samples_per_shard must be a positive int, got {samples_per_shard!r}")
+    if not prefix or "/" in prefix or "." in prefix:
+        raise ShardError(f"prefix must be non-empty without '/' or '.', got {prefix!r}")
+    encode_image(Image.new("RGB", (1, 1)), image_format)  # validates image_format early
+
+
+def _check_same_inputs(out_dir: Path, old: dict, prefix: str, samples_per_shard: int, info: dict) -> None:
+    """A folder of shards made differently (format, prefix, shard size, inputs) is not resumed into."""
+    mismatch = [
+        (name, old.get(name), want)
+        for name, want in (("format", RAW_FORMAT), ("prefix", prefix), ("samples_per_shard", samples_per_shard), ("info", info))
+        if old.get(name) != want
+    ]
+    if mismatch:
+        name, have, want = mismatch[0]
+        if name == "info" and isinstance(have, dict):
+            fields = sorted(k for k in {*have, *want} if have.get(k) != want.get(k))
+            name = "info." + ",".join(fields)
+            have, want = {k: have.get(k) for k in fields}, {k: want.get(k) for k in fields}
+        raise ShardError(
+            f"{out_dir} already holds shards made differently ({name}: {have!r} there, {want!r} now). "
+            "Fix: write to a new folder, or pass overwrite=True (--overwrite) to replace them."
+        )
+
+
+class _ShardWriter:
+    """Writes (or keeps, when complete on disk) one shard at a time; sample keys unique across shards."""
+
+    def __init__(self, out_dir: Path, prefix: str, image_format: str, overwrite: bool) -> None:
+        self.out_dir, self.prefix, self.image_format, self.overwrite = out_dir, prefix, image_format, overwrite
+        self.entries: list[dict] = []
+        self.seen_keys: set[str] = set()
+        self.written = self.kept = 0
+
+    def handle(self, index: int, expected: int | None, get_chunk: Callable[[], list[dict]]) -> bool:
+        """Shard ``index`` of ``expected`` samples (None: as many as ``get_chunk`` gives); False when
+        there are no samples left."""
+        path = self.out_dir / shard_name(self.prefix, index)
+        chunk: list[dict] | None = None
+        if expected is None:
+            chunk = get_chunk()
+            if not chunk:
+                return False
+            expected = len(chunk)
+        if not self.overwrite and path.is_file() and count_tar_samples(path) == expected:
+            self.entries.append({"name": path.name, "count": expected, "bytes": path.stat().st_size})
+            self.kept += 1
+            return True
+        chunk = chunk if chunk is not None else get_chunk()
+        members: list[tuple[str, bytes]] = []
+        for s in chunk:
+            key = s.get("__key__")
+            if key in self.seen_keys:
+                raise ShardError(f"duplicate sample key {key!r}: keys must be unique across shards")
+            self.seen_keys.add(key)
+            members.extend(_raw_members(s, self.image_format))
+        size = write_tar(path, members)
+        self.entries.append({"name": path.name, "count": len(chunk), "bytes": size})
+        self.written += 1
+        return True
+
+
+def _remove_stale_shards(out_dir: Path, prefix: str, n_shards: int) -> None:
+    """Shards past the last one of this run (from an earlier, larger run) are removed."""
+    stale_re = re.compile(rf"^{re.escape(prefix)}-(\d+)\.tar$")
+    for p in sorted(out_dir.iterdir()):
+        m = stale_re.match(p.name)
+        if m and int(m.group(1)) >= n_shards:
+            log.warning("removing stale shard %s (past the last shard of this run)", p)
+            p.unlink()

@@ -1,0 +1,1 @@
+"""Checkpoint I/O: safe loading (zip tensors only), head export, the authors' released files."""

@@ -1,0 +1,55 @@
+"""Console scripts installed with the package (``pyproject.toml`` ``[project.scripts]``).
+
+Each runs one command through :func:`dcsm.commands.runner.run_command` (``--config`` + ``key=value``,
+``--help``, one-line errors with exit 2); the command module is imported only when called.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .runner import run_command
+
+
+def _run(module: str) -> None:
+    run_command(import_module(module).main)
+
+
+def train() -> None:
+    """``dcsm-train``: same as ``python train.py``."""
+    _run("dcsm.commands.train")
+
+
+def evaluate() -> None:
+    """``dcsm-evaluate``: same as ``python evaluate.py``."""
+    _run("dcsm.commands.evaluate")
+
+
+def synthetic_shards() -> None:
+    """``dcsm-synthetic-shards``: rendered scenes -> image shards."""
+    _run("dcsm.commands.synthetic_shards")
+
+
+def pair_shards() -> None:
+    """``dcsm-pair-shards``: image-caption pairs -> MCQ image shards."""
+    _run("dcsm.commands.pair_shards")
+
+
+def cache_features() -> None:
+    """``dcsm-cache-features``: image shards -> fp16 feature shards."""
+    _run("dcsm.commands.cache_features")
+
+
+def miniature_benchmarks() -> None:
+    """``dcsm-miniature-benchmarks``: drawn stand-in images for the benchmark annotation files."""
+    _run("dcsm.commands.miniature_benchmarks")
+
+
+def pretrain_toy_clip() -> None:
+    """``dcsm-pretrain-toy-clip``: pretrain the small offline CLIP."""
+    _run("dcsm.commands.pretrain_toy_clip")
+
+
+def export_head() -> None:
+    """``dcsm-export-head``: a trained head -> safetensors + JSON."""
+    _run("dcsm.commands.export_head")

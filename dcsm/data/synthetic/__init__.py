@@ -1,0 +1,1 @@
+"""Seeded synthetic scenes (MCQ with hard negatives) and captioned scenes for pretraining."""

@@ -1,0 +1,1 @@
+"""Evaluation: the one scoring loop, metrics, reports, benchmarks, the suite."""

@@ -1,0 +1,1 @@
+"""The forward path: frozen encoder, feature batch, functional rows, maps, CNN, DCSM = encoder + head, heatmaps."""

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, DataModules (synthetic scenes, shards), resume, run lock, callbacks."""
