@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .encoder_towers import baseline_logit
 from .encoders import EncoderSpec, FrozenCLIP
 from .batch import FeatureBatch, MapBatch
 from .encode import encode_batch, ensure_features
@@ -148,10 +149,11 @@ class DCSM(nn.Module):
             return f.maps.float()
         return self.head.fp32_maps(f.patches, f.tokens, f.token_mask, f.token_ids)
 
-    def baseline_scores(self, features: FeatureBatch) -> torch.Tensor:
+    def baseline_scores(self, features: FeatureBatch | MapBatch) -> torch.Tensor:
         """Same-encoder baseline ``(N, K)`` with the model's own logit (cosine for CLIP models,
-        ``logit_scale * cos + logit_bias`` for SigLIP; ``encoder.towers["baseline_logit"]`` names it)."""
-        return self.encoder.baseline_scores(features.image_pooled, features.text_pooled)
+        ``logit_scale * cos + logit_bias`` for SigLIP; ``encoder.towers["baseline_logit"]`` names it),
+        from the pooled cosines (:meth:`clip_scores`; a map cache stores them)."""
+        return baseline_logit(self.encoder.model, self.clip_scores(features))
 
     @staticmethod
     def clip_scores(features: FeatureBatch | MapBatch) -> torch.Tensor:

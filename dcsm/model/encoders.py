@@ -32,7 +32,7 @@ from torch import nn
 from . import toy_clip  # registers the package's small offline CLIP config with open_clip
 from .tokenizer import EncoderLoadError, load_tokenizer
 from .encoder_towers import (
-    PATCH_SOURCES, UnsupportedTowerError, baseline_logit, describe, image_tower, is_clip_bpe, real_lengths, text_tower,
+    PATCH_SOURCES, UnsupportedTowerError, describe, image_tower, is_clip_bpe, real_lengths, text_tower,
 )
 
 log = logging.getLogger(__name__)
@@ -282,12 +282,6 @@ class FrozenCLIP(nn.Module):
         with torch.no_grad():
             x = torch.zeros(1, 3, *self.image_size, device=self.device, dtype=self.image_tower.dtype)
             return int(self.image_tower(x)[1].shape[-1])
-
-    def baseline_scores(self, image_pooled: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
-        """Same-encoder baseline from unit-norm pooled embeddings ``(N, D)``, ``(N, K, D)`` -> ``(N, K)``:
-        the model's own logit (``towers["baseline_logit"]``): cosine, or SigLIP's sigmoid with bias."""
-        cos = torch.einsum("nd,nkd->nk", image_pooled.float(), text_pooled.float())
-        return baseline_logit(self.model, cos)
 
     def train(self, mode: bool = True) -> "FrozenCLIP":  # noqa: ARG002 - frozen: always eval
         return super().train(False)

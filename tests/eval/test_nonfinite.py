@@ -155,7 +155,7 @@ def test_partial_nan_items_and_clip_column_counted_exactly(module, tmp_path, mon
         pytest.skip("fixture absent")
     n = _drawn_rows("whatsup", tmp_path / "img")
     broken_dcsm, broken_clip = {0, 3, 5}, {1}  # item indices (file rows) whose scores turn NaN
-    forward, clip_scores = DCSM.forward, DCSM.clip_scores
+    forward, baseline_scores = DCSM.forward, DCSM.baseline_scores
 
     def _poison(scores: torch.Tensor, f, rows: set[int]) -> torch.Tensor:
         hit = torch.tensor([int(i) in rows for i in f.extras["item_index"].tolist()])
@@ -164,7 +164,7 @@ def test_partial_nan_items_and_clip_column_counted_exactly(module, tmp_path, mon
         return scores
 
     monkeypatch.setattr(DCSM, "forward", lambda self, f, options=None: _poison(forward(self, f), f, broken_dcsm))
-    monkeypatch.setattr(DCSM, "clip_scores", staticmethod(lambda f: _poison(clip_scores(f), f, broken_clip)))
+    monkeypatch.setattr(DCSM, "baseline_scores", lambda self, f: _poison(baseline_scores(self, f), f, broken_clip))  # the clip column
     report = _run(module, "whatsup", WHATSUP_A_FIXTURE, tmp_path / "img", tmp_path / "out.json")
     assert report["n_scored"] == n
     assert report["metrics"]["dcsm"]["n_nonfinite"] == len(broken_dcsm)
