@@ -26,8 +26,54 @@ CACHE_DTYPE = torch.float16
 RAW_KEYS = ("images", "captions", "opposite_images")
 
 
+class _Batch:
+    """What every batch of N samples does, whatever its fields: flatten, rebuild, move, slice, concatenate.
+    A subclass is a dataclass with an ``extras`` dict and names the keys it cannot do without."""
+
+    KIND = "batch"
+    REQUIRED: tuple[str, ...] = ()
+    MISSING_FIX = ""
+
+    def tensors(self) -> dict[str, Any]:
+        """Every set field and extra as one flat dict (None fields left out)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
+        out = {k: v for k, v in out.items() if v is not None}
+        out.update(self.extras)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Fields from their keys; every other key goes to :attr:`extras`."""
+        missing = [k for k in cls.REQUIRED if k not in d]
+        if missing:
+            raise ValueError(f"{cls.KIND} lacks {missing}.{cls.MISSING_FIX}")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
+        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
+
+    def map(self, fn: Any) -> Any:
+        """Apply ``fn`` to every tensor (fields and extras); other values are kept."""
+        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
+        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
+
+    def to(self, device: torch.device | str, **kwargs: Any) -> Any:
+        """Every tensor on ``device`` (Lightning calls this to move batches); copies to a CUDA
+        device are ``non_blocking`` unless told otherwise (asynchronous from pinned memory)."""
+        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
+        return self.map(lambda t: t.to(device, **kwargs))
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` as a flat dict (what a dataset yields; :func:`collate_mcq` batches it)."""
+        return {k: v[i] for k, v in self.tensors().items()}
+
+    @classmethod
+    def cat(cls, batches: Iterable[Any]) -> Any:
+        """Concatenate along N (tensors cat, lists extended)."""
+        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
+
+
 @dataclass
-class FeatureBatch:
+class FeatureBatch(_Batch):
     """Frozen-encoder features of N multiple-choice samples with K options each.
 
     Attributes:
@@ -57,6 +103,10 @@ class FeatureBatch:
     opposite_label: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    KIND = "feature batch"
+    REQUIRED = FEATURE_KEYS
+    MISSING_FIX = " Fix: encode the batch first (DCSM.encode)."
+
     def __len__(self) -> int:
         return int(self.patches.shape[0])
 
@@ -64,50 +114,13 @@ class FeatureBatch:
     def has_opposite(self) -> bool:
         return self.opposite_patches is not None and self.opposite_label is not None
 
-    def tensors(self) -> dict[str, Any]:
-        """Every set field and extra as one flat dict (None fields left out)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
-        out = {k: v for k, v in out.items() if v is not None}
-        out.update(self.extras)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FeatureBatch":
-        """Fields from their keys; every other key goes to :attr:`extras`."""
-        missing = [k for k in FEATURE_KEYS if k not in d]
-        if missing:
-            raise ValueError(f"feature batch lacks {missing}. Fix: encode the batch first (DCSM.encode).")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
-        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
-
-    def map(self, fn: Any) -> "FeatureBatch":
-        """Apply ``fn`` to every tensor (fields and extras); other values are kept."""
-        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
-        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
-        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
-
-    def to(self, device: torch.device | str, **kwargs: Any) -> "FeatureBatch":
-        """Every tensor on ``device`` (Lightning calls this to move batches); copies to a CUDA
-        device are ``non_blocking`` unless told otherwise (asynchronous from pinned memory)."""
-        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
-        return self.map(lambda t: t.to(device, **kwargs))
-
     def to_cache(self) -> "FeatureBatch":
         """Detached CPU copy with floats in :data:`CACHE_DTYPE`."""
         return self.map(lambda t: t.detach().cpu().to(CACHE_DTYPE) if t.is_floating_point() else t.detach().cpu())
 
-    def sample(self, i: int) -> dict[str, Any]:
-        """Sample ``i`` as a flat dict (what a dataset yields; :func:`collate_mcq` batches it)."""
-        return {k: v[i] for k, v in self.tensors().items()}
-
-    @classmethod
-    def cat(cls, batches: Iterable["FeatureBatch"]) -> "FeatureBatch":
-        """Concatenate along N (tensors cat, lists extended)."""
-        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
-
 
 @dataclass
-class MapBatch:
+class MapBatch(_Batch):
     """Cached DCSM maps (a map cache, :mod:`dcsm.features.map_cache`) of N multiple-choice samples with K options each.
 
     Attributes:
@@ -124,43 +137,15 @@ class MapBatch:
     label: torch.Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    KIND = "map batch"
+    REQUIRED = MAP_KEYS
+
     def __len__(self) -> int:
         return int(self.maps.shape[0])
 
     @property
     def has_opposite(self) -> bool:
         return False
-
-    def tensors(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extras"}
-        out = {k: v for k, v in out.items() if v is not None}
-        out.update(self.extras)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MapBatch":
-        missing = [k for k in MAP_KEYS if k not in d]
-        if missing:
-            raise ValueError(f"map batch lacks {missing}.")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extras"}
-        return cls(**{k: v for k, v in d.items() if k in names}, extras={k: v for k, v in d.items() if k not in names})
-
-    def map(self, fn: Any) -> "MapBatch":
-        conv = lambda v: fn(v) if isinstance(v, torch.Tensor) else v  # noqa: E731
-        kwargs = {f.name: conv(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
-        return type(self)(**kwargs, extras={k: conv(v) for k, v in self.extras.items()})
-
-    def to(self, device: torch.device | str, **kwargs: Any) -> "MapBatch":
-        kwargs.setdefault("non_blocking", torch.device(device).type == "cuda")
-        return self.map(lambda t: t.to(device, **kwargs))
-
-    def sample(self, i: int) -> dict[str, Any]:
-        return {k: v[i] for k, v in self.tensors().items()}
-
-    @classmethod
-    def cat(cls, batches: Iterable["MapBatch"]) -> "MapBatch":
-        return cls.from_dict(concat_dicts(b.tensors() for b in batches))
-
 
 
 def concat_dicts(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
