@@ -28,7 +28,6 @@ it needs the embeddings.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from typing import Any, Sequence
 
@@ -189,8 +188,8 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
                 digest: str) -> list[tuple[str, bytes]]:
     """Members ``KEY.json`` + ``KEY.maps.pth`` + ``KEY.encoder.json`` of one sample's maps
     (``maps (K, L, P)``, ``token_mask (K, L)``, ``pooled_cos (K,)``, ``label``)."""
-    from ..data.shards.format import FORMAT_VERSION, JSON_EXT, json_default
-    from .shards import CHECKSUM_KEY, ENCODER_EXT, tensor_checksum
+    from ..data.shards.format import FORMAT_VERSION
+    from .shards import tensor_members
 
     mask = sample["token_mask"].detach().cpu().bool()
     d: dict[str, Any] = {
@@ -201,14 +200,7 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
         "label": torch.as_tensor(int(sample["label"]), dtype=torch.long),
         "record": digest,
     }
-    d[CHECKSUM_KEY] = tensor_checksum(d)
-    buf = io.BytesIO()
-    torch.save(d, buf)
-    return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
-        (f"{key}.{MAP_EXT}", buf.getvalue()),
-        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
-    ]
+    return tensor_members(key, MAP_EXT, d, record, encoder)
 
 
 def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Sequence[str] | None = None,
@@ -221,8 +213,7 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
         MapCacheError: the sample's record digest differs from ``digest`` (another map config).
     """
     from ..data.shards.format import SampleError, common_fields, parse_record
-    from ..checkpoints.safe_load import check_torch_zip
-    from .shards import CHECKSUM_KEY, check_sample_encoder, tensor_checksum
+    from .shards import CHECKSUM_KEY, check_sample_encoder, load_tensor_member, tensor_checksum
 
     key = sample["__key__"]
     if encoder is not None:
@@ -230,13 +221,7 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
     record = parse_record(sample)
     if MAP_EXT not in sample:
         raise SampleError(f"missing member {key}.{MAP_EXT}")
-    try:
-        check_torch_zip(sample[MAP_EXT], f"{key}.{MAP_EXT}")
-        d = torch.load(io.BytesIO(sample[MAP_EXT]), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SampleError(f"unreadable {key}.{MAP_EXT}: {type(err).__name__}: {err}") from None
-    if not isinstance(d, dict) or any(k not in d for k in MAP_KEYS):
-        raise SampleError(f"{key}.{MAP_EXT} lacks {[k for k in MAP_KEYS if not isinstance(d, dict) or k not in d]}")
+    d = load_tensor_member(sample, key, MAP_EXT, MAP_KEYS)
     if d.get(CHECKSUM_KEY) is not None and tensor_checksum(d) != d[CHECKSUM_KEY]:
         raise SampleError(f"{key}.{MAP_EXT}: checksum mismatch (corrupted bytes); the sample is skipped")
     if digest is not None and d.get("record") != digest:

@@ -243,15 +243,38 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
         for k in INT8_KEYS:
             if k in d:
                 d[k], d[k + SCALE_SUFFIX] = quantize_int8(d[k])
+    return tensor_members(key, FEATURE_EXT, d, record, encoder)
+
+
+
+def tensor_members(key: str, ext: str, d: dict[str, Any], record: dict, encoder: dict) -> list[tuple[str, bytes]]:
+    """The members of one cached sample: ``KEY.json`` (record), ``KEY.<ext>`` (``d`` with its
+    :func:`tensor_checksum`, a plain ``torch.save``) and ``KEY.encoder.json``."""
     d[CHECKSUM_KEY] = tensor_checksum(d)
     buf = io.BytesIO()
     torch.save(d, buf)
     return [
         (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
-        (f"{key}.{FEATURE_EXT}", buf.getvalue()),
+        (f"{key}.{ext}", buf.getvalue()),
         (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
     ]
 
+
+def load_tensor_member(sample: dict, key: str, ext: str, need: Sequence[str]) -> dict[str, Any]:
+    """``KEY.<ext>`` of a cached sample as a dict holding ``need``: a plain ``torch.save`` zip only
+    (checked before any pickle byte), read with ``weights_only``.
+
+    Raises:
+        SampleError: unreadable, not a plain tensor file, or lacking keys of ``need``.
+    """
+    try:
+        check_torch_zip(sample[ext], f"{key}.{ext}")  # plain torch.save zip only, before any pickle
+        d = torch.load(io.BytesIO(sample[ext]), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise SampleError(f"unreadable {key}.{ext}: {type(err).__name__}: {err}") from None
+    if not isinstance(d, dict) or any(k not in d for k in need):
+        raise SampleError(f"{key}.{ext} lacks {[k for k in need if not isinstance(d, dict) or k not in d]}")
+    return d
 
 def decode_feature_sample(
     sample: dict,
@@ -280,15 +303,7 @@ def decode_feature_sample(
     record = parse_record(sample)
     if FEATURE_EXT not in sample:
         raise SampleError(f"missing member {key}.{FEATURE_EXT}")
-    try:
-        check_torch_zip(sample[FEATURE_EXT], f"{key}.{FEATURE_EXT}")  # plain torch.save zip only, before any pickle
-        d = torch.load(io.BytesIO(sample[FEATURE_EXT]), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise SampleError(f"unreadable {key}.{FEATURE_EXT}: {type(err).__name__}: {err}") from None
-    need = FEATURE_KEYS
-    if not isinstance(d, dict) or any(k not in d for k in need):
-        missing = [k for k in need if not isinstance(d, dict) or k not in d]
-        raise SampleError(f"{key}.{FEATURE_EXT} lacks {missing}")
+    d = load_tensor_member(sample, key, FEATURE_EXT, FEATURE_KEYS)
     verify_features(d, key)
     try:
         for k in INT8_KEYS:  # int8 shards (cache_features.dtype=int8): back to the cache dtype
