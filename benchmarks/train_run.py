@@ -5,7 +5,7 @@
 
 The config is ``benchmarks/train_run.yaml``: ``configs/default.yaml`` (the run, overridable as
 for ``train.py``) plus ``bench.output`` and ``bench.max_time_s``. Builds the run with the same
-code as ``train.py`` (:func:`dcsm.commands.train.setup`), encodes the feature cache on the
+code as ``train.py`` (:func:`dcsm.train.fit.setup`), encodes the feature cache on the
 training device first (timed on its own), then fits; epoch times exclude validation.
 ``bench.max_time_s`` hands Lightning a ``max_time`` so that a run on a time budget stops
 cleanly after the epoch in progress; the JSON says how many epochs ran. Post-fit evaluation is
@@ -21,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from dcsm.commands.train import setup
+from dcsm.train.fit import setup
 from dcsm.io import atomic_write_json
 from dcsm.commands.runner import run_command
 from write_results import REPO, bench_config, machine_info

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.model.dcsm import build_dcsm
+from tests.conftest import TINY_OVERRIDES
 from tests.data.test_benchmarks_more import _suite_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,10 +23,9 @@ ABSENT = ("clevr_bind_gen", "negbench_voc")
 
 
 def tiny_cfg() -> dict:
-    """configs/default.yaml with the conftest encoder (random-init ViT-B-32, max_tokens 20)."""
+    """configs/default.yaml with the conftest encoder (the small CLIP, max_tokens 20)."""
     return to_plain(apply_overrides(load_yaml(REPO / "configs" / "default.yaml"), [
-        "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20", "encoder.seed=0",
-        "maps.standardize=row", "logger.kind=none",
+        *TINY_OVERRIDES, "maps.standardize=row", "logger.kind=none",
     ]))
 
 

@@ -92,14 +92,15 @@ def open_item_image_path(path: Path):
         return im.convert("RGB")
 
 
-def test_import_is_light_and_load_never_imports_lightning(setup) -> None:
+def test_import_is_light_and_load_never_imports_lightning(setup, encoder) -> None:
     _, ckpt, _ = setup
+    side = encoder.image_size[0]
     code = (
         "import sys, dcsm\n"
         "assert 'torch' not in sys.modules, 'import dcsm pulled torch'\n"
         f"s = dcsm.load({str(ckpt)!r}, device='cpu')\n"
         "import torch\n"
-        "print(tuple(s.score_options([torch.zeros(3, 224, 224)], [['a', 'b']]).shape))\n"
+        f"print(tuple(s.score_options([torch.zeros(3, {side}, {side})], [['a', 'b']]).shape))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -11,6 +11,7 @@ import pytest
 import dcsm.commands.cache_features as cache_features_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.config_checks import list_keys
 from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
@@ -30,7 +31,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003
         raise Built("the encoder was built before the config was checked")
 
-    for mod in (train_cmd, evaluate_cmd, cache_features_cmd):
+    for mod in (train_fit, evaluate_cmd, cache_features_cmd):
         monkeypatch.setattr(mod, "FrozenCLIP", refuse)
 
 

@@ -15,6 +15,7 @@ import dcsm.commands.cache_features as cache_features_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.synthetic_shards as synthetic_shards_cmd
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 from dcsm.commands.from_reference import main as from_reference_main
 from dcsm.commands.miniature_benchmarks import main as miniature_main
 from dcsm.config import parse_cli
@@ -36,7 +37,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003
         raise Built("an encoder was built before the config was checked")
 
-    for mod in (train_cmd, evaluate_cmd, cache_features_cmd):
+    for mod in (train_fit, evaluate_cmd, cache_features_cmd):
         monkeypatch.setattr(mod, "FrozenCLIP", refuse)
 
 

@@ -27,6 +27,7 @@ import dcsm.commands.miniature_benchmarks as miniature_cmd
 import dcsm.commands.pair_shards as pair_shards_cmd
 import dcsm.commands.synthetic_shards as synthetic_shards_cmd
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 import dcsm.commands.pretrain_toy_clip as pretrain_mod
 from dcsm.commands import from_reference as from_reference_cmd
 from dcsm.config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
@@ -138,7 +139,7 @@ def no_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):  # noqa: ANN002, ANN003
         raise Built("a model was built before the config was checked")
 
-    for mod in (train_cmd, evaluate_cmd, cache_features_cmd):
+    for mod in (train_fit, evaluate_cmd, cache_features_cmd):
         monkeypatch.setattr(mod, "FrozenCLIP", refuse)
     monkeypatch.setattr(pretrain_mod, "ContrastiveCLIP", refuse)
     for name in ("create_model", "create_model_and_transforms", "create_model_from_pretrained"):
@@ -206,7 +207,7 @@ def test_resume_and_text_files_take_a_name_or_an_existing_file(tmp_path: Path) -
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(b"x")
     table = rules()
-    assert not any(violation(table["resume"], v) for v in ("auto", None, False))  # false: as dcsm.commands.train reads it
+    assert not any(violation(table["resume"], v) for v in ("auto", None, False))  # false: as dcsm.train.fit reads it
     assert not violation(table["resume"], str(ckpt))
     assert violation(table["resume"], "autox") and violation(table["resume"], str(tmp_path))
     assert not violation(table["diagnostics.text_bank"], "default") and not violation(table["diagnostics.text_bank"], str(ckpt))

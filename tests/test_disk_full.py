@@ -17,6 +17,7 @@ from dcsm.commands.synthetic_shards import main as synthetic_shards_main
 from dcsm.data.shards.write import write_tar
 from dcsm.io import DiskFullError, atomic_torch_save, atomic_write_json
 from dcsm.commands.runner import USAGE_EXIT, run_command
+from tests.conftest import TINY_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,7 +145,7 @@ def test_disk_full_while_caching_features_is_one_line(tmp_path: Path, monkeypatc
     feat = tmp_path / "feat"
     with pytest.raises(SystemExit) as exc:
         run_command(cache_features_cmd.main, [f"cache_features.shards={raw}", f"cache_features.out={feat}", "progress=false",
-                                              "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"])
+                                              *TINY_OVERRIDES])
     assert exc.value.code == USAGE_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: disk full while writing '{feat}/shard-") and " free in " in err[0], err

@@ -131,3 +131,22 @@ def test_every_module_imports_in_dependency_order_in_a_fresh_interpreter() -> No
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_train_py_refuses_a_typo_before_torch_or_lightning_is_imported() -> None:
+    """``train.py`` checks its config first: a misspelt key is one line and exit 2 without the
+    seconds that importing torch and Lightning take."""
+    code = (
+        "import sys\n"
+        "from dcsm.commands.runner import run_command\n"
+        "from dcsm.commands.train import main\n"
+        "try:\n"
+        "    run_command(main, ['data.trian_size=5'])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.strip() == "2 []", out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "error: unknown config key 'data.trian_size' in overrides ['data.trian_size=5']. "
+        "Fix: check the spelling against configs/default.yaml."]

@@ -11,9 +11,10 @@ from dcsm.model.encoders import FrozenCLIP
 from dcsm.eval.loop import evaluate_synthetic
 from dcsm.model.dcsm import build_dcsm
 from dcsm.commands.runner import command_config
+from tests.conftest import TINY_OVERRIDES
 
 TINY = ["data.val_size=4", "data.encode_batch_size=2", "data.num_workers=0", "data.image_size=64",
-        "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"]
+        *TINY_OVERRIDES]
 
 
 def _encode_and_score(cfg: dict, encoder: FrozenCLIP) -> None:

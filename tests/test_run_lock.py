@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dcsm.run_lock import RunDirBusyError, RunDirLock, clean_orphan_temp_files
+from tests.conftest import TINY_OVERRIDES
 
 
 def test_second_run_in_same_dir_is_refused_naming_the_holder(tmp_path: Path) -> None:
@@ -73,8 +74,7 @@ def test_a_second_cache_features_job_into_one_folder_is_refused(
     temp = out / ".shard-000000.tar.abc123.tmp"  # the first job's shard being written
     temp.write_bytes(b"partial")
     monkeypatch.setattr(cache_cmd, "FrozenCLIP", lambda spec: encoder)
-    argv = [f"cache_features.shards={tmp_path / 'raw'}", f"cache_features.out={out}", "encoder.model=ViT-B-32",
-            "encoder.pretrained=null", "encoder.max_tokens=20", "progress=false"]
+    argv = [f"cache_features.shards={tmp_path / 'raw'}", f"cache_features.out={out}", *TINY_OVERRIDES, "progress=false"]
     with RunDirLock(out, key="cache_features.out"):  # the first job
         with pytest.raises(SystemExit) as exit_info:
             run_command(cache_cmd.main, argv)

@@ -1,221 +1,39 @@
-"""``train.py``: typed setup (encoder, data module, :class:`~dcsm.train.module.DCSMModule`, trainer),
-``fit`` with resume, then the synthetic evaluation report of the best checkpoint."""
+"""``train.py``: check the config (one line and exit 2 on a bad key or value, before Lightning is
+imported), then :func:`dcsm.train.fit.fit` with resume, then the synthetic evaluation report of the
+best checkpoint."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig
-
-from ..config import ConfigError, to_plain
 from ..config_checks import (
     TRAIN_SHARD_KEYS, check_monitor, check_shard_paths, check_validation_data, check_values, check_wandb_login,
     check_writable,
 )
 from ..config_schema import train_schema
-from ..train.dashboard import DashboardCallback, log_final_table
-from ..train.accounting import DataAccountingCallback, read_accounting
-from ..data.synthetic.dataset import SyntheticDataConfig
-from ..train.synthetic_data import SyntheticDataModule
-from ..train.shard_data import SHARD_SOURCES, ShardDataConfig, ShardDataModule
-from ..model.encoders import EncoderSpec, FrozenCLIP
-from ..features.map_cache import uses_map_cache
-from ..train.checkpoint_io import AtomicCheckpointIO
-from ..checkpoints.load import checkpoint_config, head_tensors
-from ..checkpoints.finite_load import check_finite
-from ..train.rng_state import RNGStateCallback
 from ..run_lock import RunDirLock, clean_orphan_temp_files
-from ..checkpoints.safe_load import read_checkpoint
-from ..train.module import DCSMModule, load_module
-from ..train.nan_guard import NonFiniteLossGuard
 from .runner import command_config
-from ..eval.synthetic import evaluate_and_report
 
 
-log = logging.getLogger("dcsm")
-LOGGERS = ("wandb", "csv", "none")
-LAST_CKPT = "last.ckpt"
 
-
-DATA_SOURCES = ("synthetic", *SHARD_SOURCES)
-
-
-def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | ShardDataModule:
-    """``data.source`` -> the DataModule that owns the loaders."""
-    d = cfg["data"]
-    if d["source"] == "synthetic":
-        return SyntheticDataModule(SyntheticDataConfig.from_config(cfg), encoder)
-    if d["source"] in SHARD_SOURCES:
-        return ShardDataModule(ShardDataConfig.from_config(cfg), encoder)
-    raise ValueError(f"unknown data.source '{d['source']}'. Fix: use one of {DATA_SOURCES}.")
-
-
-def build_logger(cfg: dict, run_dir: Path) -> Logger | bool:
-    lc = cfg["logger"]
-    if lc["kind"] == "wandb":
-        # Processes started by strategy=ddp_spawn attach to this run but take its folder from
-        # WANDB_DIR: without it their media (epoch panels, diagnostics) land in ./wandb of the cwd.
-        os.environ["WANDB_DIR"] = str(run_dir)
-        return WandbLogger(project=lc["project"], name=lc["name"], save_dir=str(run_dir), mode=lc["mode"], config=cfg)
-    if lc["kind"] == "csv":
-        return CSVLogger(str(run_dir), name="csv")
-    if lc["kind"] == "none":
-        return False
-    raise ValueError(f"unknown logger.kind '{lc['kind']}'. Fix: use one of {LOGGERS}.")
-
-
-def build_trainer(cfg: dict, run_dir: Path) -> L.Trainer:
-    """Trainer with a best-by-monitor checkpoint and an always-fresh ``last.ckpt`` (resume)."""
-    ck = cfg["checkpoint"]
-    ckpt_dir = run_dir / "checkpoints"
-    best = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best-{epoch}-{step}", monitor=ck["monitor"], mode=ck["mode"],
-        save_top_k=ck["save_top_k"], every_n_train_steps=ck["every_n_train_steps"],
-    )
-    # Lightning refreshes save_last only when the top-k improves; resume needs the newest state.
-    last = ModelCheckpoint(
-        dirpath=ckpt_dir, filename=Path(LAST_CKPT).stem, monitor=None, save_top_k=1,
-        every_n_train_steps=ck["every_n_train_steps"], enable_version_counter=False,
-    )
-    logger = build_logger(cfg, run_dir)
-    callbacks: list = [best, last, NonFiniteLossGuard()]
-    callbacks.append(DataAccountingCallback())  # shard streams: used/lost/dropped over all ranks -> metrics.json
-    callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
-    if logger:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-        callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.train.dashboard)
+def diagnostics_callbacks(cfg: dict, run_dir: Path) -> list:
+    """``diagnostics.callback``: head diagnostics at validation end (:mod:`dcsm.diagnostics`), files
+    under ``run_dir/diagnostics``; none when the list is empty."""
     diag = cfg["diagnostics"]
-    if diag["callback"]:  # head diagnostics at validation end (dcsm.diagnostics), files under run_dir/diagnostics
-        from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
+    if not diag["callback"]:
+        return []
+    from ..diagnostics.callback import DiagnosticsCallback  # matplotlib etc. only when asked for
 
-        callbacks.append(DiagnosticsCallback(diag["callback"], diag, out_dir=run_dir / "diagnostics",
-                                             every_n_epochs=diag["every_n_epochs"]))
-    return L.Trainer(
-        **cfg["trainer"], default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
-    )
-
-
-MODEL_SECTIONS = ("encoder", "functional_rows", "maps", "scorer", "loss")  # what a resumed run may not change
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} in the checkpoint, {new!r} now"]
-
-
-def check_resumable(cfg: dict, ckpt_path: str) -> None:
-    """Refuse to resume a checkpoint whose model-defining config differs from ``cfg``."""
-    ckpt = read_checkpoint(ckpt_path)  # one clear error for a corrupt or unsafe last.ckpt
-    saved = checkpoint_config(ckpt)
-    check_finite(ckpt_path, head_tensors(ckpt), saved)  # a diverged last.ckpt is not resumed
-    diffs = [d for sec in MODEL_SECTIONS for d in _differences(saved.get(sec), cfg.get(sec), f"{sec}.")]
-    if diffs:
-        raise ConfigError(
-            f"'{ckpt_path}' was trained with another model config ({'; '.join(diffs[:4])}). "
-            f"Fix: give this run its own run_dir=..., or resume=null to start over in {cfg['run_dir']}."
-        )
-
-
-def resume_path(cfg: dict, run_dir: Path) -> str | None:
-    """The checkpoint to resume from (``resume: auto|null|PATH``), checked against ``cfg``."""
-    r = cfg.get("resume")
-    if r in (None, False, "null"):
-        return None
-    if r == "auto":
-        last = run_dir / "checkpoints" / LAST_CKPT
-        path = str(last) if last.is_file() else None
-    elif not os.path.isfile(r):
-        raise FileNotFoundError(f"resume checkpoint '{r}' does not exist. Fix: resume=auto, resume=null or an existing path.")
-    else:
-        path = str(r)
-    if path is not None:
-        check_resumable(cfg, path)
-    return path
-
-
-def setup(cfg: DictConfig | dict) -> tuple[DCSMModule, L.LightningDataModule, L.Trainer, Path]:
-    """Seed, build the shared frozen encoder, the module, the data module and the trainer."""
-    cfg = to_plain(cfg)
-    L.seed_everything(cfg["seed"], workers=True)
-    run_dir = Path(cfg["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    encoder = FrozenCLIP(EncoderSpec(**cfg["encoder"]))
-    dm = build_datamodule(cfg, encoder)
-    module = DCSMModule(cfg, categories=dm.categories, val_names=dm.val_names, encoder=encoder)
-    return module, dm, build_trainer(cfg, run_dir), run_dir
-
-
-class NoValidationError(ValueError):
-    """A run ended without the validation metric its best checkpoint is chosen by."""
-
-
-def data_summary(dm: L.LightningDataModule, run_dir: Path | None = None) -> dict[str, Any]:
-    """Where the shard streams' samples went (shard sources; all ranks): ``lost_samples`` and
-    ``skip_events`` of the training stream, and per split (``train``, ``val``) the
-    used/lost/dropped/repeated counts of :mod:`dcsm.train.accounting`."""
-    skips = getattr(dm, "skips", None)
-    if skips is None:
-        return {}
-    report = read_accounting(run_dir) if run_dir is not None else None
-    if report is None:  # no fit end reached (or called outside train.py): this process's counters
-        report = {"train": {"lost": skips.lost_samples, "skip_events": skips.count}}
-    train = report.get("train", {})
-    return {"skip_events": train.get("skip_events", 0), "lost_samples": train.get("lost", 0),
-            "skip_examples": report.pop("skip_examples_rank0", {}).get("train") or [str(e) for e in skips.examples[:5]],
-            **report}
-
-
-def check_validated(cfg: dict, trainer: L.Trainer, dm: L.LightningDataModule) -> None:
-    """A monitored best checkpoint must exist at the end of a run: no validation result is a
-    failed run, not one that quietly falls back to ``last.ckpt``."""
-    cb = trainer.checkpoint_callback
-    monitor = cfg["checkpoint"]["monitor"]
-    if cb is None or monitor is None or cb.best_model_path or trainer.interrupted:
-        return
-    val_key = "data.val_shards" if cfg["data"]["source"] in SHARD_SOURCES else "data.val_splits"
-    if not getattr(dm, "val_names", ()):
-        why = f"there is no validation data ({val_key} is empty)"
-    else:
-        lost = data_summary(dm, Path(cfg["run_dir"])).get("lost_samples", 0)
-        why = f"validation never logged it ({lost} training sample(s) lost to corrupt shards)"
-    raise NoValidationError(
-        f"training in {cfg['run_dir']} ended without checkpoint.monitor={monitor}, so no best checkpoint "
-        f"was written: {why}. Fix: set {val_key}, or checkpoint.monitor=null to keep the newest checkpoint."
-    )
-
-
-def fit(cfg: DictConfig | dict) -> tuple[DCSMModule, Path, dict[str, Any], list[Logger]] | None:
-    """Train; returns the module (best weights loaded), its checkpoint path, what the data
-    stream skipped (:func:`data_summary`) and the run's loggers on global rank 0, None on the
-    other ranks (checkpoints live on rank 0's file system).
-
-    Raises:
-        NoValidationError: the run ended without the monitored validation metric.
-    """
-    ckpt_path = resume_path(to_plain(cfg), Path(cfg["run_dir"]))  # checked before anything is built
-    module, dm, trainer, run_dir = setup(cfg)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    if not trainer.is_global_zero:
-        return None
-    check_validated(to_plain(cfg), trainer, dm)
-    cb = trainer.checkpoint_callback
-    best = cb.best_model_path if cb is not None and cb.best_model_path else str(run_dir / "checkpoints" / LAST_CKPT)
-    return load_module(best, encoder=module.encoder), Path(best), data_summary(dm, run_dir), trainer.loggers
+    return [DiagnosticsCallback(diag["callback"], diag, out_dir=run_dir / "diagnostics", every_n_epochs=diag["every_n_epochs"])]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
-    check_values(cfg, train_schema())
-    uses_map_cache(cfg)  # data.cache=maps with loss.kind=paired or maps.standardize=batch: one line, before anything is built
+    check_values(cfg, train_schema())  # imports the owners of the choices (torch, Lightning): a typo failed above
+    from ..train.shard_data import SHARD_SOURCES
+
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)
@@ -223,6 +41,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     check_monitor(cfg)
     check_writable("run_dir", cfg["run_dir"], "folder")
     check_wandb_login(cfg)
+    # Imported only now: Lightning, torch and the model take seconds to import, and a bad config
+    # must fail at once (a typo in well under 10 s).
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from ..eval.synthetic import evaluate_and_report
+    from ..features.map_cache import uses_map_cache
+    from ..train.dashboard import log_final_table
+    from ..train.fit import fit
+
+    uses_map_cache(cfg)  # data.cache=maps with loss.kind=paired or maps.standardize=batch: one line, before anything is built
     run_dir = Path(cfg["run_dir"])
     rank0 = rank_zero_only.rank == 0
     # One run per run_dir, from before the model is built until metrics.json is written (rank 0
@@ -232,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if rank0:
             for folder in (run_dir, run_dir / "checkpoints"):
                 clean_orphan_temp_files(folder)
-        trained = fit(cfg)
+        trained = fit(cfg, diagnostics_callbacks(cfg, run_dir))
         if trained is None:  # not global rank 0: evaluation and reports are rank 0's job
             return {}
         module, ckpt, training_data, loggers = trained

@@ -17,7 +17,7 @@ from ..model.device import default_device
 def synthetic_report(model: DCSM, checkpoint: Path, results: dict[str, Any],
                      training_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The synthetic-evaluation report (CLIP_benchmark-style keys); ``training_data``: what the
-    training stream skipped (:func:`dcsm.commands.train.data_summary`), when it reads shards."""
+    training stream skipped (:func:`dcsm.train.fit.data_summary`), when it reads shards."""
     spec = model.encoder.spec
     extra = {"training_data": training_data} if training_data else {}
     return {

@@ -111,7 +111,7 @@ def test_malformed_layout_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_tree_converts_to_shards_and_trains_paired(tmp_path: Path, encoder) -> None:
-    from dcsm.commands.train import setup
+    from dcsm.train.fit import setup
 
     root = draw_reference_tree(tmp_path / "data")
     (root / "groups" / "coco" / "d.jpg").unlink()  # a missing opposite image: that row is skipped and listed

@@ -440,7 +440,7 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
     assert sorted(p.name for p in feat.iterdir()) == [".dcsm.lock", "manifest.json", "shard-000000.tar", "shard-000001.tar"]
     assert m["encoder"] == encoder.spec.to_dict() and m["format"] == "dcsm.feature_shards"
     assert [e["count"] for e in m["shards"]] == [2, 1] and m["num_samples"] == 3 and m["num_skipped"] == 0
-    assert (m["num_patches"], m["embed_dim"], m["max_tokens"]) == (49, 512, 20)
+    assert (m["num_patches"], m["embed_dim"], m["max_tokens"]) == (encoder.num_patches, encoder.embed_dim, 20)
     assert [n for n, _ in _members(feat / "shard-000000.tar")] == [
         "train-00000000.json", "train-00000000.feat.pth", "train-00000000.encoder.json",
         "train-00000001.json", "train-00000001.feat.pth", "train-00000001.encoder.json"]
@@ -462,8 +462,8 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
     opp = encoder.encode_images(torch.stack([s["opposite_images"] for s in raws]))
     for i, key in enumerate(batch["key"]):
         c = cached[key]
-        assert c["patches"].dtype == torch.float16 and c["patches"].shape == (49, 512)
-        assert c["tokens"].shape == (2, 20, 512) and c["token_ids"].dtype == torch.long
+        assert c["patches"].dtype == torch.float16 and c["patches"].shape == (encoder.num_patches, encoder.embed_dim)
+        assert c["tokens"].shape == (2, 20, encoder.embed_dim) and c["token_ids"].dtype == torch.long
         for k in ("patches", "image_pooled", "tokens", "text_pooled"):
             torch.testing.assert_close(c[k].float(), getattr(ref, k)[i].float(), atol=2e-3, rtol=0, msg=k)
         assert torch.equal(c["token_mask"], ref.token_mask[i]) and torch.equal(c["token_ids"], ref.token_ids[i])
@@ -471,5 +471,5 @@ def test_cache_features_roundtrip(encoder, tmp_path: Path) -> None:
         torch.testing.assert_close(c["opposite_patches"].float(), opp.patches[i], atol=2e-3, rtol=0)
         torch.testing.assert_close(c["opposite_image_pooled"].float(), opp.pooled[i], atol=2e-3, rtol=0)
     fb = collate_mcq(list(feature_sample_pipeline(feat)))  # batches like dcsm.features feature batches
-    assert fb.tokens.shape == (3, 2, 20, 512) and fb.label.dtype == torch.long
+    assert fb.tokens.shape == (3, 2, 20, encoder.embed_dim) and fb.label.dtype == torch.long
     assert not any(k.startswith("opposite") for k in fb.tensors())

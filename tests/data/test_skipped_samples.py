@@ -11,8 +11,9 @@ import lightning as L
 import pytest
 
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
-from dcsm.commands.train import resume_path, setup
+from dcsm.train.fit import resume_path, setup
 from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 from dcsm.data.shards import SkippedSampleWarning
@@ -70,7 +71,7 @@ def test_a_tar_cut_in_half_counts_every_sample_it_lost(tmp_path: Path, encoder: 
 def test_skipped_samples_still_validate_every_epoch_and_are_logged(
     tmp_path: Path, shards: dict[str, Path], encoder: FrozenCLIP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
     cfg = to_plain(apply_overrides(load_yaml(REPO / "configs" / "smoke_random.yaml"), _cfg(
         tmp_path, f"data.train_shards={shards['train']}", f"data.val_shards={shards['val']}")))
     module, dm, trainer, run_dir = setup(cfg)
@@ -89,7 +90,7 @@ def test_a_run_without_validation_fails_with_one_line(
     tmp_path: Path, shards: dict[str, Path], encoder: FrozenCLIP, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
     argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"),
             *_cfg(tmp_path, f"data.train_shards={shards['val']}", "trainer.max_epochs=1")]
     with pytest.raises(SystemExit) as exit_info:
@@ -105,7 +106,7 @@ def test_metrics_json_reports_the_lost_samples(
 ) -> None:
     import json
 
-    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
     argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), *_cfg(
         tmp_path, f"data.train_shards={shards['train']}", f"data.val_shards={shards['val']}", "trainer.max_epochs=1",
         "data.test_size=2", "data.image_size=32", "eval.splits=[test]", "eval.batch_size=2")]

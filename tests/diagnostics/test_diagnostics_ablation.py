@@ -15,6 +15,12 @@ from dcsm.diagnostics.hook_points import _registry, capture, hooks
 
 
 @pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file tests open_clip's own ViT towers (block names, 224 px, checkpoint formats)."""
+    return vit_b32_encoder
+
+
+@pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     return torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(2))
 

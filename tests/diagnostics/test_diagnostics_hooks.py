@@ -10,6 +10,12 @@ from dcsm.model.encoders import FrozenCLIP
 from dcsm.diagnostics.hook_points import HookError, _registry, capture, hook_point_names, hooks
 
 
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file tests open_clip's own ViT towers (block names, 224 px, checkpoint formats)."""
+    return vit_b32_encoder
+
+
 def _attached(model: nn.Module) -> int:
     """Forward (pre-)hooks on any module plus per-head attention overrides still installed."""
     n = 0

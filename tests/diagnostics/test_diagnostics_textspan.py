@@ -14,6 +14,12 @@ from dcsm.model.encoders import FrozenCLIP
 
 from tests.diag_models import small_vit_encoder
 
+
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file tests open_clip's own ViT towers (block names, 224 px, checkpoint formats)."""
+    return vit_b32_encoder
+
 BANK = ["the colour red", "something blue", "a green patch", "a yellow object", "a square", "a circle shape",
         "a drawing of a triangle", "a star", "a small object", "something huge", "a tall thing",
         "something in the left", "an object at the top", "something below something else", "a striped surface",

@@ -27,6 +27,7 @@ from dcsm.model.heatmaps import render_heatmap, spatial_heatmap
 from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.data.benchmarks.prompts import apply_prompt_style
 from dcsm.eval.report import format_benchmark_table
+from tests.conftest import TINY_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -62,7 +63,7 @@ PAIRS_OF = {  # subset -> the two preposition pairs (written out, not imported)
 @pytest.fixture(scope="module")
 def smoke_cfg() -> dict:
     cfg = to_plain(load_yaml(REPO / "configs" / "smoke_random.yaml"))
-    cfg["encoder"].update(model="ViT-B-32", pretrained=None)
+    cfg["encoder"].update(model=TINY_SPEC.model, pretrained=TINY_SPEC.pretrained)
     cfg["logger"]["kind"] = "none"
     return cfg
 
@@ -239,7 +240,7 @@ def test_whatsup_controlled_a_matches_hand_computed(module, tmp_path):
     assert report["n_items"] == 8 and report["n_scored"] == 8
     assert report["missing_images"] == {"count": 0, "paths": []}
     assert report["prompt_style"] == style and report["dataset"] == "whatsup"
-    assert report["model"] == "ViT-B-32" and report["pretrained"] is None
+    assert report["model"] == TINY_SPEC.model and report["pretrained"] == TINY_SPEC.pretrained
     assert [f["row"] for f in report["failures"]] == [7]  # the one designed failure
     fail = report["failures"][0]
     assert fail["correct_caption"] == _styled(file_rows[6]["caption_options"], style, "controlled_a")[0]
@@ -576,7 +577,7 @@ def test_dataset_batches_split_on_option_count(encoder, tmp_path):
     assert ds.batches(4) == [[0, 1, 2], [3], [4, 5, 6, 7]]  # never mixes 2- and 4-option rows
     assert ds.batches(2) == [[0, 1], [2], [3], [4, 5], [6, 7]]
     sample = ds[3]
-    assert sample["item_index"] == 3 and sample["images"].shape == (3, 224, 224) and sample["label"] == 0
+    assert sample["item_index"] == 3 and sample["images"].shape == (3, *encoder.image_size) and sample["label"] == 0
     assert sample["captions"] == ["An image of A mug above a table", "An image of x", "An image of y", "An image of z"]
     assert ds[4]["item_index"] == 5
 

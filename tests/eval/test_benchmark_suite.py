@@ -16,6 +16,7 @@ from dcsm.data.benchmarks.dataset import BenchmarkDataset, styled_captions
 from dcsm.data.benchmarks.items import open_item_image
 from dcsm.data.benchmarks.registry import SUITE_SUBSETS
 from dcsm.eval.suite import load_suite
+from tests.conftest import TINY_OVERRIDES, TINY_SPEC
 from tests.suite_helpers import ABSENT, draw_suite_tree, write_checkpoint
 
 SCORED = [s for s in SUITE_SUBSETS if s not in ABSENT]
@@ -67,7 +68,7 @@ def test_all_outputs_json_markdown_csv_agree(suite_report, ckpt: Path) -> None:
     assert {"dataset", "model", "pretrained", "task", "language", "metrics"} <= set(recs[0])
     assert {(r["column"], r["dataset"]) for r in recs} == {(c, s) for c in ("dcsm", "clip") for s in SCORED}
     dcsm_rec = next(r for r in recs if r["column"] == "dcsm" and r["dataset"] == "controlled_a")
-    assert dcsm_rec["checkpoint"] == str(ckpt) and dcsm_rec["model"] == "ViT-B-32" and dcsm_rec["metrics"]["n"] == 2
+    assert dcsm_rec["checkpoint"] == str(ckpt) and dcsm_rec["model"] == TINY_SPEC.model and dcsm_rec["metrics"]["n"] == 2
     assert dcsm_rec["metrics"]["acc"] == js["metrics"]["dcsm"]["controlled_a"]["accuracy"]
     md = Path(report["markdown"]).read_text()
     assert md == report["table"]
@@ -126,15 +127,14 @@ def test_two_checkpoints_get_a_column_each(tree: Path, ckpt: Path, encoder, tmp_
     rep = evaluate(["eval.benchmark=all", f"eval.data_root={small}", f"eval.checkpoint=[{ckpt},{other}]",
                     f"eval.output={tmp_path / 'two.json'}", "eval.num_workers=0", "logger.kind=none"])
     # one CLIP column per distinct encoder, a DCSM column per run
-    assert list(rep["columns"]) == ["dcsm:runA", "clip:ViT-B-32:none", "dcsm:runB"]
+    assert list(rep["columns"]) == ["dcsm:runA", f"clip:{TINY_SPEC.model}:{TINY_SPEC.pretrained}", "dcsm:runB"]
     assert set(rep["accuracy"]["dcsm:runB"]) == {"ncd"} and len(rep["skipped"]) == len(SUITE_SUBSETS) - 1
-    assert (tmp_path / "two.csv").read_text().splitlines()[0] == "subset,label,n,dcsm:runA,clip:ViT-B-32:none,dcsm:runB,status,expected_path"
+    assert (tmp_path / "two.csv").read_text().splitlines()[0] == f"subset,label,n,dcsm:runA,clip:{TINY_SPEC.model}:{TINY_SPEC.pretrained},dcsm:runB,status,expected_path"
 
 
 def test_eval_diagnostics_on_a_bare_encoder_and_a_checkpoint(tmp_path: Path, ckpt: Path, tree: Path) -> None:
     tiny = ["eval.diagnostics=[heads]", "diagnostics.image_set.size=4", "diagnostics.textspan.m=2",
-            "diagnostics.heads.top_k=2", "diagnostics.batch_size=4", "encoder.model=ViT-B-32", "encoder.pretrained=null",
-            "encoder.max_tokens=20", f"run_dir={tmp_path / 'bare'}"]
+            "diagnostics.heads.top_k=2", "diagnostics.batch_size=4", *TINY_OVERRIDES, f"run_dir={tmp_path / 'bare'}"]
     rep = evaluate(tiny)
     files = rep["diagnostics"]["files"]
     assert Path(files["json"]) == tmp_path / "bare" / "diagnostics" / "diagnostics.json"

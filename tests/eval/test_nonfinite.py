@@ -25,6 +25,7 @@ from dcsm.commands.runner import command_config
 from tests.suite_helpers import draw_suite_tree
 from tests.eval.test_benchmark_eval import NEGBENCH_VOC_FIXTURE, WHATSUP_A_FIXTURE, _draw
 from tests.eval.test_ties import module  # noqa: F401  (the random-init DCSM fixture)
+from tests.conftest import TINY_OVERRIDES
 
 NO_LOGGER = {"kind": "none"}
 N_DRAWN = 8
@@ -180,7 +181,7 @@ def test_partial_nan_items_and_clip_column_counted_exactly(module, tmp_path, mon
 
 def test_nan_head_on_synthetic_splits(nan_module, caplog) -> None:  # noqa: F811
     cfg = command_config(["data.test_size=6", "data.image_size=64", "data.num_workers=0", "progress=false",
-                          "encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"])
+                          *TINY_OVERRIDES])
     with caplog.at_level("WARNING", logger="dcsm"):
         res = evaluate_synthetic(nan_module, SyntheticDataConfig.from_config(cfg), ["test"], batch_size=3, device="cpu")
     assert res["test"]["dcsm"]["all"] == 0.0 and res["test"]["n_nonfinite"]["dcsm"]["all"] == 6

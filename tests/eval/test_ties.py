@@ -21,6 +21,7 @@ from dcsm.eval.metrics import TIE, TIE_RULE, category_accuracy, mcq_metrics, top
 from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.eval.report import format_synthetic_table
 from tests.eval.test_benchmark_eval import _draw  # a drawn image whose content depends on its file name
+from tests.conftest import TINY_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 NO_LOGGER = {"kind": "none"}
@@ -41,7 +42,7 @@ PREFIX_LONG = " ".join(["a small red ceramic mug with a chipped handle"] * 12)
 @pytest.fixture(scope="module")
 def module(encoder) -> DCSM:
     cfg = to_plain(load_yaml(REPO / "configs" / "smoke_random.yaml"))
-    cfg["encoder"].update(model="ViT-B-32", pretrained=None)
+    cfg["encoder"].update(model=TINY_SPEC.model, pretrained=TINY_SPEC.pretrained)
     assert encoder.spec.to_dict() == EncoderSpec(**cfg["encoder"]).to_dict()
     torch.manual_seed(0)
     return build_dcsm(cfg, encoder).eval()

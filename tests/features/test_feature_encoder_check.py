@@ -19,6 +19,12 @@ from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.shards import EncoderMismatchError, feature_sample_pipeline
 from dcsm.features.writer import cache_shards
 
+
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file tests open_clip's own ViT towers (block names, 224 px, checkpoint formats)."""
+    return vit_b32_encoder
+
 REPO = Path(__file__).resolve().parents[2]
 N, PER_SHARD = 4, 2
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
@@ -130,7 +131,7 @@ def test_train_and_validation_losses_are_reported_apart_and_validation_once(
     for split in ("train", "val"):
         shutil.copytree(clean, tmp_path / split)
         truncate(tmp_path / split / "shard-000001.tar")
-    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
     argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), f"run_dir={tmp_path / 'run'}",
             "data.source=features", f"data.train_shards={tmp_path / 'train'}", f"data.val_shards={tmp_path / 'val'}",
             "data.shuffle_buffer=0", "data.batch_size=2", "data.num_workers=0", "scorer.channels=8", "scorer.hidden=16",

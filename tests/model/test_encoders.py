@@ -11,6 +11,12 @@ import torch.nn.functional as F
 from dcsm.model.encoders import EncoderLoadError, EncoderSpec, FrozenCLIP, UnsupportedModelError, build_open_clip
 
 
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file tests open_clip's own ViT towers (block names, 224 px, checkpoint formats)."""
+    return vit_b32_encoder
+
+
 def _reference_image(enc: FrozenCLIP, x: torch.Tensor) -> torch.Tensor:
     enc.model.visual.output_tokens = False
     try:

@@ -7,10 +7,11 @@ import torch
 
 from dcsm.train.module import DCSMModule, compile_head
 from dcsm.commands.runner import command_config
+from tests.conftest import TINY_OVERRIDES
 
 
 def test_compile_head_auto_is_off_on_cpu_and_on_keeps_state_dict_keys(encoder) -> None:  # noqa: ANN001
-    cfg = command_config(["encoder.model=ViT-B-32", "encoder.pretrained=null", "encoder.max_tokens=20"])
+    cfg = command_config(TINY_OVERRIDES)
     assert cfg["compile"] == {"head": "auto", "mode": "default"}
     module = DCSMModule(cfg, encoder=encoder)
     keys = sorted(module.state_dict())

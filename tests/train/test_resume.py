@@ -13,7 +13,7 @@ import torch
 import dcsm.commands.train as train_cmd
 import dcsm.train.synthetic_data as data_module
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
-from dcsm.commands.train import resume_path, setup
+from dcsm.train.fit import resume_path, setup
 from dcsm.config import apply_overrides, load_yaml, to_plain
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards

@@ -11,10 +11,11 @@ import torch
 
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.features.writer import cache_shards
-from dcsm.commands.train import setup
+from dcsm.train.fit import setup
 from dcsm.config import load_yaml, apply_overrides
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.config import to_plain
+from tests.conftest import TINY_OVERRIDES, TINY_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 N_SAMPLES, PER_SHARD, BATCH = 16, 4, 2
@@ -32,7 +33,7 @@ def feature_shards(tmp_path_factory: pytest.TempPathFactory, encoder: FrozenCLIP
 
 def _cfg(run_dir: Path, shards: Path, *extra: str) -> dict:
     cfg = apply_overrides(load_yaml(REPO / "configs" / "smoke_random.yaml"), [
-        f"run_dir={run_dir}", "data.source=features", f"data.train_shards={shards}", "data.shuffle_buffer=8",
+        *TINY_OVERRIDES, f"run_dir={run_dir}", "data.source=features", f"data.train_shards={shards}", "data.shuffle_buffer=8",
         f"data.batch_size={BATCH}", "data.num_workers=0", "logger.kind=none", "trainer.enable_progress_bar=false",
         "trainer.max_epochs=2", "optim.warmup_steps=1", "checkpoint.monitor=null", *extra,
     ])
@@ -58,7 +59,7 @@ def _fit(cfg: dict, encoder: FrozenCLIP, recorder: KeyRecorder, **trainer_overri
     cfg["trainer"].update(trainer_overrides)
     module, dm, trainer, run_dir = setup(cfg)
     trainer.callbacks.append(recorder)
-    from dcsm.commands.train import resume_path
+    from dcsm.train.fit import resume_path
 
     trainer.fit(module, datamodule=dm, ckpt_path=resume_path(cfg, run_dir))
     return module, trainer
@@ -174,7 +175,7 @@ def test_features_from_another_encoder_are_refused(feature_shards: Path) -> None
 
     from dcsm.model.encoders import EncoderSpec
 
-    other = SimpleNamespace(spec=EncoderSpec(model="ViT-B-32", pretrained=None, max_tokens=16))
+    other = SimpleNamespace(spec=EncoderSpec(model=TINY_SPEC.model, pretrained=TINY_SPEC.pretrained, max_tokens=16))
     dm = _module_for(str(feature_shards), other, world=1, source="features")
     with pytest.raises(ValueError, match="max_tokens: 20 in the features, 16 configured"):
         dm.setup("fit")

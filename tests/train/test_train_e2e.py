@@ -1,4 +1,4 @@
-"""train.py / evaluate.py end to end on a tiny synthetic run (random-init ViT-B-32, CPU)."""
+"""train.py / evaluate.py end to end on a tiny synthetic run (the shipped small CLIP, configs/smoke.yaml, CPU)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dcsm.config import ConfigError, parse_cli
 from dcsm.train.module import load_module
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "smoke_random.yaml")
+SMOKE = str(REPO / "configs" / "smoke.yaml")
 TINY = [
-    "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6",
+    "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6", "data.heldout_size=6",
     "data.batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
     "optim.warmup_steps=1",
 ]
@@ -33,7 +33,7 @@ def test_train_writes_checkpoint_metrics_and_offline_wandb(trained: tuple[Path, 
     run_dir, report = trained
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["model"] == "ViT-B-32" and saved["pretrained"] is None and saved["dataset"] == "synthetic"
+    assert saved["model"] == "dcsm-toy-ViT" and saved["pretrained"] == "toy" and saved["dataset"] == "synthetic"
     for split in ("test", "shifted"):
         m = saved["metrics"][split]
         assert m["n"] == {"all": 6, "binding": 2, "spatial": 2, "negation": 2}
@@ -49,7 +49,7 @@ def test_checkpoint_holds_head_rows_and_spec_not_clip(trained: tuple[Path, dict]
     keys = ckpt["state_dict"].keys()
     assert "head.functional_rows.rows" in keys
     assert not any(k.startswith("encoder.") for k in keys)
-    assert ckpt["dcsm"]["encoder"]["model"] == "ViT-B-32"
+    assert ckpt["dcsm"]["encoder"]["model"] == "dcsm-toy-ViT"
     assert ckpt["global_step"] == 6  # 2 epochs x 3 batches
     size_mb = (run_dir / "checkpoints" / "last.ckpt").stat().st_size / 2**20
     assert size_mb < 20, f"checkpoint is {size_mb:.0f} MiB: CLIP weights leaked into it"
@@ -115,11 +115,13 @@ def test_paired_loss_equals_per_pair_definition(encoder) -> None:  # noqa: ANN00
     from dcsm.config import to_plain
     from dcsm.train.module import DCSMModule, paired_loss
 
-    module = DCSMModule(to_plain(load_yaml(SMOKE)), encoder=encoder).eval()
+    cfg = to_plain(load_yaml(SMOKE))
+    cfg["scorer"]["pooled"] = "none"  # the head alone, as the per-pair loop below calls it
+    module = DCSMModule(cfg, encoder=encoder).eval()
     caps = [["a red square above a blue circle", "a blue circle above a red square", "a cup", "no dog"],
             ["a green triangle without a red circle", "a green triangle and a red circle", "a plate", "a cat"]]
     g = torch.Generator().manual_seed(0)
-    batch = {"images": torch.randn(2, 3, 224, 224, generator=g), "opposite_images": torch.randn(2, 3, 224, 224, generator=g),
+    batch = {"images": torch.randn(2, 3, *encoder.image_size, generator=g), "opposite_images": torch.randn(2, 3, *encoder.image_size, generator=g),
              "captions": caps, "label": torch.tensor([0, 0]), "opposite_label": torch.tensor([1, 1])}
     from dcsm.features import encode_batch
 
@@ -177,9 +179,9 @@ def test_evaluate_honours_or_refuses_every_override(trained: tuple[Path, dict], 
     ckpt = report["checkpoint"]
     ev = evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={tmp_path / 'e.json'}", "data.test_size=3", "eval.splits=[test]"])
     assert ev["metrics"]["test"]["n"]["all"] == 3
-    with pytest.raises(ConfigError, match=r"encoder.model='ViT-B-16' conflicts with checkpoint .* trained with 'ViT-B-32'"):
+    with pytest.raises(ConfigError, match=r"encoder.model='ViT-B-16' conflicts with checkpoint .* trained with 'dcsm-toy-ViT'"):
         evaluate_main([f"eval.checkpoint={ckpt}", "encoder.model=ViT-B-16"])
     with pytest.raises(ConfigError, match=r"trainer.max_epochs has no effect in evaluate.py"):
         evaluate_main([f"eval.checkpoint={ckpt}", "trainer.max_epochs=3"])
-    evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={tmp_path / 'f.json'}", "encoder.model=ViT-B-32", "eval.splits=[test]",
+    evaluate_main([f"eval.checkpoint={ckpt}", f"eval.output={tmp_path / 'f.json'}", "encoder.model=dcsm-toy-ViT", "eval.splits=[test]",
                    "data.test_size=3"])  # the checkpoint's own value is fine
