@@ -13,6 +13,12 @@ from dcsm.diagnostics.decomposition import decompose
 from dcsm.model.encoders import FrozenCLIP
 from tests.diag_models import small_vit_encoder
 
+
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file pins open_clip ViT-B-32 shapes (224 px, 49 patches, 512-d, 12 x 12 heads)."""
+    return vit_b32_encoder
+
 @pytest.fixture(scope="module")
 def small_encoder(tmp_path_factory: pytest.TempPathFactory) -> FrozenCLIP:
     enc = small_vit_encoder(tmp_path_factory.mktemp("cfg"))

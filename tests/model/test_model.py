@@ -13,6 +13,12 @@ from dcsm.features import CACHE_DTYPE, FeatureBatch, collate_mcq
 from dcsm.model.dcsm import DCSM, build_dcsm
 from dcsm.commands.runner import USAGE_EXIT, command_config, run_command
 
+
+@pytest.fixture(scope="module")
+def encoder(vit_b32_encoder):
+    """This file pins open_clip ViT-B-32 shapes (224 px, 49 patches, 512-d, 12 x 12 heads)."""
+    return vit_b32_encoder
+
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke_random.yaml"
 OPTIONS = [["a red square above a blue circle", "a blue circle above a red square", "no dog"],
            ["a cat", "a green triangle left of a cup", "not a cup"]]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import dcsm.commands.train as train_cmd
+import dcsm.train.fit as train_fit
 import dcsm.train.synthetic_data as data_module
 from dcsm.commands.synthetic_shards import main as make_synthetic_shards
 from dcsm.train.fit import resume_path, setup
@@ -78,7 +79,7 @@ def feature_shards(tmp_path_factory: pytest.TempPathFactory, encoder: FrozenCLIP
 def shared_encoder(monkeypatch: pytest.MonkeyPatch, encoder: FrozenCLIP) -> None:
     """Every run reuses the session encoder and encodes each synthetic split once (speed only:
     the loaders, samplers and checkpoints under test are built per run as usual)."""
-    monkeypatch.setattr(train_cmd, "FrozenCLIP", lambda spec: encoder)
+    monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
     memo: dict = {}
     real = data_module.cache_dataset
 

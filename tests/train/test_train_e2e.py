@@ -145,7 +145,7 @@ def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
     report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", "loss.kind=paired", *TINY])
     ckpt = torch.load(report["checkpoint"], weights_only=False)
     assert ckpt["hyper_parameters"]["cfg"]["loss"]["kind"] == "paired"
-    assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted"}
+    assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted", "heldout"}
 
 
 @pytest.mark.slow
