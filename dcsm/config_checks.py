@@ -101,7 +101,7 @@ def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
 
 def monitor_names(cfg: dict) -> list[str]:
     """The metrics a training run logs (:class:`dcsm.train.module.DCSMModule`), which ``checkpoint.monitor`` may name."""
-    from .train.shard_data import SHARD_SOURCES
+    from .train.sources import SHARD_SOURCES
 
     data = cfg.get("data", {})
     vals = ["val"] if data.get("source") in SHARD_SOURCES else list(data.get("val_splits") or [])

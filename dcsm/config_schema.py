@@ -153,7 +153,7 @@ def schema() -> dict[str, Rule]:
 def _owners() -> SimpleNamespace:
     """The allowed values, each from the module that owns it (imported here, on first use)."""
     from .data.benchmarks.dataset import BENCHMARKS
-    from .train.shard_data import SHARD_SOURCES
+    from .train.sources import DATA_SOURCES, SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
     from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
@@ -177,7 +177,7 @@ def _owners() -> SimpleNamespace:
         "num_options": scene_options, "categories": categories,
     }
     return SimpleNamespace(
-        BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, PHRASINGS=PHRASINGS,
+        BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
         STYLES=STYLES, DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
@@ -229,7 +229,7 @@ def _run_rules(o: SimpleNamespace) -> dict[str, Rule]:
 def _training_rules(o: SimpleNamespace) -> dict[str, Rule]:
     """Rules of data, compile, trainer, checkpoint, logger, dashboard, eval."""
     return {
-        "data.source": _choice(("synthetic", *o.SHARD_SOURCES)),
+        "data.source": _choice(o.DATA_SOURCES),
         "data.train_shards": PATHS,
         "data.val_shards": PATHS,
         "data.shuffle_buffer": _int(0),

@@ -150,3 +150,12 @@ def test_train_py_refuses_a_typo_before_torch_or_lightning_is_imported() -> None
     assert out.stderr.strip().splitlines() == [
         "error: unknown config key 'data.trian_size' in overrides ['data.trian_size=5']. "
         "Fix: check the spelling against configs/default.yaml."]
+
+
+def test_the_config_rule_table_does_not_import_lightning() -> None:
+    """Every command checks values against :func:`dcsm.config_schema.schema` before building
+    anything; its owners of choices must not pull in Lightning (seconds on 2 cores). Only
+    ``train_schema`` (``loss.kind``, ``trainer.precision``) does, for ``train.py``."""
+    code = "import sys\nfrom dcsm.config_schema import schema\nschema()\nprint('lightning' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

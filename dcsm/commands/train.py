@@ -13,6 +13,7 @@ from ..config_checks import (
 )
 from ..config_schema import train_schema
 from ..run_lock import RunDirLock, clean_orphan_temp_files
+from ..train.sources import SHARD_SOURCES
 from .runner import command_config
 
 
@@ -31,9 +32,7 @@ def diagnostics_callbacks(cfg: dict, run_dir: Path) -> list:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
-    check_values(cfg, train_schema())  # imports the owners of the choices (torch, Lightning): a typo failed above
-    from ..train.shard_data import SHARD_SOURCES
-
+    check_values(cfg, train_schema())  # loss.kind, trainer.precision: their owners import Lightning
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)

@@ -27,7 +27,8 @@ from .dashboard import DashboardCallback
 from .module import DCSMModule, load_module
 from .nan_guard import NonFiniteLossGuard
 from .rng_state import RNGStateCallback
-from .shard_data import SHARD_SOURCES, ShardDataConfig, ShardDataModule
+from .shard_data import ShardDataConfig, ShardDataModule
+from .sources import DATA_SOURCES, SHARD_SOURCES
 from .synthetic_data import SyntheticDataModule
 
 
@@ -36,7 +37,6 @@ LOGGERS = ("wandb", "csv", "none")
 LAST_CKPT = "last.ckpt"
 
 
-DATA_SOURCES = ("synthetic", *SHARD_SOURCES)
 
 
 def build_datamodule(cfg: dict, encoder: FrozenCLIP) -> SyntheticDataModule | ShardDataModule:
