@@ -148,8 +148,8 @@ STYLES: dict[str, Style] = {
         outline_rgb=(250, 250, 250),
         outline_width=0.015,
     ),
-    # The format-transfer files (dcsm.commands.format_transfer): checkerboards and dark outlines occur
-    # in no split and no training.
+    # The format-transfer files (dcsm.commands.format_transfer): checkerboards occur in no split and
+    # no training (the small CLIP's pretraining draws outlines, never checkerboards).
     TRANSFER_STYLE: Style(
         name=TRANSFER_STYLE,
         background_palette=(

@@ -1,8 +1,8 @@
 """Format-transfer files: synthetic scenes written in each public benchmark's own file format.
 
 Each writer draws ``rows`` scenes (with :mod:`.families`, in a renderer style of its caller's choice,
-by default ``transfer``, which no split and no training uses) and returns the annotation file and
-images exactly as the public release lays them out under a data root, plus the rows as drawn
+by default ``transfer``, whose checkerboards no split and no training draws) and returns the
+annotation file and images exactly as the public release lays them out under a data root, plus the rows as drawn
 (image path, options, label, group as the loader names it), so that a test can check what the real loader of
 :mod:`dcsm.data.benchmarks` reads back. Files (paths relative to the data root):
 

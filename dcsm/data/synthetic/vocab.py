@@ -57,7 +57,7 @@ DEFAULT_STYLE = "default"
 SHIFTED_STYLE = "shifted"
 HELDOUT_STYLE = "heldout"
 #: The format-transfer files' renderer (checkerboard backgrounds, dark outlines): no split and no
-#: training (scorer or the small CLIP's pretraining) uses it.
+#: training (scorer or the small CLIP's pretraining) draws a checkerboard.
 TRANSFER_STYLE = "transfer"
 #: Background patterns: ``plain`` (flat colour, optional noise), ``stripes`` (diagonal stripes) or
 #: ``checks`` (a checkerboard of the drawn colour and ``stripe_rgb``).
