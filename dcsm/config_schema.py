@@ -158,6 +158,8 @@ def _owners() -> SimpleNamespace:
     from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
     from .data.synthetic.styles import STYLES
+    from .data.synthetic.templates import TEMPLATE_CHOICES
+    from .data.synthetic.transfer import TRANSFER_FILES
     from .diagnostics.run import DIAGNOSTICS
     from .model.encoder_towers import PATCH_SOURCES
     from .model.encoders import PAD_ROWS
@@ -179,7 +181,7 @@ def _owners() -> SimpleNamespace:
     return SimpleNamespace(
         BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
-        STYLES=STYLES, DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
+        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
         STANDARDIZE_MODES=STANDARDIZE_MODES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
         COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
@@ -239,6 +241,7 @@ def _training_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "data.test_size": _int(0),
         "data.shifted_size": _int(0),
         "data.heldout_size": _int(0),
+        "data.heldout_templates_size": _int(0),
         "data.image_size": _int(1),
         "data.num_options": _int(2),
         "data.categories": _choices(o.CATEGORIES, non_empty=True),
@@ -338,6 +341,14 @@ def _data_prep_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "export_head.checkpoint": OPT_STR,
         "export_head.out": OPT_STR,
         "export_head.overwrite": BOOL_RULE,
+        "format_transfer.out": OPT_STR,
+        "format_transfer.rows": _int(4),
+        "format_transfer.seed": SEED,
+        "format_transfer.image_size": _int(o.MIN_IMAGE_SIZE),
+        "format_transfer.style": _choice(tuple(o.STYLES)),
+        "format_transfer.templates": _choice(o.TEMPLATE_CHOICES),
+        "format_transfer.files": _choices(o.TRANSFER_FILES),
+        "format_transfer.overwrite": BOOL_RULE,
     }
 
 

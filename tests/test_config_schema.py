@@ -24,6 +24,7 @@ import dcsm.commands.cache_features as cache_features_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.export_head as export_head_cmd
 import dcsm.commands.miniature_benchmarks as miniature_cmd
+import dcsm.commands.format_transfer as format_transfer_cmd
 import dcsm.commands.pair_shards as pair_shards_cmd
 import dcsm.commands.synthetic_shards as synthetic_shards_cmd
 import dcsm.commands.train as train_cmd
@@ -51,6 +52,7 @@ SECTION_COMMANDS: dict[str, Callable] = {
     "pair_shards": pair_shards_cmd.main,
     "cache_features": cache_features_cmd.main,
     "miniature_benchmarks": miniature_cmd.main,
+    "format_transfer": format_transfer_cmd.main,
     "export_head": export_head_cmd.main,
 }
 

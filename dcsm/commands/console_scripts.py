@@ -45,6 +45,11 @@ def miniature_benchmarks() -> None:
     _run("dcsm.commands.miniature_benchmarks")
 
 
+def format_transfer() -> None:
+    """``dcsm-format-transfer``: synthetic scenes in the public benchmarks' file formats."""
+    _run("dcsm.commands.format_transfer")
+
+
 def pretrain_toy_clip() -> None:
     """``dcsm-pretrain-toy-clip``: pretrain the small offline CLIP."""
     _run("dcsm.commands.pretrain_toy_clip")

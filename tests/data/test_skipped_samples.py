@@ -61,7 +61,9 @@ def test_a_tar_cut_in_half_counts_every_sample_it_lost(tmp_path: Path, encoder: 
     dm = ShardDataModule(ShardDataConfig.from_config(run_cfg), encoder)
     dm.trainer = SimpleNamespace(world_size=1, current_epoch=0, fit_loop=None)
     dm.setup("fit")
-    with pytest.warns(SkippedSampleWarning, match="of the 16 samples its manifest lists"):
+    # where half the bytes end decides the message: at a tar block boundary the shard ends cleanly and is
+    # short of its manifest; inside a member it is unreadable (the scenes' PNG sizes move that point)
+    with pytest.warns(SkippedSampleWarning, match="of the 16 samples its manifest lists|unreadable shard"):
         keys = [k for b in dm.train_dataloader() for k in b["key"]]
     assert 0 < len(keys) < 15
     assert dm.skips.count <= 2  # a cut tail is one or two skips (a tar error, the short count) ...

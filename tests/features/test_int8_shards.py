@@ -27,6 +27,14 @@ SMOKE = REPO / "configs" / "smoke.yaml"
 RELATIVE_BAR = 0.05  # int8 score change / spread of the trained CNN's scores (measured 0.01-0.035)
 
 
+#: Steps to fit the 32 scenes, and the loss (without dropout) that counts as fitted: far under chance (ln 4 =
+#: 1.39). Before issue #26 the scenes fitted to < 0.05 in 60 steps; its NegBench / WhatsUp-format scenes hold
+#: minimal pairs (which object is negated, one noun replaced) that a head separates by small margins, ~0.12
+#: after 150 steps.
+FIT_STEPS = 60
+FITTED_LOSS = 0.3
+
+
 def _features(folder: Path) -> FeatureBatch:
     samples = sorted(feature_sample_pipeline(folder), key=lambda s: s["key"])
     return collate_mcq(samples)
@@ -56,18 +64,19 @@ def test_int8_shards_are_smaller_and_keep_a_trained_heads_scores(tmp_path: Path,
     module = DCSMModule(cfg, encoder=toy)
     init_std = module.model(f16).std().item()
     opt = torch.optim.AdamW(module.head.parameters(), lr=3e-3)
-    for _ in range(60):
+    for _ in range(FIT_STEPS):
         loss, _ = mcq_loss(module.model, f16)
         opt.zero_grad()
         loss.backward()
         opt.step()
     module.eval()
     with torch.no_grad():
+        loss, _ = mcq_loss(module.model, f16)  # the fit, without dropout
         s16, s8 = module.model(f16), module.model(f8)
         cnn = module.head.score_maps(module.model.maps(f16))  # the trained part (the residual is fp16 either way)
     # trained: it fits the 32 scenes, and its scores spread wider than at init (there: CLIP's logit-scaled pooled
     # cosine, the residual of the smoke config)
-    assert loss.item() < 0.05 and s16.std().item() > init_std
+    assert loss.item() < FITTED_LOSS and s16.std().item() > init_std
     change = (s16 - s8).abs().max().item()
     print(f"int8 score change on a trained head: {change:.2e} (CNN score std {cnn.std().item():.2f})")
     assert cnn.std().item() > 0.5  # a trained CNN (it starts at 0 with the residual)

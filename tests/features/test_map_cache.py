@@ -175,7 +175,7 @@ def test_train_py_runs_from_the_map_cache_end_to_end(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "run"
     report = train_cmd.main(["--config", str(SMOKE), "data.cache=maps", "data.train_size=32", "data.val_size=8",
-                             "data.shifted_size=8", "data.test_size=8", "data.heldout_size=8", "data.batch_size=16",
+                             "data.shifted_size=8", "data.test_size=8", "data.heldout_size=8", "data.heldout_templates_size=8", "data.batch_size=16",
                              "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "logger.kind=csv", f"run_dir={run_dir}", "resume=null",
                              "progress=false", "eval.splits=[test]"])
     metrics = json.loads((run_dir / "metrics.json").read_text())

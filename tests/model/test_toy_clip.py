@@ -26,7 +26,8 @@ from dcsm.model import toy_clip
 
 
 def test_existing_styles_unchanged_golden() -> None:
-    """Adding styles must not move a single byte of the default / shifted scenes."""
+    """Adding styles must not move a single byte of the default / shifted scenes. (Pinned again in
+    issue #26, whose task families changed the scenes' layouts and captions; the styles did not move.)"""
     h = hashlib.sha256()
     for split in ("train", "test", "shifted"):
         for i in range(6):
@@ -34,7 +35,7 @@ def test_existing_styles_unchanged_golden() -> None:
             h.update(s.image.tobytes())
             h.update(s.opposite_image.tobytes())
             h.update("|".join(s.captions).encode())
-    assert h.hexdigest() == "d5bfc34d2447cb30d59381c57f93721e83e0c5302bdf195c4303ff00e44e1e72"
+    assert h.hexdigest() == "3d417631e42880d56974068e93184a5d8feec3ee4268cb73bfe727ce59871c89"
 
 
 def test_heldout_split_uses_striped_outlined_style() -> None:
@@ -110,13 +111,20 @@ def test_shipped_weights_are_fp16_small_and_recorded() -> None:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
 
 
+#: CLIP cosine accuracy of the shipped weights on the record's fixed scenes (first 50 ``test`` scenes,
+#: 96 px). The record's own figure (``fixed_scenes.accuracy`` 0.80) was measured on the scenes before
+#: issue #26 gave them the benchmarks' formats (NegBench questions, eight relations): same weights,
+#: harder scenes (binding 1.00, spatial 0.12, negation 0.44 of these 50).
+FIXED_SCENES_ACCURACY = 0.52
+
+
 def test_shipped_weights_give_recorded_clip_accuracy_on_fixed_scenes(toy_encoder: FrozenCLIP) -> None:
     from dcsm.commands.pretrain_toy_clip import clip_cosine_accuracy
 
     fixed = toy_clip.load_record()["fixed_scenes"]
     acc = clip_cosine_accuracy(toy_encoder, fixed["split"], fixed["n"], fixed["image_size"], 50, "cpu")
-    assert round(acc["all"], 2) == fixed["accuracy"]
-    assert fixed["accuracy"] > 0.4  # far above chance (0.25): these are trained weights
+    assert round(acc["all"], 2) == FIXED_SCENES_ACCURACY
+    assert FIXED_SCENES_ACCURACY > 0.4  # far above chance (0.25): these are trained weights
 
 
 def test_toy_tag_only_for_the_toy_model() -> None:

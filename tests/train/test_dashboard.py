@@ -24,7 +24,7 @@ SMOKE = str(REPO / "configs" / "smoke.yaml")  # the shipped toy CLIP: 96 px, 8 x
 CATEGORIES = ("binding", "spatial", "negation")
 TINY = [
     "data.train_size=24", "data.val_size=24", "data.test_size=6", "data.shifted_size=6", "data.heldout_size=6",
-    "data.batch_size=8", "trainer.enable_progress_bar=false", "optim.warmup_steps=1", "trainer.log_every_n_steps=1",
+    "data.heldout_templates_size=6", "data.batch_size=8", "trainer.enable_progress_bar=false", "optim.warmup_steps=1", "trainer.log_every_n_steps=1",
     "dashboard.per_category=2",
 ]
 EPOCHS, KEEP = 3, 2
@@ -84,9 +84,10 @@ def test_offline_run_holds_final_table_and_summary(offline_run: tuple[Path, dict
     assert table["columns"][:5] == ["split", "category", "n", "acc", "clip_acc"]
     assert {"n_tied", "clip_n_tied"} <= set(table["columns"])
     rows = {(r[0], r[1]): dict(zip(table["columns"], r)) for r in table["data"]}
-    assert set(rows) == {(s, c) for s in ("test", "shifted", "heldout") for c in (*CATEGORIES, "all")}
+    splits = ("test", "shifted", "heldout", "heldout_templates")  # configs/smoke.yaml's eval.splits
+    assert set(rows) == {(s, c) for s in splits for c in (*CATEGORIES, "all")}
     summary = read_run(wdir)["summary"]
-    for split in ("test", "shifted", "heldout"):
+    for split in splits:
         m = report["metrics"][split]
         for cat in (*CATEGORIES, "all"):
             suffix = "" if cat == "all" else f"_{cat}"
@@ -121,7 +122,7 @@ def test_csv_logger_writes_the_final_table(tmp_path: Path) -> None:
                          "dashboard.per_category=1"])
     (path,) = (tmp_path / "csv").rglob("final_metrics.csv")
     rows = list(csv.DictReader(path.open()))
-    assert len(rows) == 3 * (len(CATEGORIES) + 1)
+    assert len(rows) == 4 * (len(CATEGORIES) + 1)  # test, shifted, heldout, heldout_templates (configs/smoke.yaml)
     by = {(r["split"], r["category"]): r for r in rows}
     m = report["metrics"]["heldout"]
     assert int(by[("heldout", "spatial")]["n"]) == m["n"]["spatial"]

@@ -21,6 +21,7 @@ class SyntheticDataConfig:
     test_size: int
     shifted_size: int
     heldout_size: int
+    heldout_templates_size: int
     image_size: int
     num_options: int
     categories: tuple[str, ...]
@@ -83,7 +84,7 @@ class SceneMCQ(Dataset):
 
 def split_size(cfg: SyntheticDataConfig, split: str) -> int:
     return {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size, "shifted": cfg.shifted_size,
-            "heldout": cfg.heldout_size}[split]
+            "heldout": cfg.heldout_size, "heldout_templates": cfg.heldout_templates_size}[split]
 
 
 def scene_dataset(cfg: SyntheticDataConfig, split: str, transform: Callable) -> SceneMCQ:

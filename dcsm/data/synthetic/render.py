@@ -34,6 +34,8 @@ def render_background(rng: np.random.Generator, style: Style, image_size: int) -
     colour = tuple(int(v) for v in np.clip(base, 0, CHANNEL_MAX))
     if style.background_pattern == "stripes":
         return _stripes(image_size, colour, style.stripe_rgb, style.stripe_period)
+    if style.background_pattern == "checks":
+        return _checks(image_size, colour, style.stripe_rgb, style.stripe_period)
     return Image.new("RGB", (image_size, image_size), colour)
 
 
@@ -43,6 +45,15 @@ def _stripes(image_size: int, rgb: RGB, stripe_rgb: RGB, period: float) -> Image
     yy, xx = np.mgrid[0:image_size, 0:image_size]
     on = ((xx + yy) % pix) < pix / 2.0  # (S, S)
     arr = np.where(on[..., None], np.asarray(stripe_rgb, np.uint8), np.asarray(rgb, np.uint8))
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def _checks(image_size: int, rgb: RGB, check_rgb: RGB, side: float) -> Image.Image:
+    """A checkerboard of ``rgb`` and ``check_rgb`` squares, ``side`` x image side wide."""
+    pix = max(1.0, side * image_size)
+    yy, xx = np.mgrid[0:image_size, 0:image_size]
+    on = ((xx // pix + yy // pix) % 2) == 1  # (S, S)
+    arr = np.where(on[..., None], np.asarray(check_rgb, np.uint8), np.asarray(rgb, np.uint8))
     return Image.fromarray(arr.astype(np.uint8))
 
 

@@ -4,16 +4,19 @@ Every sample is a deterministic function of ``(seed, split, index, image_size, n
 categories, style)``.  A scene belongs to one of three categories:
 
 ``spatial``
-    Two objects A and B (different colour and shape) with A clearly ``rel`` of B.  Options:
-    the positive, A/B swapped (true for the opposite image, where A and B swap places), and
-    A with the two perpendicular relations.
+    Two objects A and B in one of eight relations (left/right/above/below, on/under by
+    stacking, in front of/behind by occlusion), asked as WhatsUp and COCO-spatial ask.
 ``binding``
-    Two objects differing in colour, shape and size.  Options: the positive, colours swapped
-    (true for the opposite image, which swaps the two colours), sizes swapped, shapes swapped.
+    Two objects: colour/size/shape swaps (CLEVR-bind) or attribute-object pairs with swapped or
+    replaced attributes and objects (SugarCrepe).
 ``negation``
-    Object A (plus optionally a distractor D) is shown and object B is absent.  Options: the
-    negated positive, "A and B" (true for the opposite image, which adds B), the roles
-    swapped, and A with a wrong colour under the same negation template.
+    NegBench's multiple choice: affirmation, negation and hybrid questions about a present and
+    an absent object, with NegBench's wrong options.
+
+The layouts, captions and options are :mod:`dcsm.data.synthetic.families`; the wordings
+:mod:`dcsm.data.synthetic.templates`.  Option 0 of a builder is true for ``image``, option 1
+for ``opposite_image``.  The ``heldout_templates`` split uses the default renderer and only the
+held-out templates, which no other split uses.
 
 Rendering is randomised (background colour/noise, object size, position and colour jitter)
 by a :class:`Style`; the ``shifted`` split uses the ``shifted`` style, whose backgrounds,
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .layout import BUILDERS
+from .families import BUILDERS
 from .render import object_meta, render_scene, render_background
 from .styles import STYLES, Style
 from .vocab import (
@@ -42,6 +45,7 @@ from .vocab import (
     DEFAULT_STYLE,
     HELDOUT_SPLIT,
     HELDOUT_STYLE,
+    HELDOUT_TEMPLATES_SPLIT,
     MAX_NUM_OPTIONS,
     MIN_IMAGE_SIZE,
     MIN_NUM_OPTIONS,
@@ -152,7 +156,8 @@ def make_scene(
     category = cats[index % len(cats)]
     rng = np.random.default_rng([int(seed), _split_code(split), index])
 
-    scene = BUILDERS[category](rng, style_obj)
+    pool = "heldout" if split == HELDOUT_TEMPLATES_SPLIT else "train"
+    scene = BUILDERS[category](rng, style_obj, pool)
     background = render_background(rng, style_obj, image_size)
     image = render_scene(background, scene.objects, style_obj)
     opposite_image = render_scene(background, scene.opposite_objects, style_obj)

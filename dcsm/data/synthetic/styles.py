@@ -16,6 +16,7 @@ from .vocab import (
     RGB,
     SHIFTED_STYLE,
     SMALL,
+    TRANSFER_STYLE,
 )
 
 
@@ -36,10 +37,10 @@ class Style:
         position_jitter: in spatial scenes, max offset between the two object centres on the
             axis perpendicular to the relation (fraction, <= :data:`MAX_CROSS_OFFSET`).
         colour_jitter: max per-channel uniform jitter added to object colours.
-        background_pattern: ``plain`` or ``stripes`` (diagonal stripes alternating the drawn
-            background colour with ``stripe_rgb``).
-        stripe_rgb: second stripe colour (``stripes`` only).
-        stripe_period: stripe period as a fraction of the image side (``stripes`` only).
+        background_pattern: ``plain``, ``stripes`` (diagonal stripes alternating the drawn
+            background colour with ``stripe_rgb``) or ``checks`` (a checkerboard of the two).
+        stripe_rgb: second stripe / check colour (``stripes``, ``checks``).
+        stripe_period: stripe period / check side as a fraction of the image side.
         outline_rgb: colour of an outline drawn around every object, or None (no outline).
         outline_width: outline width as a fraction of the image side (>= 1 pixel when set).
 
@@ -146,5 +147,27 @@ STYLES: dict[str, Style] = {
         stripe_period=0.09,
         outline_rgb=(250, 250, 250),
         outline_width=0.015,
+    ),
+    # The format-transfer files (dcsm.commands.format_transfer): checkerboards occur in no split and
+    # no training (the small CLIP's pretraining draws outlines, never checkerboards).
+    TRANSFER_STYLE: Style(
+        name=TRANSFER_STYLE,
+        background_palette=(
+            (226, 214, 236),  # lavender
+            (214, 232, 236),  # ice blue
+            (238, 226, 212),  # cream
+        ),
+        background_jitter=8,
+        background_noise_std=0.0,
+        small_size=(0.13, 0.15),
+        big_size=(0.25, 0.30),
+        margin=0.07,
+        position_jitter=0.05,
+        colour_jitter=8,
+        background_pattern="checks",
+        stripe_rgb=(150, 150, 150),
+        stripe_period=0.125,
+        outline_rgb=(20, 20, 20),
+        outline_width=0.012,
     ),
 }

@@ -24,7 +24,9 @@ COLOURS: dict[str, RGB] = {
 
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
 
-#: Relation key -> caption phrase.  "above"/"below" are in image coordinates (y grows down).
+#: Relation key -> caption phrase of the small CLIP's pretraining captions (dcsm.data.synthetic.captioned);
+#: "above"/"below" are in image coordinates (y grows down). The scorer's scenes use all eight
+#: relations of dcsm.data.synthetic.templates.RELATION_PHRASES.
 RELATIONS: dict[str, str] = {
     "left": "to the left of",
     "right": "to the right of",
@@ -32,19 +34,12 @@ RELATIONS: dict[str, str] = {
     "below": "below",
 }
 
-#: For each relation, the two relations on the perpendicular axis (used as hard negatives).
-PERPENDICULAR: dict[str, tuple[str, str]] = {
-    "left": ("above", "below"),
-    "right": ("above", "below"),
-    "above": ("left", "right"),
-    "below": ("left", "right"),
-}
-
 SMALL, BIG = "small", "big"
 SIZE_WORDS: tuple[str, ...] = (SMALL, BIG)
 
-#: Negation templates; ``{a}``/``{b}`` are noun phrases with article ("a red square"),
-#: ``{b_bare}`` is the noun phrase without article ("red square").
+#: The small CLIP's pretraining negation captions (dcsm.data.synthetic.captioned); ``{a}``/``{b}`` are
+#: noun phrases with article ("a red square"), ``{b_bare}`` without ("red square"). The scorer's
+#: scenes are worded by dcsm.data.synthetic.templates (these three are among its hybrid templates).
 NEGATION_TEMPLATES: tuple[str, ...] = (
     "{a} with no {b_bare}",
     "{a} without {b}",
@@ -52,14 +47,21 @@ NEGATION_TEMPLATES: tuple[str, ...] = (
 )
 CONJUNCTION_TEMPLATE = "{a} and {b}"
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "shifted", "heldout")
+#: ``heldout_templates``: the default renderer, worded only with the held-out templates of
+#: :mod:`dcsm.data.synthetic.templates` (every other split uses the training templates).
+SPLITS: tuple[str, ...] = ("train", "val", "test", "shifted", "heldout", "heldout_templates")
 SHIFTED_SPLIT = "shifted"
 HELDOUT_SPLIT = "heldout"
+HELDOUT_TEMPLATES_SPLIT = "heldout_templates"
 DEFAULT_STYLE = "default"
 SHIFTED_STYLE = "shifted"
 HELDOUT_STYLE = "heldout"
-#: Background patterns: ``plain`` (flat colour, optional noise) or ``stripes`` (diagonal stripes).
-BACKGROUND_PATTERNS: tuple[str, ...] = ("plain", "stripes")
+#: The format-transfer files' renderer (checkerboard backgrounds, dark outlines): no split and no
+#: training (scorer or the small CLIP's pretraining) draws a checkerboard.
+TRANSFER_STYLE = "transfer"
+#: Background patterns: ``plain`` (flat colour, optional noise), ``stripes`` (diagonal stripes) or
+#: ``checks`` (a checkerboard of the drawn colour and ``stripe_rgb``).
+BACKGROUND_PATTERNS: tuple[str, ...] = ("plain", "stripes", "checks")
 
 
 MIN_NUM_OPTIONS = 2
