@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke.yaml")
 TINY = [
     "data.train_size=24", "data.val_size=6", "data.test_size=6", "data.shifted_size=6", "data.heldout_size=6",
+    "data.heldout_templates_size=6",
     "data.batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
     "optim.warmup_steps=1",
 ]
@@ -145,7 +146,7 @@ def test_paired_recipe_trains_end_to_end(tmp_path: Path) -> None:
     report = train_main(["--config", SMOKE, f"run_dir={tmp_path}", "logger.kind=none", "loss.kind=paired", *TINY])
     ckpt = torch.load(report["checkpoint"], weights_only=False)
     assert ckpt["hyper_parameters"]["cfg"]["loss"]["kind"] == "paired"
-    assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted", "heldout"}
+    assert ckpt["dcsm"]["samples_seen"] > 0 and set(report["metrics"]) == {"test", "shifted", "heldout", "heldout_templates"}
 
 
 @pytest.mark.slow
