@@ -3,8 +3,7 @@
     python data_prep/export_head.py export_head.checkpoint=runs/x/checkpoints/best.ckpt export_head.out=exports/x
 """
 
-from dcsm.commands.export_head import main
 from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command("dcsm.commands.export_head")  # checks the config before importing the command (torch, open_clip)

@@ -5,8 +5,7 @@
 Knobs: ``configs/from_reference.yaml``.
 """
 
-from dcsm.commands.from_reference import main
 from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command("dcsm.commands.from_reference")  # checks the config before importing the command (torch, open_clip)

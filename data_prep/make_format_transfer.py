@@ -3,8 +3,7 @@
     python data_prep/make_format_transfer.py [--config FILE] format_transfer.out=DIR [format_transfer.rows=200 ...]
 """
 
-from dcsm.commands.format_transfer import main
 from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command("dcsm.commands.format_transfer")  # checks the config before importing the command (torch, open_clip)

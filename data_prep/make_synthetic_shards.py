@@ -3,8 +3,7 @@
     python data_prep/make_synthetic_shards.py [--config FILE] synthetic_shards.out=DIR synthetic_shards.num_samples=N
 """
 
-from dcsm.commands.synthetic_shards import main
 from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command("dcsm.commands.synthetic_shards")  # checks the config before importing the command (torch, open_clip)

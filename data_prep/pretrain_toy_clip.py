@@ -6,8 +6,7 @@ Writes ``<out_dir>/dcsm-toy-ViT.safetensors`` (fp16) and ``<out_dir>/dcsm-toy-Vi
 Copy both into ``dcsm/weights/`` to ship them (``encoder.model=dcsm-toy-ViT encoder.pretrained=toy``).
 """
 
-from dcsm.commands.pretrain_toy_clip import main
 from dcsm.commands.runner import run_command
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command("dcsm.commands.pretrain_toy_clip")  # checks the config before importing the command (torch, open_clip)

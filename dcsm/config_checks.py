@@ -101,7 +101,7 @@ def check_values(cfg: dict, rules: dict[str, Rule] | None = None) -> None:
 
 def monitor_names(cfg: dict) -> list[str]:
     """The metrics a training run logs (:class:`dcsm.train.module.DCSMModule`), which ``checkpoint.monitor`` may name."""
-    from .train.sources import SHARD_SOURCES
+    from .train.choices import SHARD_SOURCES
 
     data = cfg.get("data", {})
     vals = ["val"] if data.get("source") in SHARD_SOURCES else list(data.get("val_splits") or [])
@@ -248,7 +248,7 @@ def check_config(cfg: dict) -> dict:
     """What every command runs right after loading its config: :func:`normalize_lists`, then
     :func:`check_values` with :func:`dcsm.config_schema.schema`, and with
     :func:`dcsm.config_schema.train_schema` too once Lightning is imported (``train.py``,
-    ``pretrain_toy_clip.py``: their ``trainer.precision``/``loss.kind`` choices cost nothing to
+    ``pretrain_toy_clip.py``: their ``trainer.precision`` choices cost nothing to
     load then; the other commands start without Lightning). Returns ``cfg`` (normalized in place)."""
     normalize_lists(cfg)
     check_values(cfg)

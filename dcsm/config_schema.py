@@ -152,17 +152,16 @@ def schema() -> dict[str, Rule]:
 
 def _owners() -> SimpleNamespace:
     """The allowed values, each from the module that owns it (imported here, on first use)."""
-    from .data.benchmarks.dataset import BENCHMARKS
-    from .train.sources import DATA_SOURCES, SHARD_SOURCES
+    from .data.benchmarks.registry import BENCHMARKS
+    from .train.choices import DATA_SOURCES, LOSSES, SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
     from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
     from .data.synthetic.styles import STYLES
     from .data.synthetic.templates import TEMPLATE_CHOICES
     from .data.synthetic.transfer import TRANSFER_FILES
-    from .diagnostics.run import DIAGNOSTICS
-    from .model.encoder_towers import PATCH_SOURCES
-    from .model.encoders import PAD_ROWS
+    from .diagnostics.names import DIAGNOSTICS
+    from .model.choices import PAD_ROWS, PATCH_SOURCES
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
     from .features.shards import FEATURE_DTYPES
@@ -179,7 +178,7 @@ def _owners() -> SimpleNamespace:
         "num_options": scene_options, "categories": categories,
     }
     return SimpleNamespace(
-        BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, PHRASINGS=PHRASINGS,
+        BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, LOSSES=LOSSES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
         STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
@@ -216,6 +215,7 @@ def _run_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "scorer.dropout": _float(0.0, 1.0, high_open=True),
         "scorer.conv_dropout": _float(0.0, 1.0, high_open=True),
         "scorer.pooled": _choice(o.POOLED),
+        "loss.kind": _choice(o.LOSSES),
         "optim.lr": _float(0.0, low_open=True),
         "optim.weight_decay": _float(0.0),
         "optim.warmup_steps": _int(0),
@@ -434,13 +434,12 @@ def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
 
 @lru_cache(maxsize=1)
 def train_schema() -> dict[str, Rule]:
-    """The keys whose choices live in Lightning's modules (checked by ``train.py``, which imports
-    Lightning anyway; the other commands start without it)."""
+    """The key whose choices live in Lightning's modules, ``trainer.precision`` (checked by
+    ``train.py`` after its other checks, since importing them takes ~7 s on 2 cores; the other
+    commands start without Lightning)."""
     from typing import get_args
 
     from lightning.fabric.connector import _PRECISION_INPUT  # every precision Lightning accepts
 
-    from .train.module import LOSSES
-
     precisions = tuple(dict.fromkeys(v for arg in get_args(_PRECISION_INPUT) for v in get_args(arg)))
-    return {"loss.kind": _choice(LOSSES), "trainer.precision": _choice(precisions)}
+    return {"trainer.precision": _choice(precisions)}

@@ -6,13 +6,11 @@ Each runs one command through :func:`dcsm.commands.runner.run_command` (``--conf
 
 from __future__ import annotations
 
-from importlib import import_module
-
 from .runner import run_command
 
 
 def _run(module: str) -> None:
-    run_command(import_module(module).main)
+    run_command(module)  # the config is checked before the module is imported
 
 
 def train() -> None:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config_checks import check_config, check_writable
-from ..config import CONFIG_DIR, parse_cli, to_plain
+from .runner import OWN_DEFAULTS
+from ..config import parse_cli, to_plain
 from ..data.reference_layout import ReferenceLayout, scan_reference_data
 from ..data.shards import write_shards
 from .pair_shards import PairRow, PairSamples, plan_samples, print_summary
 
-CONFIG = CONFIG_DIR / "from_reference.yaml"
+CONFIG = OWN_DEFAULTS[__name__]
 SECTION = "reference_data"
 KEY_PREFIX = "reference"
 SPLIT_BUCKETS = 10_000  # resolution of val_fraction

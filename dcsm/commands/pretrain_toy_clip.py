@@ -30,16 +30,17 @@ from torch.utils.data import DataLoader
 
 from ..model import toy_clip  # noqa: F401 - registers dcsm-toy-ViT with open_clip
 from ..config_checks import check_config, check_writable
-from ..config import CONFIG_DIR, DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
+from .runner import OWN_DEFAULTS
+from ..config import DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
 from ..data.synthetic.captioned import CaptionedScenes
 from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
-from ..model.encoders import EncoderSpec, FrozenCLIP
+from ..model.encoders import EncoderSpec, FrozenCLIP, check_model_name
 from ..features import collate_mcq, ensure_features
 from ..io import atomic_write_json
 from ..eval.metrics import top_choice
 from ..model.dcsm import DCSM
 
-PRETRAIN_CONFIG = CONFIG_DIR / "pretrain_toy_clip.yaml"
+PRETRAIN_CONFIG = OWN_DEFAULTS[__name__]
 log = logging.getLogger("dcsm.commands.pretrain_toy_clip")
 
 
@@ -189,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = list(sys.argv[1:] if argv is None else argv)
     cfg = check_config(to_plain(parse_cli(args, default=PRETRAIN_CONFIG)))
     check_writable("out_dir", cfg["out_dir"], "folder")
+    check_model_name(cfg["model"], key="model")
     record = pretrain(cfg, command=" ".join(["python data_prep/pretrain_toy_clip.py", *args]))
     print(json.dumps({k: record[k] for k in ("weights", "train_wall_s", "clip_cosine", "fixed_scenes")}, indent=1))
     return record

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from importlib import import_module
 from typing import Any, Callable, Sequence
 
 from ..config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain
@@ -19,6 +20,9 @@ from ..config_checks import check_config
 from ..io import disk_full_error, disk_full_path, is_disk_full
 
 
+#: Commands whose defaults are another file than configs/default.yaml (known before they are imported).
+OWN_DEFAULTS = {"dcsm.commands.pretrain_toy_clip": CONFIG_DIR / "pretrain_toy_clip.yaml",
+                "dcsm.commands.from_reference": CONFIG_DIR / "from_reference.yaml"}
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)  # ours carry the file/field and the fix
 USAGE_EXIT = 2
 
@@ -52,15 +56,20 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def run_command(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> Any:
-    """Run a command's ``main``; ``--help`` prints its usage; user errors, and a full disk
-    anywhere (:mod:`dcsm.io`), print ``error: ...`` on one line and exit 2."""
+def run_command(main: Callable[[Sequence[str] | None], Any] | str, argv: Sequence[str] | None = None) -> Any:
+    """Run a command's ``main`` (or the ``main`` of the module named, e.g. ``"dcsm.commands.evaluate"``:
+    its config is checked before the module is imported, so a typo fails without the seconds that
+    torch and open_clip take); ``--help`` prints its usage; user errors, and a full disk anywhere
+    (:mod:`dcsm.io`), print ``error: ...`` on one line and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in HELP_FLAGS for a in args):
-        print(usage(main))
+        print(usage(import_module(main).main if isinstance(main, str) else main))
         sys.exit(0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if isinstance(main, str):
+            command_config(argv, OWN_DEFAULTS.get(main, DEFAULT_CONFIG))  # raises on a bad key or value
+            main = import_module(main).main
         return main(argv)
     except USER_ERRORS as err:
         if os.environ.get("DCSM_DEBUG"):

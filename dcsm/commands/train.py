@@ -13,7 +13,7 @@ from ..config_checks import (
 )
 from ..config_schema import train_schema
 from ..run_lock import RunDirLock, clean_orphan_temp_files
-from ..train.sources import SHARD_SOURCES
+from ..train.choices import SHARD_SOURCES
 from .runner import command_config
 
 
@@ -32,7 +32,6 @@ def diagnostics_callbacks(cfg: dict, run_dir: Path) -> list:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``train.py``: fit, then evaluate the best checkpoint on ``eval.splits`` -> ``run_dir/metrics.json``."""
     cfg = command_config(argv)
-    check_values(cfg, train_schema())  # loss.kind, trainer.precision: their owners import Lightning
     shards = cfg["data"]["source"] in SHARD_SOURCES
     if shards:  # before the lock, the encoder and the data are built
         check_shard_paths(cfg, TRAIN_SHARD_KEYS)
@@ -40,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     check_monitor(cfg)
     check_writable("run_dir", cfg["run_dir"], "folder")
     check_wandb_login(cfg)
+    check_values(cfg, train_schema())  # trainer.precision: its choices are Lightning's (~7 s to import), so last
     # Imported only now: Lightning, torch and the model take seconds to import, and a bad config
     # must fail at once (a typo in well under 10 s).
     from lightning.pytorch.utilities.rank_zero import rank_zero_only

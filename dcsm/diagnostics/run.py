@@ -26,6 +26,7 @@ from ..io import atomic_write_json
 
 from .ablation import component_means
 from .decomposition import decompose
+from .names import DIAGNOSTICS, HEAD_DIAGNOSTICS
 from .head_scores import load_lexicon, rank_heads, score_heads
 from .plots import head_score_grid, pruning_curves, textspan_markdown
 from .pruning import ScoreFn, clip_scorer, run_pruning, synthetic_task
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DIAGNOSTICS", "DiagnosticsConfigError", "run_diagnostics"]
 
-HEAD_DIAGNOSTICS = ("heads", "textspan", "pruning")
-DIAGNOSTICS = (*HEAD_DIAGNOSTICS, "center_bias")
 REPORT_NAME = "diagnostics.json"
 REQUIRED = {"heads": ("image_set", "task", "text_bank", "concept_lexicon", "textspan", "heads", "pruning", "batch_size"),
             "center_bias": ("center_bias", "batch_size")}

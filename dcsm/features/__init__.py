@@ -12,7 +12,18 @@ module              holds
 ==================  =====================================================
 """
 
-from ..model.batch import CACHE_DTYPE, FEATURE_KEYS, FeatureBatch, collate_mcq
-from ..model.encode import encode_batch, ensure_features
+from importlib import import_module
+from typing import Any
+
+# Re-exports resolved on first use (PEP 562): importing one submodule (``features.map_cache`` for
+# its CACHE_KINDS in the config check) must not import the encoder and open_clip (seconds).
+_HOMES = {"CACHE_DTYPE": "..model.batch", "FEATURE_KEYS": "..model.batch", "FeatureBatch": "..model.batch",
+          "collate_mcq": "..model.batch", "encode_batch": "..model.encode", "ensure_features": "..model.encode"}
 
 __all__ = ["CACHE_DTYPE", "FEATURE_KEYS", "FeatureBatch", "collate_mcq", "encode_batch", "ensure_features"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_HOMES[name], __name__), name)

@@ -10,15 +10,17 @@ the accelerator itself when the cache lives there (``data.cache_device``,
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..model.encoders import FrozenCLIP
 from ..model.batch import FeatureBatch, collate_mcq
 from ..model.encode import encode_batch
 from ..progress import progress_bar
+
+if TYPE_CHECKING:  # annotation only: the config check imports CACHE_DEVICES and must not import open_clip
+    from ..model.encoders import FrozenCLIP
 
 log = logging.getLogger(__name__)
 #: ``data.cache_device`` values: auto (the accelerator when the caches fit, else pinned host memory),

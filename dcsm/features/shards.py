@@ -36,7 +36,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from webdataset import tariterators
@@ -45,10 +45,12 @@ from webdataset.gopen import gopen
 from ..data.shards.format import FORMAT_VERSION, JSON_EXT, SampleError, common_fields, json_default, parse_record
 from ..data.shards.read import ShardPipeline
 from ..data.synthetic.vocab import CATEGORIES
-from ..model.encoders import FrozenCLIP
 from ..checkpoints.safe_load import check_torch_zip
 from .quantize import dequantize_int8, quantize_int8
 from ..model.batch import CACHE_DTYPE, FEATURE_KEYS
+
+if TYPE_CHECKING:  # annotation only: the config check imports FEATURE_DTYPES and must not import open_clip
+    from ..model.encoders import FrozenCLIP
 
 log = logging.getLogger(__name__)
 FEATURE_FORMAT = "dcsm.feature_shards"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .encoders import FrozenCLIP
 from .batch import RAW_KEYS, FeatureBatch
+
+if TYPE_CHECKING:  # annotation only: the config check imports this module and must not import open_clip
+    from .encoders import FrozenCLIP
 
 
 @torch.no_grad()

@@ -36,8 +36,7 @@ import torch
 from open_clip.transformer import TextTransformer, VisionTransformer, text_global_pool
 from torch import nn
 
-#: ``encoder.patch_source`` values: projected into the joint space, or the trunk's own tokens.
-PATCH_SOURCES = ("joint", "trunk")
+from .choices import PATCH_SOURCES  # re-exported: encoder.patch_source values
 
 
 class UnsupportedTowerError(ValueError):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import toy_clip  # registers the package's small offline CLIP config with open_clip
+from .choices import PAD_ROWS  # re-exported: encoder.pad_rows values
 from .tokenizer import EncoderLoadError, load_tokenizer
 from .encoder_towers import (
     PATCH_SOURCES, UnsupportedTowerError, describe, image_tower, is_clip_bpe, real_lengths, text_tower,
@@ -37,8 +38,6 @@ from .encoder_towers import (
 
 log = logging.getLogger(__name__)
 
-
-PAD_ROWS = ("zero", "eot")
 
 
 class UnsupportedModelError(ValueError):
@@ -153,19 +152,24 @@ def build_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
     return model, preprocess, tokenizer
 
 
+def check_model_name(name: str, key: str = "encoder.model") -> None:
+    """Raises :class:`EncoderLoadError` (one line naming ``key``) unless open_clip knows ``name``."""
+    known = open_clip.list_models()
+    if name not in known:
+        close = [m for m in known if name.lower().split("-")[0] in m.lower()][:8]
+        raise EncoderLoadError(
+            f"unknown open_clip model name {key}='{name}'. Fix: use one of open_clip.list_models(), "
+            f"e.g. {close or ['ViT-B-16', 'ViT-B-32']}."
+        )
+
+
 def create_open_clip(spec: EncoderSpec) -> tuple[nn.Module, Callable, Callable]:
     """Any open_clip model (no tower check), its eval image transform and its tokenizer.
 
     Raises:
         EncoderLoadError: unknown model name or a local checkpoint path that does not exist.
     """
-    known = open_clip.list_models()
-    if spec.model not in known:
-        close = [m for m in known if spec.model.lower().split("-")[0] in m.lower()][:8]
-        raise EncoderLoadError(
-            f"unknown open_clip model name '{spec.model}'. Fix: use one of open_clip.list_models(), "
-            f"e.g. {close or ['ViT-B-16', 'ViT-B-32']}."
-        )
+    check_model_name(spec.model)
     pretrained = toy_clip.resolve_pretrained(spec.model, spec.pretrained)  # 'toy' -> shipped file
     looks_like_path = pretrained is not None and (
         os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))

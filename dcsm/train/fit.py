@@ -28,7 +28,7 @@ from .module import DCSMModule, load_module
 from .nan_guard import NonFiniteLossGuard
 from .rng_state import RNGStateCallback
 from .shard_data import ShardDataConfig, ShardDataModule
-from .sources import DATA_SOURCES, SHARD_SOURCES
+from .choices import DATA_SOURCES, SHARD_SOURCES
 from .synthetic_data import SyntheticDataModule
 
 

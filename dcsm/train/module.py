@@ -24,9 +24,9 @@ from ..model.batch import FeatureBatch
 from ..eval.metrics import top_choice
 from ..model.dcsm import DCSM, DCSMHead, build_dcsm
 from ..model.cnn import COMPILE_CHOICES
+from .choices import LOSSES
 
 MODEL_PREFIX = "model."
-LOSSES = ("mcq", "paired")
 
 
 def compile_head(head: DCSMHead, setting: Any, mode: str, device: torch.device) -> bool:

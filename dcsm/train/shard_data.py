@@ -43,7 +43,7 @@ from ..features.shards import FEATURE_FORMAT, check_encoder, feature_sample_pipe
 from ..data.shards import ShardPipeline, SkipCounter, expand_urls, raw_sample_pipeline, read_manifest
 from ..data.shards.accounting import SampleAccount, summarize
 from ..data.synthetic.dataset import needs_opposite
-from .sources import SHARD_SOURCES
+from .choices import SHARD_SOURCES
 
 log = logging.getLogger(__name__)
 

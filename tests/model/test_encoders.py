@@ -117,7 +117,7 @@ def test_empty_caption_list_raises(encoder: FrozenCLIP) -> None:
 
 
 def test_unknown_model_name_raises() -> None:
-    with pytest.raises(EncoderLoadError, match="unknown open_clip model name 'ViT-Q-99'"):
+    with pytest.raises(EncoderLoadError, match="unknown open_clip model name encoder.model='ViT-Q-99'"):
         FrozenCLIP(EncoderSpec(model="ViT-Q-99", pretrained=None))
 
 

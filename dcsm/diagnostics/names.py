@@ -1,0 +1,8 @@
+"""The diagnostics' names, apart from their code, so that checking a config value against them
+imports neither torch nor open_clip (the config check runs before anything is built)."""
+from __future__ import annotations
+
+__all__ = ["DIAGNOSTICS", "HEAD_DIAGNOSTICS"]
+
+HEAD_DIAGNOSTICS = ("heads", "textspan", "pruning")
+DIAGNOSTICS = (*HEAD_DIAGNOSTICS, "center_bias")
