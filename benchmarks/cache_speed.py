@@ -259,7 +259,7 @@ def render(res: dict[str, Any]) -> tuple[str, str, str]:
     if ov:
         lines += ["", f"Measured shards of (2) ({c['model']} shapes, {res['info'].get('mean_real_rows', 0):.1f} real rows): "
                   f"{ov['embeddings']:,.0f} bytes/sample (embeddings fp16, no opposite) and {ov['maps']:,.0f} (maps), "
-                  f"i.e. maps = 1/{ov['embeddings'] / ov['maps']:.1f} of the embedding shard with tar + torch.save overhead."]
+                  f"i.e. maps = 1/{ov['embeddings'] / ov['maps']:.1f} of the embedding shard with the tar and member overhead (embeddings: torch.save zips; maps: safetensors)."]
     lines += [""] + [f"{x}" for x in res.get("notes", [])]
     return SECTION, heading, "\n".join(lines).strip()
 

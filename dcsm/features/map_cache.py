@@ -14,11 +14,13 @@ no einsum per step.
   standardisation, eps, functional-row injection; max_tokens and pad rows are encoder fields).
   A cache stores it; :func:`check_map_record` refuses a run whose config differs, naming the field.
 * :func:`cache_map_dataset` — the in-memory map cache of a raw dataset (``data.cache=maps``).
-* Map shards (``cache_features.kind=maps``): ``KEY.maps.pth`` = ``maps`` ``(T, P)`` fp16 (the T
-  real token rows, row-major (option, position)), ``token_mask`` ``(K, L)`` bool, ``pooled_cos``
-  ``(K,)`` fp32, ``label``, ``format_version``, ``record`` (the sha256 of the map record,
-  checked on every read) and ``checksum`` (as feature shards); the manifest's ``"format"`` is
-  :data:`MAP_FORMAT` and ``"map_record"`` the full record.
+* Map shards (``cache_features.kind=maps``): ``KEY.maps.safetensors`` (no pickle:
+  :mod:`dcsm.features.tensor_codec`) = ``maps`` ``(T, P)`` fp16 (the T real token rows,
+  row-major (option, position)), ``token_mask`` ``(K, L)`` bool, ``pooled_cos`` ``(K,)`` fp32,
+  ``label``; its metadata holds ``format_version``, ``record`` (the sha256 of the map record,
+  checked on every read) and ``checksum`` (over the tensors, as feature shards). Map shards of
+  the first release (``KEY.maps.pth``, a ``torch.save`` zip read weights-only) still read. The
+  manifest's ``"format"`` is :data:`MAP_FORMAT` and ``"map_record"`` the full record.
 
 ``maps.standardize=batch`` (one mean/std over the batch) makes a map depend on its batch: it
 cannot be cached. ``loss.kind=paired`` scores every image against every caption of a batch:
@@ -39,9 +41,11 @@ from ..model.batch import CACHE_DTYPE, MAP_KEYS, FeatureBatch, MapBatch, collate
 #: ``data.cache`` / ``cache_features.kind`` values.
 CACHE_KINDS = ("embeddings", "maps")
 MAP_FORMAT = "dcsm.map_shards"
-MAP_EXT = "maps.pth"
+MAP_EXT = "maps.safetensors"
+LEGACY_MAP_EXT = "maps.pth"  # the first release: a torch.save zip (read weights-only, never written)
 #: Pooled cosines are kept in fp32 (one number per option: nothing to save).
 POOLED_DTYPE = torch.float32
+CHECKSUM_META = "checksum"  # the member's metadata key of the tensors' sha256 (as feature shards' "checksum")
 MAP_CACHE_FIX = ("re-write the map cache with this config (python data_prep/cache_features.py cache_features.kind=maps "
                  "cache_features.overwrite=true ...), or set data.cache=embeddings")
 
@@ -186,21 +190,42 @@ def cache_map_dataset(encoder: Any, head: Any, dataset: Dataset, batch_size: int
 # ------------------------------------------------------------------ map shards
 def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: dict, encoder: dict[str, Any],
                 digest: str) -> list[tuple[str, bytes]]:
-    """Members ``KEY.json`` + ``KEY.maps.pth`` + ``KEY.encoder.json`` of one sample's maps
+    """Members ``KEY.json`` + ``KEY.maps.safetensors`` + ``KEY.encoder.json`` of one sample's maps
     (``maps (K, L, P)``, ``token_mask (K, L)``, ``pooled_cos (K,)``, ``label``)."""
-    from ..data.shards.format import FORMAT_VERSION
-    from .shards import tensor_members
+    from ..data.shards.format import FORMAT_VERSION, JSON_EXT, json_default
+    from .shards import ENCODER_EXT, tensor_checksum
+    from .tensor_codec import encode_tensors
 
     mask = sample["token_mask"].detach().cpu().bool()
-    d: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "maps": sample["maps"].detach().cpu()[mask].to(CACHE_DTYPE).clone(),
-        "token_mask": mask.clone(),
-        "pooled_cos": sample["pooled_cos"].detach().cpu().to(POOLED_DTYPE).clone(),
+    d = {
+        "maps": sample["maps"].detach().cpu()[mask].to(CACHE_DTYPE),
+        "token_mask": mask,
+        "pooled_cos": sample["pooled_cos"].detach().cpu().to(POOLED_DTYPE),
         "label": torch.as_tensor(int(sample["label"]), dtype=torch.long),
-        "record": digest,
     }
-    return tensor_members(key, MAP_EXT, d, record, encoder)
+    meta = {"format_version": FORMAT_VERSION, "record": digest, CHECKSUM_META: tensor_checksum(d)}
+    return [
+        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
+        (f"{key}.{MAP_EXT}", encode_tensors(d, meta)),
+        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
+    ]
+
+
+def _map_tensors(sample: dict, key: str) -> tuple[dict[str, Any], str]:
+    """The tensors + metadata of a map sample's member (either format) and the member's name."""
+    from ..data.shards.format import SampleError
+    from .shards import load_tensor_member
+    from .tensor_codec import decode_tensors
+
+    if MAP_EXT in sample:
+        tensors, meta = decode_tensors(sample[MAP_EXT], f"{key}.{MAP_EXT}")
+        missing = [k for k in MAP_KEYS if k not in tensors]
+        if missing:
+            raise SampleError(f"{key}.{MAP_EXT} lacks {missing}")
+        return {**tensors, **meta}, MAP_EXT
+    if LEGACY_MAP_EXT in sample:
+        return load_tensor_member(sample, key, LEGACY_MAP_EXT, MAP_KEYS), LEGACY_MAP_EXT
+    raise SampleError(f"missing member {key}.{MAP_EXT}")
 
 
 def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Sequence[str] | None = None,
@@ -213,26 +238,24 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
         MapCacheError: the sample's record digest differs from ``digest`` (another map config).
     """
     from ..data.shards.format import SampleError, common_fields, parse_record
-    from .shards import CHECKSUM_KEY, check_sample_encoder, load_tensor_member, tensor_checksum
+    from .shards import check_sample_encoder, tensor_checksum
 
     key = sample["__key__"]
     if encoder is not None:
         check_sample_encoder(sample, encoder, manifest_checked)
     record = parse_record(sample)
-    if MAP_EXT not in sample:
-        raise SampleError(f"missing member {key}.{MAP_EXT}")
-    d = load_tensor_member(sample, key, MAP_EXT, MAP_KEYS)
-    if d.get(CHECKSUM_KEY) is not None and tensor_checksum(d) != d[CHECKSUM_KEY]:
-        raise SampleError(f"{key}.{MAP_EXT}: checksum mismatch (corrupted bytes); the sample is skipped")
+    d, ext = _map_tensors(sample, key)
+    if d.get(CHECKSUM_META) is not None and tensor_checksum(d) != d[CHECKSUM_META]:
+        raise SampleError(f"{key}.{ext}: checksum mismatch (corrupted bytes); the sample is skipped")
     if digest is not None and d.get("record") != digest:
         raise MapCacheError(f"map shard '{sample.get('__url__', '?')}' (key {key}) was made with another map config "
                             f"than its manifest.json and this run. Fix: {MAP_CACHE_FIX}")
     mask, packed = d["token_mask"].bool(), d["maps"]
     if mask.dim() != 2 or packed.dim() != 2 or packed.shape[0] != int(mask.sum()):
-        raise SampleError(f"{key}.{MAP_EXT}: packed maps {tuple(packed.shape)} do not match mask {tuple(mask.shape)}")
+        raise SampleError(f"{key}.{ext}: packed maps {tuple(packed.shape)} do not match mask {tuple(mask.shape)}")
     for name in ("maps", "pooled_cos"):
         if not bool(torch.isfinite(d[name]).all()):
-            raise SampleError(f"{key}.{MAP_EXT}: non-finite values (NaN/inf) in '{name}'; the sample is skipped")
+            raise SampleError(f"{key}.{ext}: non-finite values (NaN/inf) in '{name}'; the sample is skipped")
     maps = packed.new_zeros(*mask.shape, packed.shape[-1])
     maps[mask] = packed
     out: dict[str, Any] = {"maps": maps, "token_mask": mask, "pooled_cos": d["pooled_cos"]}

@@ -132,6 +132,7 @@ def test_two_checkpoints_get_a_column_each(tree: Path, ckpt: Path, encoder, tmp_
     assert (tmp_path / "two.csv").read_text().splitlines()[0] == f"subset,label,n,dcsm:runA,clip:{TINY_SPEC.model}:{TINY_SPEC.pretrained},dcsm:runB,status,expected_path"
 
 
+@pytest.mark.slow
 def test_eval_diagnostics_on_a_bare_encoder_and_a_checkpoint(tmp_path: Path, ckpt: Path, tree: Path) -> None:
     tiny = ["eval.diagnostics=[heads]", "diagnostics.image_set.size=4", "diagnostics.textspan.m=2",
             "diagnostics.heads.top_k=2", "diagnostics.batch_size=4", *TINY_OVERRIDES, f"run_dir={tmp_path / 'bare'}"]

@@ -203,3 +203,79 @@ def test_cache_device_auto_places_a_cache_that_fits_on_the_accelerator(monkeypat
     assert "exceeds" in caplog.text and "pinned host memory" in caplog.text
     assert place_caches([ds], "accelerator", cuda, 0.5) == "cuda:0" and moves[-1] == "to cuda:0"
     assert place_caches([ds], "cpu", cuda, 0.5) == "pinned" and moves[-1] == "pin"
+
+
+def _map_sample(k: int = 3, length: int = 5, p: int = 16) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(k, length, dtype=torch.bool)
+    mask[:, :3] = True
+    return {"maps": torch.randn(k, length, p, generator=g), "token_mask": mask,
+            "pooled_cos": torch.randn(k, generator=g), "label": torch.tensor(1)}
+
+
+def _members(sample: dict) -> dict:
+    from dcsm.features.map_cache import map_members
+
+    members = map_members("s0", sample, {"captions": ["a", "b", "c"], "label": 1, "meta": {}}, {"model": "x"}, "d1")
+    return {"__key__": "s0", **{name.split(".", 1)[1]: data for name, data in members}}
+
+
+def test_map_shard_members_are_safetensors_read_without_pickle_and_equal_what_was_written() -> None:
+    from dcsm.features.map_cache import MAP_EXT, decode_map_sample
+
+    sample = _map_sample()
+    raw = _members(sample)
+    assert MAP_EXT == "maps.safetensors" and raw[MAP_EXT][8:9] == b"{"  # a JSON header, not a zip/pickle
+    out = decode_map_sample(raw, digest="d1", categories=None)
+    want = sample["maps"].half() * sample["token_mask"][..., None]
+    assert torch.equal(out["maps"], want) and torch.equal(out["token_mask"], sample["token_mask"])
+    assert torch.equal(out["pooled_cos"], sample["pooled_cos"]) and out["label"] == 1
+    with pytest.raises(MapCacheError, match="another map config"):
+        decode_map_sample(raw, digest="other", categories=None)
+
+
+@pytest.mark.parametrize("damage", ["flip_tensor_byte", "truncate", "pickle_in_its_place", "empty", "huge_header"])
+def test_a_damaged_or_foreign_map_member_is_a_skipped_sample_never_unpickled(damage: str) -> None:
+    import pickle
+
+    from dcsm.data.shards.format import SampleError
+    from dcsm.features.map_cache import MAP_EXT, decode_map_sample
+
+    raw = _members(_map_sample())
+    data = bytearray(raw[MAP_EXT])
+    if damage == "flip_tensor_byte":
+        data[-3] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "pickle_in_its_place":
+        data = bytearray(pickle.dumps({"maps": torch.zeros(2)}))
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data[:8] = (1 << 40).to_bytes(8, "little")
+    raw[MAP_EXT] = bytes(data)
+    with pytest.raises(SampleError, match=r"s0\.maps\.safetensors") as err:
+        decode_map_sample(raw, digest="d1", categories=None)
+    assert "\n" not in str(err.value)
+
+
+def test_first_release_map_shards_still_read() -> None:
+    """``KEY.maps.pth`` (a torch.save zip, read weights-only) as the first map cache wrote it."""
+    import io
+
+    from dcsm.data.shards.format import FORMAT_VERSION
+    from dcsm.features.map_cache import LEGACY_MAP_EXT, MAP_EXT, decode_map_sample
+    from dcsm.features.shards import tensor_checksum
+
+    sample = _map_sample()
+    raw = _members(sample)
+    mask = sample["token_mask"]
+    d = {"format_version": FORMAT_VERSION, "maps": sample["maps"][mask].half(), "token_mask": mask,
+         "pooled_cos": sample["pooled_cos"], "label": torch.tensor(1), "record": "d1"}
+    d["checksum"] = tensor_checksum(d)
+    buf = io.BytesIO()
+    torch.save(d, buf)
+    del raw[MAP_EXT]
+    raw[LEGACY_MAP_EXT] = buf.getvalue()
+    out = decode_map_sample(raw, digest="d1", categories=None)
+    assert torch.equal(out["maps"], sample["maps"].half() * mask[..., None])

@@ -253,6 +253,7 @@ TINY = ["data.train_size=8", "data.val_size=4", "data.test_size=4", "data.shifte
         "encoder.max_tokens=12", "progress=false"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_train_and_evaluate_each_family(family: str, tmp_path: Path) -> None:
     run = tmp_path / "run"

@@ -78,6 +78,7 @@ def equal_steps(data: dict, steps: int) -> None:
     assert [r["train_batches"] for r in ranks] == [steps, steps]
 
 
+@pytest.mark.slow
 def test_ddp_equal_shards_use_every_sample_once(tmp_path: Path, features: Path) -> None:
     train = regroup(features, tmp_path / "train", [8, 8, 8, 8])
     data = run_ddp(tmp_path / "run", train)["training_data"]
@@ -86,6 +87,7 @@ def test_ddp_equal_shards_use_every_sample_once(tmp_path: Path, features: Path) 
     equal_steps(data, 32 // 2 // BATCH)
 
 
+@pytest.mark.slow
 def test_ddp_shard_cut_in_half_and_a_corrupt_sample_do_not_hang(tmp_path: Path, features: Path) -> None:
     """The hang of issue 22 (two equal shards, one cut in half) plus 0xFF over one sample's
     feature bytes (fp16 NaN) in the other shard, so each rank loses samples of its own: both

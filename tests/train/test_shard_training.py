@@ -83,6 +83,7 @@ def test_killed_run_resumes_step_count_and_stream(tmp_path: Path, feature_shards
     assert part1.keys + part2.keys == full.keys  # the same stream, in the same order
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_see_every_sample_once(tmp_path: Path, feature_shards: Path) -> None:
     cfg = _cfg(tmp_path / "ddp", feature_shards, "trainer.max_epochs=1", "data.num_workers=2")
     cfg["trainer"].update(devices=2, strategy="ddp_spawn", accelerator="cpu")
