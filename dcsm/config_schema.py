@@ -155,7 +155,7 @@ def _owners() -> SimpleNamespace:
     from .data.benchmarks.registry import BENCHMARKS
     from .train.choices import DATA_SOURCES, LOSSES, SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
-    from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
+    from .data.synthetic.vocab import (BACKGROUND_CUES, PLACEMENTS, CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
     from .data.synthetic.styles import STYLES
     from .data.synthetic.templates import TEMPLATE_CHOICES
@@ -182,7 +182,7 @@ def _owners() -> SimpleNamespace:
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
         STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
-        STANDARDIZE_MODES=STANDARDIZE_MODES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
+        STANDARDIZE_MODES=STANDARDIZE_MODES, PLACEMENTS=PLACEMENTS, BACKGROUND_CUES=BACKGROUND_CUES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
         COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
         scene_size=scene_size, categories=categories, scenes=scenes,
     )
@@ -413,6 +413,11 @@ def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
     return {
         "out_dir": STR_RULE,
         "model": STR_RULE,
+        "scenes.image_size": _ints(32, length=2),  # (min, max); min <= max checked by CaptionedConfig
+        "scenes.placement": _choice(o.PLACEMENTS),
+        "scenes.centre_sigma": _float(0.0, low_open=True),
+        "scenes.background_cue": _choice(o.BACKGROUND_CUES),
+        "scenes.cue_agreement": PROBABILITY,
         "reference_data.data_path": OPT_STR,
         "reference_data.out": OPT_STR,
         "reference_data.sources": _choices(tuple(o.REFERENCE_SOURCES), non_empty=True),

@@ -73,7 +73,11 @@ def leaves(d: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def command_default(path: Path) -> Path:
     """The defaults a shipped config is merged onto: itself for a command's own defaults, else
     configs/default.yaml (train.py / evaluate.py / data_prep read the others)."""
-    return path if path in COMMAND_DEFAULTS else DEFAULT_CONFIG
+    if path in COMMAND_DEFAULTS:
+        return path
+    if path.stem.startswith("pretrain_"):  # the controlled pretraining variants (issue 27)
+        return pretrain_mod.PRETRAIN_CONFIG
+    return DEFAULT_CONFIG
 
 
 def shipped_config(path: Path) -> dict:

@@ -81,3 +81,6 @@ DISTRACTOR_PROBABILITY = 0.5
 MAX_OBJECT_TRIES = 100
 MAX_LAYOUT_TRIES = 100
 CHANNEL_MAX = 255
+#: Captioned pretraining scenes (dcsm.data.synthetic.captioned): object placement and background cue.
+PLACEMENTS: tuple[str, ...] = ("uniform", "gaussian")
+BACKGROUND_CUES: tuple[str, ...] = ("none", "shape_colour")
