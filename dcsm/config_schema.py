@@ -141,6 +141,9 @@ HEAD_WEIGHTINGS = ("variance", "uniform")
 PROMPT_SHAPES = ("ring", "box")
 ATTENTION_PRIORS = ("uniform", "border")
 DETERMINISTIC = (True, False, "warn")
+CONTROLLED_VARIANTS = ("centred", "meanpool", "uniform", "spurious")  # configs/pretrain_controlled_<variant>.yaml
+CONTROLLED_SWEEP_VARIANTS = CONTROLLED_VARIANTS
+CONTROLLED_CLS_VARIANTS = ("centred", "uniform", "spurious")  # class-token models: per-patch decomposition
 
 
 @lru_cache(maxsize=1)
@@ -160,7 +163,7 @@ def _owners() -> SimpleNamespace:
     from .data.synthetic.styles import STYLES
     from .data.synthetic.templates import TEMPLATE_CHOICES
     from .data.synthetic.transfer import TRANSFER_FILES
-    from .diagnostics.names import DIAGNOSTICS
+    from .diagnostics.names import CONTROLLED_EXPERIMENTS, DIAGNOSTICS
     from .model.choices import PAD_ROWS, PATCH_SOURCES
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
@@ -180,7 +183,7 @@ def _owners() -> SimpleNamespace:
     return SimpleNamespace(
         BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, LOSSES=LOSSES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
-        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
+        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, CONTROLLED_EXPERIMENTS=CONTROLLED_EXPERIMENTS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
         STANDARDIZE_MODES=STANDARDIZE_MODES, PLACEMENTS=PLACEMENTS, BACKGROUND_CUES=BACKGROUND_CUES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
         COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
@@ -403,6 +406,32 @@ def _diagnostics_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "diagnostics.center_bias.cross_eyed.synthetic.seed": SEED,
         "diagnostics.center_bias.cross_eyed.synthetic.categories": o.categories,
         "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
+        # controlled: data_prep/controlled.py (dcsm.commands.controlled, issue 27)
+        "controlled.out_dir": STR_RULE,
+        "controlled.weights_dir": STR_RULE,
+        "controlled.experiments": _choices(o.CONTROLLED_EXPERIMENTS, non_empty=True),
+        "controlled.seeds": SEEDS,
+        "controlled.device": Rule(DEVICE, choices=TORCH_DEVICES),
+        "controlled.batch_size": _int(1),
+        "controlled.center_bias.variants": _choices(CONTROLLED_SWEEP_VARIANTS, non_empty=True),
+        "controlled.mitigations.strengths": _floats(0.0, 1.0),
+        "controlled.mitigations.runs": _int(1),
+        "controlled.spurious.size": _int(9),
+        "controlled.spurious.test_seed": SEED,
+        "controlled.spurious.select_size": _int(9),
+        "controlled.spurious.select_seed": SEED,
+        "controlled.spurious.ks": _ints(1),
+        "controlled.spurious.random_seeds": SEEDS,
+        "controlled.spurious.textspan_m": _int(1),
+        "controlled.pruning.variants": _choices(CONTROLLED_VARIANTS, non_empty=True),
+        "controlled.pruning.ks": _ints(1),
+        "controlled.pruning.seeds": SEEDS,
+        "controlled.pruning.image_set_size": _int(1),
+        "controlled.pruning.task_size": _int(1),
+        "controlled.segmentation.variants": _choices(CONTROLLED_CLS_VARIANTS, non_empty=True),
+        "controlled.segmentation.size": _int(1),
+        "controlled.segmentation.seed": SEED,
+        "controlled.segmentation.box": _float(0.0, 1.0, low_open=True),
         # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip); its optim/data/eval/trainer keys not named here
         # share the rules above
     }
@@ -413,6 +442,7 @@ def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
     return {
         "out_dir": STR_RULE,
         "model": STR_RULE,
+        "scenes.kind_weights": _floats(0.0, length=5),  # single, pair, relation, count, negation (sum > 0: CaptionedConfig)
         "scenes.image_size": _ints(32, length=2),  # (min, max); min <= max checked by CaptionedConfig
         "scenes.placement": _choice(o.PLACEMENTS),
         "scenes.centre_sigma": _float(0.0, low_open=True),

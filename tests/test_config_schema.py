@@ -21,6 +21,7 @@ import open_clip
 import pytest
 
 import dcsm.commands.cache_features as cache_features_cmd
+import dcsm.commands.controlled as controlled_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.export_head as export_head_cmd
 import dcsm.commands.miniature_benchmarks as miniature_cmd
@@ -54,6 +55,7 @@ SECTION_COMMANDS: dict[str, Callable] = {
     "miniature_benchmarks": miniature_cmd.main,
     "format_transfer": format_transfer_cmd.main,
     "export_head": export_head_cmd.main,
+    "controlled": controlled_cmd.main,
 }
 
 

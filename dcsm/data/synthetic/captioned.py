@@ -138,7 +138,8 @@ class CaptionedConfig:
     @classmethod
     def from_config(cls, section: dict) -> "CaptionedConfig":
         """From the ``scenes:`` section of ``configs/pretrain_toy_clip.yaml`` (its one home)."""
-        return cls(image_size=tuple(section["image_size"]), placement=section["placement"],
+        return cls(kind_weights=tuple(float(w) for w in section["kind_weights"]),
+                   image_size=tuple(section["image_size"]), placement=section["placement"],
                    centre_sigma=float(section["centre_sigma"]), background_cue=section["background_cue"],
                    cue_agreement=float(section["cue_agreement"]))
 
