@@ -141,9 +141,7 @@ HEAD_WEIGHTINGS = ("variance", "uniform")
 PROMPT_SHAPES = ("ring", "box")
 ATTENTION_PRIORS = ("uniform", "border")
 DETERMINISTIC = (True, False, "warn")
-CONTROLLED_VARIANTS = ("centred", "meanpool", "uniform", "spurious")  # configs/pretrain_controlled_<variant>.yaml
-CONTROLLED_SWEEP_VARIANTS = CONTROLLED_VARIANTS
-CONTROLLED_CLS_VARIANTS = ("centred", "uniform", "spurious")  # class-token models: per-patch decomposition
+TABLE_KINDS = {"str": lambda: STR_RULE, "seed": lambda: SEED, "seeds": lambda: SEEDS, "int": _int, "ints": _ints, "float": _float, "floats": _floats, "choice": _choice, "choices": lambda c: _choices(c, non_empty=True), "device": lambda: Rule(DEVICE, choices=TORCH_DEVICES)}  # noqa: E501 - rules written as data, key: (kind, *args), by modules that must not import this one
 
 
 @lru_cache(maxsize=1)
@@ -158,12 +156,12 @@ def _owners() -> SimpleNamespace:
     from .data.benchmarks.registry import BENCHMARKS
     from .train.choices import DATA_SOURCES, LOSSES, SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
-    from .data.synthetic.vocab import (BACKGROUND_CUES, PLACEMENTS, CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
+    from .data.synthetic.vocab import (SCENE_KEYS, CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
     from .data.synthetic.styles import STYLES
     from .data.synthetic.templates import TEMPLATE_CHOICES
     from .data.synthetic.transfer import TRANSFER_FILES
-    from .diagnostics.names import CONTROLLED_EXPERIMENTS, DIAGNOSTICS
+    from .diagnostics.names import CONTROLLED_KEYS, DIAGNOSTICS
     from .model.choices import PAD_ROWS, PATCH_SOURCES
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
@@ -183,9 +181,9 @@ def _owners() -> SimpleNamespace:
     return SimpleNamespace(
         BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, LOSSES=LOSSES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
-        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, CONTROLLED_EXPERIMENTS=CONTROLLED_EXPERIMENTS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
+        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, CONTROLLED_KEYS=CONTROLLED_KEYS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
-        STANDARDIZE_MODES=STANDARDIZE_MODES, PLACEMENTS=PLACEMENTS, BACKGROUND_CUES=BACKGROUND_CUES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
+        STANDARDIZE_MODES=STANDARDIZE_MODES, SCENE_KEYS=SCENE_KEYS, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
         COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
         scene_size=scene_size, categories=categories, scenes=scenes,
     )
@@ -406,34 +404,8 @@ def _diagnostics_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "diagnostics.center_bias.cross_eyed.synthetic.seed": SEED,
         "diagnostics.center_bias.cross_eyed.synthetic.categories": o.categories,
         "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
-        # controlled: data_prep/controlled.py (dcsm.commands.controlled, issue 27)
-        "controlled.out_dir": STR_RULE,
-        "controlled.weights_dir": STR_RULE,
-        "controlled.experiments": _choices(o.CONTROLLED_EXPERIMENTS, non_empty=True),
-        "controlled.seeds": SEEDS,
-        "controlled.device": Rule(DEVICE, choices=TORCH_DEVICES),
-        "controlled.batch_size": _int(1),
-        "controlled.center_bias.variants": _choices(CONTROLLED_SWEEP_VARIANTS, non_empty=True),
-        "controlled.mitigations.strengths": _floats(0.0, 1.0),
-        "controlled.mitigations.runs": _int(1),
-        "controlled.spurious.size": _int(9),
-        "controlled.spurious.test_seed": SEED,
-        "controlled.spurious.select_size": _int(9),
-        "controlled.spurious.select_seed": SEED,
-        "controlled.spurious.ks": _ints(1),
-        "controlled.spurious.random_seeds": SEEDS,
-        "controlled.spurious.textspan_m": _int(1),
-        "controlled.pruning.variants": _choices(CONTROLLED_VARIANTS, non_empty=True),
-        "controlled.pruning.ks": _ints(1),
-        "controlled.pruning.seeds": SEEDS,
-        "controlled.pruning.image_set_size": _int(1),
-        "controlled.pruning.task_size": _int(1),
-        "controlled.segmentation.variants": _choices(CONTROLLED_CLS_VARIANTS, non_empty=True),
-        "controlled.segmentation.size": _int(1),
-        "controlled.segmentation.seed": SEED,
-        "controlled.segmentation.box": _float(0.0, 1.0, low_open=True),
-        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip); its optim/data/eval/trainer keys not named here
-        # share the rules above
+        **{f"controlled.{k}": TABLE_KINDS[v[0]](*v[1:]) for k, v in o.CONTROLLED_KEYS.items()},  # data_prep/controlled.py
+        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip): optim/data/eval/trainer keys share the rules above
     }
 
 
@@ -442,12 +414,7 @@ def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
     return {
         "out_dir": STR_RULE,
         "model": STR_RULE,
-        "scenes.kind_weights": _floats(0.0, length=5),  # single, pair, relation, count, negation (sum > 0: CaptionedConfig)
-        "scenes.image_size": _ints(32, length=2),  # (min, max); min <= max checked by CaptionedConfig
-        "scenes.placement": _choice(o.PLACEMENTS),
-        "scenes.centre_sigma": _float(0.0, low_open=True),
-        "scenes.background_cue": _choice(o.BACKGROUND_CUES),
-        "scenes.cue_agreement": PROBABILITY,
+        **{f"scenes.{k}": TABLE_KINDS[v[0]](*v[1:]) for k, v in o.SCENE_KEYS.items()},  # pretrain_toy_clip.yaml scenes:
         "reference_data.data_path": OPT_STR,
         "reference_data.out": OPT_STR,
         "reference_data.sources": _choices(tuple(o.REFERENCE_SOURCES), non_empty=True),
