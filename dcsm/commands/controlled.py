@@ -7,12 +7,11 @@
 Weights: ``controlled.weights_dir/<variant>_s<seed>/`` as written by
 ``data_prep/pretrain_toy_clip.py --config configs/pretrain_controlled_<variant>.yaml``. The sweep
 and its mitigations read ``diagnostics.center_bias``; pruning reads ``diagnostics`` (image set,
-task, TextSpan, pruning), with the sizes of ``controlled.pruning``.
+TextSpan, concept lexicon, pruning mode) on the sweep (sweep variants) or the cue scenes (spurious).
 """
 
 from __future__ import annotations
 
-import copy
 import platform
 import sys
 import time
@@ -58,24 +57,20 @@ class _Models:
                                 f"set {SECTION}.weights_dir.")
 
 
-def _pruning(models: _Models, cfg: dict, out: Path, wandb_run: Any) -> dict:
-    from ..diagnostics.run import run_diagnostics
+def _pruning(models: _Models, cfg: dict) -> dict:
+    from ..diagnostics.controlled.pruning import cue_task, prune, sweep_task
 
-    c = cfg[SECTION]
-    diag = copy.deepcopy(cfg["diagnostics"])
-    diag["image_set"]["size"], diag["task"]["size"] = int(c["pruning"]["image_set_size"]), int(c["pruning"]["task_size"])
-    diag["pruning"].update(ks=list(c["pruning"]["ks"]), seeds=list(c["pruning"]["seeds"]))
-    diag["batch_size"] = int(c["batch_size"])
+    c, bs = cfg[SECTION], int(cfg[SECTION]["batch_size"])
     result = {}
     for v in c["pruning"]["variants"]:
         enc, seed = models.first(v, c["seeds"])
-        rep = run_diagnostics(["pruning"], enc, diag, out / f"pruning_{v}_s{seed}", wandb_run=wandb_run, progress=False,
-                              wandb_prefix=f"controlled/pruning_{v}")
-        result[f"{v}_s{seed}"] = rep["pruning"]
+        task = cue_task(enc, scenes_section(v), int(c["spurious"]["size"]), int(c["spurious"]["test_seed"])) \
+            if v == "spurious" else sweep_task(enc, cfg["diagnostics"]["center_bias"])
+        result[f"{v}_s{seed}"] = prune(enc, task, cfg["diagnostics"], list(c["pruning"]["ks"]), list(c["pruning"]["seeds"]), bs)
     return result
 
 
-def run_experiment(name: str, models: _Models, cfg: dict, out: Path, wandb_run: Any = None) -> dict:
+def run_experiment(name: str, models: _Models, cfg: dict) -> dict:
     """One experiment's result (JSON-ready)."""
     from ..diagnostics.controlled import center, segmentation, spurious
 
@@ -95,7 +90,7 @@ def run_experiment(name: str, models: _Models, cfg: dict, out: Path, wandb_run: 
         enc, seed = models.first("spurious", c["seeds"])
         return {"run": f"spurious_s{seed}", **spurious.run_spurious(enc, scenes_section("spurious"), c["spurious"], bs)}
     if name == "pruning":
-        return _pruning(models, cfg, out, wandb_run)
+        return _pruning(models, cfg)
     result = {}
     for v in c["segmentation"]["variants"]:
         enc, seed = models.first(v, c["seeds"])
@@ -132,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         for name in c["experiments"]:
             start = time.perf_counter()
-            result = run_experiment(name, models, cfg, out, run)
+            result = run_experiment(name, models, cfg)
             meta = {"experiment": name, "command": " ".join(["python data_prep/controlled.py", f"{SECTION}.experiments=[{name}]",
                                                              *[a for a in args if not a.startswith(f'{SECTION}.experiments=')]]),
                     "weights": dict(models.records), "config": c, "wall_s": round(time.perf_counter() - start, 1),

@@ -19,7 +19,7 @@ CONTROLLED_KEYS: dict[str, tuple] = {
     "spurious.size": ("int", 9), "spurious.test_seed": ("seed",), "spurious.select_size": ("int", 9),
     "spurious.select_seed": ("seed",), "spurious.ks": ("ints", 1), "spurious.random_seeds": ("seeds",),
     "spurious.textspan_m": ("int", 1), "pruning.variants": ("choices", CONTROLLED_VARIANTS), "pruning.ks": ("ints", 1),
-    "pruning.seeds": ("seeds",), "pruning.image_set_size": ("int", 1), "pruning.task_size": ("int", 1),
+    "pruning.seeds": ("seeds",),
     "segmentation.variants": ("choices", CLASS_TOKEN_VARIANTS), "segmentation.size": ("int", 1),
     "segmentation.seed": ("seed",), "segmentation.box": ("float", 0.0, 1.0, True),
 }

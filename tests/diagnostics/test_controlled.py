@@ -24,7 +24,7 @@ MODELS = {"centred": "dcsm-tiny-ViT", "meanpool": "dcsm-tiny-ViT-avg", "uniform"
 TINY = ["controlled.seeds=[0,1]", "diagnostics.center_bias.n_bootstrap=50", "diagnostics.center_bias.colours=[red,blue]",
         "controlled.spurious.size=45", "controlled.spurious.select_size=27", "controlled.spurious.random_seeds=[0,1]",
         "controlled.spurious.ks=[1,2]", "controlled.pruning.ks=[1,2]", "controlled.pruning.seeds=[0]",
-        "controlled.pruning.image_set_size=8", "controlled.pruning.task_size=8", "controlled.segmentation.size=8",
+        "controlled.segmentation.size=8",
         "controlled.mitigations.strengths=[0.5,1.0]", "controlled.batch_size=32"]
 
 
@@ -80,7 +80,9 @@ def test_every_experiment_writes_json_png_markdown(weights: Path, tmp_path: Path
 
     pr = json.loads(Path(files["pruning"]["json"]).read_text())["result"]
     assert set(pr) == {"centred_s0", "spurious_s0"} and pr["centred_s0"]["ks"] == [1, 2]
-    assert (out / "pruning_centred_s0" / "pruning.png").is_file()
+    assert set(pr["spurious_s0"]["baseline"]["clip"]["per_category"]) == {"aligned", "conflicting"}
+    assert set(pr["centred_s0"]["baseline"]["clip"]["per_category"]) == {"centre", "border"}  # grid 5, centre_ring 1: nothing between
+    assert len(pr["centred_s0"]["ranking"]) == 16 and pr["centred_s0"]["baseline"]["clip"]["n"] == 2 * 3 * 25
 
     seg = json.loads(Path(files["segmentation"]["json"]).read_text())["result"]["uniform_s0"]
     assert seg["n"] == 8 and 0 <= seg["miou"] <= 1 and 0 <= seg["centre_box_miou"] <= 1
