@@ -141,6 +141,7 @@ HEAD_WEIGHTINGS = ("variance", "uniform")
 PROMPT_SHAPES = ("ring", "box")
 ATTENTION_PRIORS = ("uniform", "border")
 DETERMINISTIC = (True, False, "warn")
+TABLE_KINDS = {"str": lambda: STR_RULE, "seed": lambda: SEED, "seeds": lambda: SEEDS, "int": _int, "ints": _ints, "float": _float, "floats": _floats, "choice": _choice, "choices": lambda c: _choices(c, non_empty=True), "device": lambda: Rule(DEVICE, choices=TORCH_DEVICES)}  # noqa: E501 - rules written as data, key: (kind, *args), by modules that must not import this one
 
 
 @lru_cache(maxsize=1)
@@ -155,12 +156,12 @@ def _owners() -> SimpleNamespace:
     from .data.benchmarks.registry import BENCHMARKS
     from .train.choices import DATA_SOURCES, LOSSES, SHARD_SOURCES
     from .data.reference_layout import PHRASINGS, REFERENCE_SOURCES
-    from .data.synthetic.vocab import (CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
+    from .data.synthetic.vocab import (SCENE_KEYS, CATEGORIES, COLOURS, MAX_NUM_OPTIONS, MIN_IMAGE_SIZE, MIN_NUM_OPTIONS, SHAPES,
                                        SPLITS)
     from .data.synthetic.styles import STYLES
     from .data.synthetic.templates import TEMPLATE_CHOICES
     from .data.synthetic.transfer import TRANSFER_FILES
-    from .diagnostics.names import DIAGNOSTICS
+    from .diagnostics.names import CONTROLLED_KEYS, DIAGNOSTICS
     from .model.choices import PAD_ROWS, PATCH_SOURCES
     from .features.map_cache import CACHE_KINDS
     from .features.memory import CACHE_DEVICES
@@ -180,9 +181,9 @@ def _owners() -> SimpleNamespace:
     return SimpleNamespace(
         BENCHMARKS=BENCHMARKS, SHARD_SOURCES=SHARD_SOURCES, DATA_SOURCES=DATA_SOURCES, LOSSES=LOSSES, PHRASINGS=PHRASINGS,
         REFERENCE_SOURCES=REFERENCE_SOURCES, CATEGORIES=CATEGORIES, COLOURS=COLOURS, SHAPES=SHAPES, SPLITS=SPLITS,
-        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
+        STYLES=STYLES, TEMPLATE_CHOICES=TEMPLATE_CHOICES, TRANSFER_FILES=tuple(TRANSFER_FILES), DIAGNOSTICS=DIAGNOSTICS, CONTROLLED_KEYS=CONTROLLED_KEYS, PATCH_SOURCES=PATCH_SOURCES, PAD_ROWS=PAD_ROWS,
         CACHE_KINDS=CACHE_KINDS, CACHE_DEVICES=CACHE_DEVICES, FEATURE_DTYPES=FEATURE_DTYPES, ROW_INITS=ROW_INITS,
-        STANDARDIZE_MODES=STANDARDIZE_MODES, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
+        STANDARDIZE_MODES=STANDARDIZE_MODES, SCENE_KEYS=SCENE_KEYS, PROMPT_STYLES=PROMPT_STYLES, COMPILE_CHOICES=COMPILE_CHOICES,
         COMPILE_MODES=COMPILE_MODES, LAYOUTS=LAYOUTS, POOLED=POOLED, MIN_IMAGE_SIZE=MIN_IMAGE_SIZE, scene_options=scene_options,
         scene_size=scene_size, categories=categories, scenes=scenes,
     )
@@ -403,8 +404,8 @@ def _diagnostics_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "diagnostics.center_bias.cross_eyed.synthetic.seed": SEED,
         "diagnostics.center_bias.cross_eyed.synthetic.categories": o.categories,
         "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
-        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip); its optim/data/eval/trainer keys not named here
-        # share the rules above
+        **{f"controlled.{k}": TABLE_KINDS[v[0]](*v[1:]) for k, v in o.CONTROLLED_KEYS.items()},  # data_prep/controlled.py
+        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip): optim/data/eval/trainer keys share the rules above
     }
 
 
@@ -413,6 +414,7 @@ def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
     return {
         "out_dir": STR_RULE,
         "model": STR_RULE,
+        **{f"scenes.{k}": TABLE_KINDS[v[0]](*v[1:]) for k, v in o.SCENE_KEYS.items()},  # pretrain_toy_clip.yaml scenes:
         "reference_data.data_path": OPT_STR,
         "reference_data.out": OPT_STR,
         "reference_data.sources": _choices(tuple(o.REFERENCE_SOURCES), non_empty=True),

@@ -21,6 +21,7 @@ import open_clip
 import pytest
 
 import dcsm.commands.cache_features as cache_features_cmd
+import dcsm.commands.controlled as controlled_cmd
 import dcsm.commands.evaluate as evaluate_cmd
 import dcsm.commands.export_head as export_head_cmd
 import dcsm.commands.miniature_benchmarks as miniature_cmd
@@ -54,6 +55,7 @@ SECTION_COMMANDS: dict[str, Callable] = {
     "miniature_benchmarks": miniature_cmd.main,
     "format_transfer": format_transfer_cmd.main,
     "export_head": export_head_cmd.main,
+    "controlled": controlled_cmd.main,
 }
 
 
@@ -73,7 +75,11 @@ def leaves(d: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def command_default(path: Path) -> Path:
     """The defaults a shipped config is merged onto: itself for a command's own defaults, else
     configs/default.yaml (train.py / evaluate.py / data_prep read the others)."""
-    return path if path in COMMAND_DEFAULTS else DEFAULT_CONFIG
+    if path in COMMAND_DEFAULTS:
+        return path
+    if path.stem.startswith("pretrain_"):  # the controlled pretraining variants (issue 27)
+        return pretrain_mod.PRETRAIN_CONFIG
+    return DEFAULT_CONFIG
 
 
 def shipped_config(path: Path) -> dict:

@@ -56,3 +56,8 @@ def pretrain_toy_clip() -> None:
 def export_head() -> None:
     """``dcsm-export-head``: a trained head -> safetensors + JSON."""
     _run("dcsm.commands.export_head")
+
+
+def controlled() -> None:
+    """``dcsm-controlled``: diagnostics on the small CLIPs with planted biases (issue 27)."""
+    _run("dcsm.commands.controlled")

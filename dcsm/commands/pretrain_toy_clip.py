@@ -32,7 +32,7 @@ from ..model import toy_clip  # noqa: F401 - registers dcsm-toy-ViT with open_cl
 from ..config_checks import check_config, check_writable
 from .runner import OWN_DEFAULTS
 from ..config import DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
-from ..data.synthetic.captioned import CaptionedScenes
+from ..data.synthetic.captioned import CaptionedConfig, CaptionedScenes
 from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..model.encoders import EncoderSpec, FrozenCLIP, check_model_name
 from ..features import collate_mcq, ensure_features
@@ -147,7 +147,8 @@ def pretrain(cfg: dict, command: str = "") -> dict[str, Any]:
     module = ContrastiveCLIP(cfg["model"], o)
     preprocess = open_clip.image_transform(module.model.visual.image_size, is_train=False)
     tokenizer = open_clip.get_tokenizer(cfg["model"])
-    data = CaptionedScenes(o["steps"] * o["batch_size"], preprocess, tokenizer, seed=cfg["seed"])
+    data = CaptionedScenes(o["steps"] * o["batch_size"], preprocess, tokenizer, seed=cfg["seed"],
+                           cfg=CaptionedConfig.from_config(cfg["scenes"]))
     workers = int(cfg["data"]["num_workers"])
     loader = DataLoader(data, batch_size=o["batch_size"], shuffle=False, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0, pin_memory=t["accelerator"] in ("gpu", "cuda"))

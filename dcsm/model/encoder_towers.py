@@ -73,19 +73,22 @@ class ImageTower(nn.Module):
 
 
 class OpenClipViTTower(ImageTower):
-    """open_clip's ``VisionTransformer`` with class-token pooling: ``ln_post`` tokens ``@ proj``."""
+    """open_clip's ``VisionTransformer`` with class-token (or mean, ``pool_type="avg"``) pooling:
+    ``ln_post`` tokens ``@ proj``."""
 
     pooling = "class token"
 
     def __init__(self, visual: VisionTransformer, patch_source: str) -> None:
         super().__init__(visual, patch_source)
-        if visual.attn_pool is not None or visual.final_ln_after_pool or visual.pool_type != "tok":
+        if visual.attn_pool is not None or visual.final_ln_after_pool or visual.pool_type not in ("tok", "avg"):
             raise UnsupportedTowerError(
                 f"its VisionTransformer pools with pool_type={visual.pool_type!r}, attn_pool={visual.attn_pool is not None}, "
-                f"final_ln_after_pool={visual.final_ln_after_pool}; only class-token pooling after ln_post has a "
+                f"final_ln_after_pool={visual.final_ln_after_pool}; only class-token or mean pooling after ln_post has a "
                 "per-patch projection here"
             )
         visual.output_tokens = True
+        if visual.pool_type == "avg":  # the pooled embedding is the mean of the projected patch tokens
+            self.pooling = "average"
         self.grid_size = tuple(visual.grid_size)
         self.patch_path = "ln_post(patch token) @ visual.proj (as the class token)"
         if patch_source == "trunk":

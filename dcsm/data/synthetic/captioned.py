@@ -13,6 +13,13 @@ Captions come in five kinds, with the vocabulary of the test scenes:
 ``negation``  one object (plus a distractor half of the time) and an absent one: "a red square
               without a blue circle" (the three negation templates of the test scenes)
 
+Controlled variants (issue 27) plant a statistic the diagnostics should find: ``placement``
+``gaussian`` draws object centres around the image centre (``N(0.5, centre_sigma^2)`` per axis,
+truncated to the free area; relation pairs are shifted as a group onto such a draw), and
+``background_cue`` ``shape_colour`` gives every scene a background base colour that names the
+shape of its first object (:data:`CUE_COLOURS`) in ``cue_agreement`` of the scenes and one of the
+other shapes' colours otherwise; no caption mentions the background.
+
 Every image draws its own rendering style: image side, flat / gradient / noise / blotch
 backgrounds of any colour, optional outlines (black or a darker shade of the fill), object
 sizes, positions and colour jitter, so that features carry colour, shape and position across
@@ -34,6 +41,8 @@ from PIL import Image, ImageDraw
 from .layout import noun_phrase
 from .render import draw_shape
 from .vocab import (
+    BACKGROUND_CUES,
+    PLACEMENTS,
     CHANNEL_MAX,
     COLOURS,
     CONJUNCTION_TEMPLATE,
@@ -45,10 +54,15 @@ from .vocab import (
     BIG,
 )
 
-__all__ = ["CAPTION_KINDS", "CaptionedConfig", "CaptionedSample", "make_captioned_scene", "CaptionedScenes"]
+__all__ = ["CAPTION_KINDS", "PLACEMENTS", "BACKGROUND_CUES", "CUE_COLOURS", "CaptionedConfig", "CaptionedSample", "make_captioned_scene", "CaptionedScenes"]
 
 CAPTION_KINDS: tuple[str, ...] = ("single", "pair", "relation", "count", "negation")
 BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "noise", "blotches")
+#: ``background_cue=shape_colour``: the background base colour that goes with each shape (each at
+#: least 120 (L-inf) from every object colour of :data:`COLOURS`, before jitter).
+CUE_COLOURS: dict[str, tuple[int, int, int]] = {"square": (25, 25, 25), "circle": (235, 235, 235), "triangle": (90, 200, 200)}
+CUE_JITTER = 12  # per-channel jitter of a cue background's base colour
+GAUSSIAN_TRIES = 8  # truncated-normal draws per centre before clipping
 COUNT_WORDS: dict[int, str] = {2: "two", 3: "three"}
 PLURALS: dict[str, str] = {"square": "squares", "circle": "circles", "triangle": "triangles"}
 #: Stream code of this generator in the RNG seed (never collides with a split name's crc32 use).
@@ -81,6 +95,10 @@ class CaptionedConfig:
         sized_probability: pair / relation captions: chance that the objects differ in size
             and the caption says so.
         distractor_probability: negation scenes: chance of a distractor object.
+        placement: ``uniform`` centres in the free area, or ``gaussian`` around the image centre.
+        centre_sigma: ``gaussian``: std of each centre coordinate (fraction of the side).
+        background_cue: ``none``, or ``shape_colour`` (the background colour predicts the shape).
+        cue_agreement: ``shape_colour``: fraction of scenes whose background is their shape's colour.
     """
 
     kind_weights: tuple[float, ...] = (0.1, 0.25, 0.3, 0.1, 0.25)
@@ -100,6 +118,10 @@ class CaptionedConfig:
     colour_jitter: int = 20
     sized_probability: float = 0.5
     distractor_probability: float = 0.5
+    placement: str = "uniform"
+    centre_sigma: float = 0.15
+    background_cue: str = "none"
+    cue_agreement: float = 0.95
 
     def __post_init__(self) -> None:
         if len(self.kind_weights) != len(CAPTION_KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
@@ -108,6 +130,18 @@ class CaptionedConfig:
             raise ValueError(f"background_weights must be {len(BACKGROUNDS)} non-negative weights for {BACKGROUNDS}")
         if not 32 <= self.image_size[0] <= self.image_size[1]:
             raise ValueError(f"image_size must be (min, max) with 32 <= min <= max, got {self.image_size}")
+        if self.placement not in PLACEMENTS or self.background_cue not in BACKGROUND_CUES:
+            raise ValueError(f"placement must be one of {PLACEMENTS} and background_cue one of {BACKGROUND_CUES}")
+        if not self.centre_sigma > 0 or not 0 <= self.cue_agreement <= 1:
+            raise ValueError(f"centre_sigma must be > 0 and cue_agreement in [0, 1], got {self.centre_sigma}, {self.cue_agreement}")
+
+    @classmethod
+    def from_config(cls, section: dict) -> "CaptionedConfig":
+        """From the ``scenes:`` section of ``configs/pretrain_toy_clip.yaml`` (its one home)."""
+        return cls(kind_weights=tuple(float(w) for w in section["kind_weights"]),
+                   image_size=tuple(section["image_size"]), placement=section["placement"],
+                   centre_sigma=float(section["centre_sigma"]), background_cue=section["background_cue"],
+                   cue_agreement=float(section["cue_agreement"]))
 
 
 @dataclass
@@ -142,13 +176,41 @@ def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
     return float(rng.uniform(lo_hi[0], lo_hi[1]))
 
 
-def _place(rng: np.random.Generator, items: list[_Item], margin: float) -> list[_Item]:
-    """Non-overlapping random centres inside the margin (boxes ``MIN_OBJECT_GAP`` apart)."""
-    for _ in range(MAX_TRIES):
+def _centre(rng: np.random.Generator, cfg: CaptionedConfig, lo: float, hi: float, widen: float = 1.0) -> tuple[float, float]:
+    """One ``(cx, cy)`` in ``[lo, hi]^2``: uniform, or ``N(0.5, (widen * centre_sigma)^2)`` per
+    axis (the first of :data:`GAUSSIAN_TRIES` draws inside the square, else the first one clipped)."""
+    if cfg.placement == "uniform":
+        cx, cy = (float(v) for v in rng.uniform(lo, hi, size=2))
+        return cx, cy
+    z = 0.5 + widen * cfg.centre_sigma * rng.standard_normal((GAUSSIAN_TRIES, 2))  # (T, 2)
+    inside = ((z >= lo) & (z <= hi)).all(axis=1)
+    row = z[int(inside.argmax())] if inside.any() else np.clip(z[0], lo, hi)
+    return float(row[0]), float(row[1])
+
+
+def _recentre(rng: np.random.Generator, cfg: CaptionedConfig, items: list[_Item], margin: float) -> list[_Item]:
+    """``gaussian``: shift the group so the midpoint of its centres lands on a :func:`_centre`
+    draw (as far as every object stays inside the margin); ``uniform``: unchanged."""
+    if cfg.placement == "uniform":
+        return items
+    xy = np.array([[it.cx, it.cy] for it in items])  # (N, 2)
+    half = np.array([it.side / 2.0 for it in items])[:, None]  # (N, 1)
+    low, high = (margin + half - xy).max(axis=0), (1.0 - margin - half - xy).min(axis=0)  # allowed shifts (2,)
+    mid = (xy.min(axis=0) + xy.max(axis=0)) / 2.0
+    target = np.array(_centre(rng, cfg, 0.0, 1.0))
+    shift = np.clip(target - mid, low, np.maximum(low, high))
+    return [_Item(it.shape, it.colour, it.side, float(x), float(y)) for it, (x, y) in zip(items, xy + shift)]
+
+
+def _place(rng: np.random.Generator, items: list[_Item], margin: float,
+           cfg: CaptionedConfig = CaptionedConfig()) -> list[_Item]:
+    """Non-overlapping random centres inside the margin (boxes ``MIN_OBJECT_GAP`` apart), drawn by
+    :func:`_centre` (``cfg.placement``; a ``gaussian`` that does not fit widens by 5% a try)."""
+    for attempt in range(MAX_TRIES):
         placed: list[_Item] = []
         for it in items:
             lo, hi = margin + it.side / 2.0, 1.0 - margin - it.side / 2.0
-            cx, cy = (float(v) for v in rng.uniform(lo, hi, size=2))
+            cx, cy = _centre(rng, cfg, lo, hi, 1.0 + 0.05 * attempt)
             need = lambda o: (o.side + it.side) / 2.0 + MIN_OBJECT_GAP  # noqa: E731
             if all(abs(cx - o.cx) >= need(o) or abs(cy - o.cy) >= need(o) for o in placed):
                 placed.append(_Item(it.shape, it.colour, it.side, cx, cy))
@@ -172,7 +234,7 @@ def _sizes(rng: np.random.Generator, cfg: CaptionedConfig, sized: bool) -> tuple
 
 def _single(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tuple[list[_Item], str, dict]:
     colour, shape = _pick(rng, tuple(COLOURS), 1)[0], _pick(rng, SHAPES, 1)[0]
-    items = _place(rng, [_Item(shape, colour, _uniform(rng, cfg.free_size))], margin)
+    items = _place(rng, [_Item(shape, colour, _uniform(rng, cfg.free_size))], margin, cfg)
     return items, noun_phrase(colour, shape), {}
 
 
@@ -180,7 +242,7 @@ def _pair(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tupl
     c1, c2 = _pick(rng, tuple(COLOURS), 2)
     h1, h2 = (SHAPES[int(i)] for i in rng.integers(len(SHAPES), size=2))
     s1, s2, words = _sizes(rng, cfg, bool(rng.random() < cfg.sized_probability))
-    items = _place(rng, [_Item(h1, c1, s1), _Item(h2, c2, s2)], margin)
+    items = _place(rng, [_Item(h1, c1, s1), _Item(h2, c2, s2)], margin, cfg)
     w1, w2 = words or (None, None)
     caption = CONJUNCTION_TEMPLATE.format(a=noun_phrase(c1, h1, w1), b=noun_phrase(c2, h2, w2))
     return items, caption, {}
@@ -193,7 +255,9 @@ def _relation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> 
     s1, s2, words = _sizes(rng, cfg, bool(rng.random() < cfg.sized_probability))
     side = max(s1, s2)
     lo, hi = margin + side / 2.0, 1.0 - margin - side / 2.0
-    d = float(rng.uniform(max(cfg.min_separation, side + MIN_OBJECT_GAP), max(hi - lo, cfg.min_separation)))
+    closest = max(cfg.min_separation, side + MIN_OBJECT_GAP)
+    widest = hi - lo if cfg.placement == "uniform" else min(hi - lo, closest + 2 * cfg.centre_sigma)  # centred: close pairs
+    d = float(rng.uniform(closest, max(widest, cfg.min_separation)))
     d = min(d, hi - lo)
     near = float(rng.uniform(lo, hi - d))
     far = near + d
@@ -207,14 +271,14 @@ def _relation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> 
         a, b = _Item(h1, c1, s1, base + oa, pa), _Item(h2, c2, s2, base + ob, pb)
     w1, w2 = words or (None, None)
     caption = f"{noun_phrase(c1, h1, w1)} {RELATIONS[rel]} {noun_phrase(c2, h2, w2)}"
-    return [a, b], caption, {"relation": rel}
+    return _recentre(rng, cfg, [a, b], margin), caption, {"relation": rel}
 
 
 def _count(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tuple[list[_Item], str, dict]:
     n = tuple(COUNT_WORDS)[int(rng.integers(len(COUNT_WORDS)))]
     colour, shape = _pick(rng, tuple(COLOURS), 1)[0], _pick(rng, SHAPES, 1)[0]
     side = float(rng.uniform(cfg.free_size[0], (cfg.free_size[0] + cfg.free_size[1]) / 2.0))
-    items = _place(rng, [_Item(shape, colour, side) for _ in range(n)], margin)
+    items = _place(rng, [_Item(shape, colour, side) for _ in range(n)], margin, cfg)
     return items, f"{COUNT_WORDS[n]} {colour} {PLURALS[shape]}", {"count": n}
 
 
@@ -226,7 +290,7 @@ def _negation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> 
     if rng.random() < cfg.distractor_probability:
         rest = [k for k in kinds if k not in ((ca, ha), (cb, hb))]
         specs.append(rest[int(rng.integers(len(rest)))])
-    items = _place(rng, [_Item(h, c, _uniform(rng, cfg.free_size)) for c, h in specs], margin)
+    items = _place(rng, [_Item(h, c, _uniform(rng, cfg.free_size)) for c, h in specs], margin, cfg)
     template = NEGATION_TEMPLATES[int(rng.integers(len(NEGATION_TEMPLATES)))]
     caption = template.format(a=noun_phrase(ca, ha), b=noun_phrase(cb, hb), b_bare=noun_phrase(cb, hb, article=False))
     return items, caption, {"absent": [cb, hb]}
@@ -237,9 +301,20 @@ _KINDS: dict[str, Callable[[np.random.Generator, CaptionedConfig, float], tuple[
 }
 
 
-def _background(rng: np.random.Generator, cfg: CaptionedConfig, size: int, avoid: list[np.ndarray]) -> tuple[np.ndarray, str]:
-    """``(S, S, 3)`` float background and its kind; its base colour is far from ``avoid``."""
-    for _ in range(MAX_TRIES):
+def cue_shape(rng: np.random.Generator, cfg: CaptionedConfig, shape: str) -> str:
+    """The shape whose :data:`CUE_COLOURS` colour the background takes: ``shape`` with
+    probability ``cue_agreement``, else one of the other shapes (uniformly)."""
+    if rng.random() < cfg.cue_agreement:
+        return shape
+    others = [s for s in SHAPES if s != shape]
+    return others[int(rng.integers(len(others)))]
+
+
+def _background(rng: np.random.Generator, cfg: CaptionedConfig, size: int, avoid: list[np.ndarray],
+                base: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """``(S, S, 3)`` float background and its kind; its base colour is ``base`` when given, else
+    drawn far from ``avoid``."""
+    for _ in range(0 if base is not None else MAX_TRIES):
         base = rng.integers(0, CHANNEL_MAX + 1, size=3).astype(np.float32)
         if all(np.abs(base - a).max() >= MIN_BACKGROUND_DISTANCE for a in avoid):
             break
@@ -278,7 +353,10 @@ def make_captioned_scene(index: int, *, seed: int = 0, cfg: CaptionedConfig = Ca
 
     j = cfg.colour_jitter
     rgbs = [np.clip(np.asarray(COLOURS[it.colour]) + rng.integers(-j, j + 1, size=3), 0, CHANNEL_MAX) for it in items]
-    bg, bg_kind = _background(rng, cfg, size, [np.asarray(COLOURS[it.colour], np.float32) for it in items])
+    cue = cue_shape(rng, cfg, items[0].shape) if cfg.background_cue == "shape_colour" else None
+    base = None if cue is None else np.clip(np.asarray(CUE_COLOURS[cue], np.float32) + rng.integers(
+        -CUE_JITTER, CUE_JITTER + 1, size=3), 0, CHANNEL_MAX).astype(np.float32)
+    bg, bg_kind = _background(rng, cfg, size, [np.asarray(COLOURS[it.colour], np.float32) for it in items], base)
     image = Image.fromarray(bg.astype(np.uint8))
     draw = ImageDraw.Draw(image)
     outlined = bool(rng.random() < cfg.outline_probability)
@@ -294,6 +372,7 @@ def make_captioned_scene(index: int, *, seed: int = 0, cfg: CaptionedConfig = Ca
     meta = {
         "index": index, "seed": int(seed), "kind": kind, "image_size": size, "background": bg_kind,
         "outline": width, "objects": [[it.colour, it.shape, it.side, it.cx, it.cy] for it in items], **extra,
+        **({"cue_shape": cue} if cue is not None else {}),
     }
     return CaptionedSample(image=image, caption=caption, kind=kind, meta=meta)
 

@@ -81,3 +81,12 @@ DISTRACTOR_PROBABILITY = 0.5
 MAX_OBJECT_TRIES = 100
 MAX_LAYOUT_TRIES = 100
 CHANNEL_MAX = 255
+#: Captioned pretraining scenes (dcsm.data.synthetic.captioned): object placement and background cue.
+PLACEMENTS: tuple[str, ...] = ("uniform", "gaussian")
+BACKGROUND_CUES: tuple[str, ...] = ("none", "shape_colour")
+#: configs/pretrain_toy_clip.yaml ``scenes:`` rules as data, ``key: (kind, *args)`` (dcsm.config_schema.TABLE_KINDS);
+#: what depends on another key (min <= max, weights summing > 0) is checked by CaptionedConfig
+SCENE_KEYS: dict[str, tuple] = {
+    "kind_weights": ("floats", 0.0, None, 5), "image_size": ("ints", 32, None, 2), "placement": ("choice", PLACEMENTS),
+    "centre_sigma": ("float", 0.0, None, True), "background_cue": ("choice", BACKGROUND_CUES), "cue_agreement": ("float", 0.0, 1.0),
+}

@@ -1,0 +1,48 @@
+"""Where the controlled variants' weights live and how they load (through :class:`FrozenCLIP`).
+
+``<weights_dir>/<variant>_s<seed>/<model>.safetensors`` beside ``<model>.record.json``, as the
+pretraining command writes them with ``out_dir=<weights_dir>/<variant>_s<seed>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ...model.encoders import EncoderSpec, FrozenCLIP
+
+__all__ = ["VARIANTS", "variant_dir", "find_weights", "load_variant"]
+
+#: variant -> its pretraining config (configs/pretrain_controlled_<variant>.yaml)
+VARIANTS: tuple[str, ...] = ("centred", "meanpool", "uniform", "spurious")
+
+
+def variant_dir(weights_dir: str | Path, variant: str, seed: int) -> Path:
+    """The folder of one pretraining run."""
+    return Path(weights_dir) / f"{variant}_s{int(seed)}"
+
+
+def find_weights(weights_dir: str | Path, variant: str, seed: int) -> tuple[Path, dict] | None:
+    """``(safetensors path, record)`` of a run, or None when the folder holds no record."""
+    records = sorted(variant_dir(weights_dir, variant, seed).glob("*.record.json"))
+    if not records:
+        return None
+    record = json.loads(records[0].read_text())
+    path = records[0].parent / record["weights"]
+    return (path, record) if path.is_file() else None
+
+
+def load_variant(weights_dir: str | Path, variant: str, seed: int, device: str = "cpu") -> tuple[FrozenCLIP, dict]:
+    """The frozen encoder of one run and its record.
+
+    Raises:
+        FileNotFoundError: no weights for this variant and seed.
+    """
+    found = find_weights(weights_dir, variant, seed)
+    if found is None:
+        raise FileNotFoundError(f"no weights for variant '{variant}' seed {seed} under '{weights_dir}'. Fix: run "
+                                f"python data_prep/pretrain_toy_clip.py --config configs/pretrain_controlled_{variant}.yaml "
+                                f"seed={seed} out_dir={variant_dir(weights_dir, variant, seed)}")
+    path, record = found
+    enc = FrozenCLIP(EncoderSpec(model=record["model"], pretrained=str(path), max_tokens=20)).to(device)
+    return enc, record

@@ -1,0 +1,124 @@
+"""Issue 27: every controlled experiment runs end to end on tiny random-init models through the
+command (``data_prep/controlled.py``), writes JSON + PNG + Markdown side by side with the numbers
+the JSON holds, and logs to an offline W&B run when the logger is configured."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from dcsm.commands.pretrain_toy_clip import export_fp16
+from dcsm.diagnostics.controlled.center import seed_interval
+from dcsm.diagnostics.controlled.models import VARIANTS, find_weights, variant_dir
+from dcsm.diagnostics.controlled.segmentation import iou, object_mask
+from dcsm.diagnostics.controlled.spurious import group_accuracy
+from dcsm.data.synthetic.captioned import CaptionedConfig, make_captioned_scene
+from tests.wandb_offline import read_run
+
+MODELS = {"centred": "dcsm-tiny-ViT", "meanpool": "dcsm-tiny-ViT-avg", "uniform": "dcsm-tiny-ViT", "spurious": "dcsm-tiny-ViT"}
+TINY = ["controlled.seeds=[0,1]", "diagnostics.center_bias.n_bootstrap=50", "diagnostics.center_bias.colours=[red,blue]",
+        "controlled.spurious.size=45", "controlled.spurious.select_size=27", "controlled.spurious.random_seeds=[0,1]",
+        "controlled.spurious.ks=[1,2]", "controlled.pruning.ks=[1,2]", "controlled.pruning.seeds=[0]",
+        "controlled.segmentation.size=8",
+        "controlled.mitigations.strengths=[0.5,1.0]", "controlled.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random-init tiny models for every variant, seed 0 and 1 (meanpool: seed 0 only), as the
+    pretraining command lays them out."""
+    root = tmp_path_factory.mktemp("weights")
+    for v in VARIANTS:
+        for s in ((0,) if v == "meanpool" else (0, 1)):
+            torch.manual_seed(s)
+            model = MODELS[v]
+            d = variant_dir(root, v, s)
+            sha = export_fp16(open_clip.create_model(model), d / f"{model}.safetensors")
+            (d / f"{model}.record.json").write_text(json.dumps({"model": model, "weights": f"{model}.safetensors", "sha256": sha}))
+    return root
+
+
+def test_every_experiment_writes_json_png_markdown(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcsm.commands.controlled import main
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "out"
+    files = main([f"controlled.out_dir={out}", f"controlled.weights_dir={weights}", f"run_dir={tmp_path / 'run'}",
+                  "logger.kind=wandb", "logger.mode=offline", *TINY])
+    assert set(files) == {"center_bias", "mitigations", "spurious", "pruning", "segmentation"}
+    for name, f in files.items():
+        assert Path(f["json"]).parent == Path(f["png"]).parent == Path(f["md"]).parent == out
+        assert Path(f["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        doc = json.loads(Path(f["json"]).read_text())
+        assert doc["meta"]["experiment"] == name and f"controlled.experiments=[{name}]" in doc["meta"]["command"]
+        assert doc["meta"]["command"] in Path(f["md"]).read_text()
+
+    cb = json.loads(Path(files["center_bias"]["json"]).read_text())["result"]
+    assert set(cb["runs"]) == {"centred", "meanpool", "uniform"} and cb["missing"] == ["meanpool_s1"]
+    assert set(cb["runs"]["centred"]) == {"0", "1"} and set(cb["runs"]["meanpool"]) == {"0"}
+    r0, r1 = (cb["runs"]["centred"][s]["clip"]["ratio"] for s in ("0", "1"))
+    over = cb["over_seeds"]["centred"]["clip"]["ratio"]
+    assert over["n"] == 2 and math.isclose(over["mean"], (r0 + r1) / 2)
+    md = Path(files["center_bias"]["md"]).read_text()
+    assert f"| centred | clip | 2 | {over['mean']:.2f} |" in md and "meanpool_s1" in md
+
+    mit = json.loads(Path(files["mitigations"]["json"]).read_text())["result"]["runs"]["centred_s0"]
+    assert [r["strength"] for r in mit["visual_prompt"]] == [0.0, 0.5, 1.0] == [r["strength"] for r in mit["attention"]]
+
+    sp = json.loads(Path(files["spurious"]["json"]).read_text())["result"]
+    assert sp["n_test"] == 45 and len(sp["ranking"]) == 16 and [a["k"] for a in sp["ablations"]] == [1, 2]
+    assert sp["ablations"][1]["cue_heads"] == sp["ranking"][:2] and len(sp["ablations"][0]["random"]) == 2
+    assert sum(map(sum, sp["baseline"]["group_n"])) == 45 and len(sp["top_heads"]) == 2
+    a = sp["ablations"][0]
+    assert math.isclose(a["worst_group_gain_over_random"], a["gain_worst_group"] - a["random_gain_worst_group"])
+    assert f"{100 * a['worst_group_gain_over_random']:+.1f}" in Path(files["spurious"]["md"]).read_text()
+
+    pr = json.loads(Path(files["pruning"]["json"]).read_text())["result"]
+    assert set(pr) == {"centred_s0", "spurious_s0"} and pr["centred_s0"]["ks"] == [1, 2]
+    assert set(pr["spurious_s0"]["baseline"]["clip"]["per_category"]) == {"aligned", "conflicting"}
+    assert set(pr["centred_s0"]["baseline"]["clip"]["per_category"]) == {"centre", "border"}  # grid 5, centre_ring 1: nothing between
+    assert len(pr["centred_s0"]["ranking"]) == 16 and pr["centred_s0"]["baseline"]["clip"]["n"] == 2 * 3 * 25
+
+    seg = json.loads(Path(files["segmentation"]["json"]).read_text())["result"]["uniform_s0"]
+    assert seg["n"] == 8 and 0 <= seg["miou"] <= 1 and 0 <= seg["centre_box_miou"] <= 1
+    assert f"{seg['miou']:.3f}" in Path(files["segmentation"]["md"]).read_text()
+
+    run = next((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    logged = {k for h in read_run(run)["history"] for k in h}
+    for name in files:  # an image and the Markdown table per experiment landed in the offline run
+        assert {f"controlled/{name}/figure/path", f"controlled/{name}/table/path"} <= logged
+    assert list((run / "files" / "media" / "images").rglob("*.png"))
+
+
+def test_a_missing_variant_is_one_error_line(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dcsm.commands.runner import USAGE_EXIT, run_command
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as exc:
+        run_command("dcsm.commands.controlled", [f"controlled.weights_dir={empty}", f"controlled.out_dir={tmp_path / 'o'}",
+                                                  "controlled.experiments=[spurious]", "logger.kind=none"])
+    assert exc.value.code == USAGE_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "spurious" in err[0] and "Fix:" in err[0]
+    assert find_weights(empty, "spurious", 0) is None
+
+
+def test_statistics_helpers() -> None:
+    s = seed_interval([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and math.isclose(s["ci"][1] - 2.0, 4.303 * 1.0 / math.sqrt(3))
+    assert seed_interval([1.5])["ci"] == [None, None] and seed_interval([None])["mean"] is None
+    correct = torch.tensor([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=torch.bool)
+    shape, cue = torch.arange(9) // 3, torch.arange(9) % 3  # one image per group
+    g = group_accuracy(correct, shape, cue)
+    assert g["worst_group"] == 0.0 and math.isclose(g["aligned"], 2 / 3, rel_tol=1e-6) and math.isclose(g["conflicting"], 4 / 6, rel_tol=1e-6)
+    # the drawn mask covers the object's pixels: the scene's pixels there are the object's colour
+    s = make_captioned_scene(3, seed=0, cfg=CaptionedConfig(kind_weights=(1, 0, 0, 0, 0), image_size=(64, 64)))
+    m = object_mask(s.meta)
+    assert m.shape == (64, 64) and 0 < m.float().mean() < 0.2
+    assert iou(m[None], m[None]).item() == 1.0 and iou(m[None], ~m[None]).item() == 0.0
