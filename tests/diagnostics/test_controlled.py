@@ -39,7 +39,8 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
             model = MODELS[v]
             d = variant_dir(root, v, s)
             sha = export_fp16(open_clip.create_model(model), d / f"{model}.safetensors")
-            (d / f"{model}.record.json").write_text(json.dumps({"model": model, "weights": f"{model}.safetensors", "sha256": sha}))
+            (d / f"{model}.record.json").write_text(json.dumps({"model": model, "weights": f"{model}.safetensors", "sha256": sha,
+                                                                       "config": {"eval": {"max_tokens": 20}}}))
     return root
 
 

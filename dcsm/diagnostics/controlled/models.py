@@ -44,5 +44,6 @@ def load_variant(weights_dir: str | Path, variant: str, seed: int, device: str =
                                 f"python data_prep/pretrain_toy_clip.py --config configs/pretrain_controlled_{variant}.yaml "
                                 f"seed={seed} out_dir={variant_dir(weights_dir, variant, seed)}")
     path, record = found
-    enc = FrozenCLIP(EncoderSpec(model=record["model"], pretrained=str(path), max_tokens=20)).to(device)
+    max_tokens = record["config"]["eval"]["max_tokens"]  # the caption length its own evaluation used
+    enc = FrozenCLIP(EncoderSpec(model=record["model"], pretrained=str(path), max_tokens=max_tokens)).to(device)
     return enc, record
