@@ -141,7 +141,10 @@ HEAD_WEIGHTINGS = ("variance", "uniform")
 PROMPT_SHAPES = ("ring", "box")
 ATTENTION_PRIORS = ("uniform", "border")
 DETERMINISTIC = (True, False, "warn")
-TABLE_KINDS = {"str": lambda: STR_RULE, "seed": lambda: SEED, "seeds": lambda: SEEDS, "int": _int, "ints": _ints, "float": _float, "floats": _floats, "choice": _choice, "choices": lambda c: _choices(c, non_empty=True), "device": lambda: Rule(DEVICE, choices=TORCH_DEVICES)}  # noqa: E501 - rules written as data, key: (kind, *args), by modules that must not import this one
+#: Rules as data, ``key: (kind, *args)``, from modules that must not import this one (CONTROLLED_KEYS, SCENE_KEYS).
+TABLE_KINDS = {"str": lambda: STR_RULE, "seed": lambda: SEED, "seeds": lambda: SEEDS, "int": _int, "ints": _ints,
+               "float": _float, "floats": _floats, "choice": _choice, "choices": lambda c: _choices(c, non_empty=True),
+               "device": lambda: Rule(DEVICE, choices=TORCH_DEVICES)}
 
 
 @lru_cache(maxsize=1)

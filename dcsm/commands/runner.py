@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from importlib import import_module
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import CONFIG_DIR, DEFAULT_CONFIG, parse_cli, to_plain

@@ -45,7 +45,6 @@ MAP_EXT = "maps.safetensors"
 LEGACY_MAP_EXT = "maps.pth"  # the first release: a torch.save zip (read weights-only, never written)
 #: Pooled cosines are kept in fp32 (one number per option: nothing to save).
 POOLED_DTYPE = torch.float32
-CHECKSUM_META = "checksum"  # the member's metadata key of the tensors' sha256 (as feature shards' "checksum")
 MAP_CACHE_FIX = ("re-write the map cache with this config (python data_prep/cache_features.py cache_features.kind=maps "
                  "cache_features.overwrite=true ...), or set data.cache=embeddings")
 
@@ -192,8 +191,8 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
                 digest: str) -> list[tuple[str, bytes]]:
     """Members ``KEY.json`` + ``KEY.maps.safetensors`` + ``KEY.encoder.json`` of one sample's maps
     (``maps (K, L, P)``, ``token_mask (K, L)``, ``pooled_cos (K,)``, ``label``)."""
-    from ..data.shards.format import FORMAT_VERSION, JSON_EXT, json_default
-    from .shards import ENCODER_EXT, tensor_checksum
+    from ..data.shards.format import FORMAT_VERSION
+    from .shards import CHECKSUM_KEY, sample_members, tensor_checksum
     from .tensor_codec import encode_tensors
 
     mask = sample["token_mask"].detach().cpu().bool()
@@ -203,12 +202,8 @@ def map_members(key: str, sample: MapBatch | dict[str, torch.Tensor], record: di
         "pooled_cos": sample["pooled_cos"].detach().cpu().to(POOLED_DTYPE),
         "label": torch.as_tensor(int(sample["label"]), dtype=torch.long),
     }
-    meta = {"format_version": FORMAT_VERSION, "record": digest, CHECKSUM_META: tensor_checksum(d)}
-    return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
-        (f"{key}.{MAP_EXT}", encode_tensors(d, meta)),
-        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
-    ]
+    meta = {"format_version": FORMAT_VERSION, "record": digest, CHECKSUM_KEY: tensor_checksum(d)}
+    return sample_members(key, MAP_EXT, encode_tensors(d, meta), record, encoder)
 
 
 def _map_tensors(sample: dict, key: str) -> tuple[dict[str, Any], str]:
@@ -238,14 +233,14 @@ def decode_map_sample(sample: dict, *, digest: str | None = None, categories: Se
         MapCacheError: the sample's record digest differs from ``digest`` (another map config).
     """
     from ..data.shards.format import SampleError, common_fields, parse_record
-    from .shards import check_sample_encoder, tensor_checksum
+    from .shards import CHECKSUM_KEY, check_sample_encoder, tensor_checksum
 
     key = sample["__key__"]
     if encoder is not None:
         check_sample_encoder(sample, encoder, manifest_checked)
     record = parse_record(sample)
     d, ext = _map_tensors(sample, key)
-    if d.get(CHECKSUM_META) is not None and tensor_checksum(d) != d[CHECKSUM_META]:
+    if d.get(CHECKSUM_KEY) is not None and tensor_checksum(d) != d[CHECKSUM_KEY]:
         raise SampleError(f"{key}.{ext}: checksum mismatch (corrupted bytes); the sample is skipped")
     if digest is not None and d.get("record") != digest:
         raise MapCacheError(f"map shard '{sample.get('__url__', '?')}' (key {key}) was made with another map config "

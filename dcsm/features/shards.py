@@ -249,17 +249,22 @@ def feature_members(key: str, features: dict[str, torch.Tensor], record: dict,
 
 
 
+def sample_members(key: str, ext: str, payload: bytes, record: dict, encoder: dict) -> list[tuple[str, bytes]]:
+    """The members of one cached sample: ``KEY.json`` (record), ``KEY.<ext>`` (``payload``, its
+    tensors) and ``KEY.encoder.json``."""
+    return [
+        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
+        (f"{key}.{ext}", payload),
+        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
+    ]
+
+
 def tensor_members(key: str, ext: str, d: dict[str, Any], record: dict, encoder: dict) -> list[tuple[str, bytes]]:
-    """The members of one cached sample: ``KEY.json`` (record), ``KEY.<ext>`` (``d`` with its
-    :func:`tensor_checksum`, a plain ``torch.save``) and ``KEY.encoder.json``."""
+    """:func:`sample_members` with ``d`` and its :func:`tensor_checksum` as a plain ``torch.save``."""
     d[CHECKSUM_KEY] = tensor_checksum(d)
     buf = io.BytesIO()
     torch.save(d, buf)
-    return [
-        (f"{key}.{JSON_EXT}", json.dumps(record, sort_keys=True, default=json_default).encode("utf-8")),
-        (f"{key}.{ext}", buf.getvalue()),
-        (f"{key}.{ENCODER_EXT}", json.dumps(encoder, sort_keys=True).encode("utf-8")),
-    ]
+    return sample_members(key, ext, buf.getvalue(), record, encoder)
 
 
 def load_tensor_member(sample: dict, key: str, ext: str, need: Sequence[str]) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from .encoder_towers import (
 log = logging.getLogger(__name__)
 
 
-
 class UnsupportedModelError(ValueError):
     """The requested open_clip model family has no per-patch/per-token code path yet."""
 

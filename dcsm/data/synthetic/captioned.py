@@ -63,6 +63,7 @@ BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "noise", "blotches")
 CUE_COLOURS: dict[str, tuple[int, int, int]] = {"square": (25, 25, 25), "circle": (235, 235, 235), "triangle": (90, 200, 200)}
 CUE_JITTER = 12  # per-channel jitter of a cue background's base colour
 GAUSSIAN_TRIES = 8  # truncated-normal draws per centre before clipping
+GAUSSIAN_WIDEN = 0.05  # a gaussian layout that does not fit widens its sigma by this fraction per try
 COUNT_WORDS: dict[int, str] = {2: "two", 3: "three"}
 PLURALS: dict[str, str] = {"square": "squares", "circle": "circles", "triangle": "triangles"}
 #: Stream code of this generator in the RNG seed (never collides with a split name's crc32 use).
@@ -205,12 +206,12 @@ def _recentre(rng: np.random.Generator, cfg: CaptionedConfig, items: list[_Item]
 def _place(rng: np.random.Generator, items: list[_Item], margin: float,
            cfg: CaptionedConfig = CaptionedConfig()) -> list[_Item]:
     """Non-overlapping random centres inside the margin (boxes ``MIN_OBJECT_GAP`` apart), drawn by
-    :func:`_centre` (``cfg.placement``; a ``gaussian`` that does not fit widens by 5% a try)."""
+    :func:`_centre` (``cfg.placement``; a ``gaussian`` that does not fit widens by :data:`GAUSSIAN_WIDEN` a try)."""
     for attempt in range(MAX_TRIES):
         placed: list[_Item] = []
         for it in items:
             lo, hi = margin + it.side / 2.0, 1.0 - margin - it.side / 2.0
-            cx, cy = _centre(rng, cfg, lo, hi, 1.0 + 0.05 * attempt)
+            cx, cy = _centre(rng, cfg, lo, hi, 1.0 + GAUSSIAN_WIDEN * attempt)
             need = lambda o: (o.side + it.side) / 2.0 + MIN_OBJECT_GAP  # noqa: E731
             if all(abs(cx - o.cx) >= need(o) or abs(cy - o.cy) >= need(o) for o in placed):
                 placed.append(_Item(it.shape, it.colour, it.side, cx, cy))
