@@ -302,6 +302,7 @@ def _training_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "eval.image_size": _int(o.MIN_IMAGE_SIZE),
         "eval.fixed_scenes": _int(1),
         "eval.max_tokens": _int(1),
+        "eval.own_seed": SEED,  # pretrain_toy_clip: the held-out stream of its own-distribution binding probe
         # configs/from_reference.yaml (dcsm.commands.from_reference)
     }
 
@@ -408,12 +409,11 @@ def _diagnostics_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "diagnostics.center_bias.cross_eyed.synthetic.categories": o.categories,
         "diagnostics.center_bias.cross_eyed.synthetic.centre_region": _float(0.0, 1.0, low_open=True),
         **{f"controlled.{k}": TABLE_KINDS[v[0]](*v[1:]) for k, v in o.CONTROLLED_KEYS.items()},  # data_prep/controlled.py
-        # configs/pretrain_toy_clip.yaml (dcsm.commands.pretrain_toy_clip): optim/data/eval/trainer keys share the rules above
     }
 
 
 def _other_command_rules(o: SimpleNamespace) -> dict[str, Rule]:
-    """Rules of pretrain_toy_clip and from_reference (their own default files)."""
+    """Rules of pretrain_toy_clip and from_reference (own defaults; their other keys share the train rules)."""
     return {
         "out_dir": STR_RULE,
         "model": STR_RULE,

@@ -33,8 +33,22 @@ def scenes_section(variant: str) -> dict:
 class _Models:
     """Encoders loaded once per (variant, seed); None for a run without weights."""
 
-    def __init__(self, weights_dir: str, device: str) -> None:
+    def __init__(self, weights_dir: str, device: str, heads_dir: str | None = None) -> None:
         self.weights_dir, self.device, self.cache, self.records = weights_dir, device, {}, {}
+        self.heads_dir, self.head_cache = heads_dir, {}
+
+    def heads(self, variant: str, seed: int) -> dict[str, Any]:
+        """``{"dcsm": head}`` for a run with an exported DCSM head under ``heads_dir``, else ``{}``."""
+        from ..diagnostics.controlled.models import HEAD_FILE, load_head, variant_dir
+
+        key = (variant, int(seed))
+        enc = self(variant, seed)
+        if key not in self.head_cache:
+            head = None if enc is None or self.heads_dir is None else load_head(self.heads_dir, variant, seed, enc)
+            self.head_cache[key] = head
+            if head is not None:
+                self.records[f"{variant}_s{seed}"]["head"] = str(variant_dir(self.heads_dir, variant, seed) / HEAD_FILE)
+        return {} if self.head_cache[key] is None else {"dcsm": self.head_cache[key]}
 
     def __call__(self, variant: str, seed: int) -> Any:
         from ..diagnostics.controlled.models import find_weights, load_variant
@@ -66,7 +80,8 @@ def _pruning(models: _Models, cfg: dict) -> dict:
         enc, seed = models.first(v, c["seeds"])
         task = cue_task(enc, scenes_section(v), int(c["spurious"]["size"]), int(c["spurious"]["test_seed"])) \
             if v == "spurious" else sweep_task(enc, cfg["diagnostics"]["center_bias"])
-        result[f"{v}_s{seed}"] = prune(enc, task, cfg["diagnostics"], list(c["pruning"]["ks"]), list(c["pruning"]["seeds"]), bs)
+        result[f"{v}_s{seed}"] = prune(enc, task, cfg["diagnostics"], list(c["pruning"]["ks"]), list(c["pruning"]["seeds"]), bs,
+                                       models.heads(v, seed))
     return result
 
 
@@ -77,12 +92,13 @@ def run_experiment(name: str, models: _Models, cfg: dict) -> dict:
     c, bs = cfg[SECTION], int(cfg[SECTION]["batch_size"])
     sweep = cfg["diagnostics"]["center_bias"]
     if name == "center_bias":
-        return center.center_bias_runs(models, c["center_bias"]["variants"], c["seeds"], sweep, bs)
+        return center.center_bias_runs(models, c["center_bias"]["variants"], c["seeds"], sweep, bs, models.heads)
     if name == "mitigations":
         runs = {}
         for s in c["seeds"][: int(c["mitigations"]["runs"])]:
             if models("centred", s) is not None:
-                runs[f"centred_s{s}"] = center.mitigation_runs(models("centred", s), sweep, c["mitigations"]["strengths"], bs)
+                runs[f"centred_s{s}"] = center.mitigation_runs(models("centred", s), sweep, c["mitigations"]["strengths"], bs,
+                                                               models.heads("centred", s))
         if not runs:
             models.first("centred", c["seeds"])  # raises, naming the fix
         return {"runs": runs}
@@ -121,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     torch.manual_seed(int(cfg["seed"]))
     out = Path(c["out_dir"])
-    models = _Models(c["weights_dir"], c["device"])
+    models = _Models(c["weights_dir"], c["device"], c["heads_dir"])
     run = _wandb(cfg)
     files: dict[str, Any] = {}
     try:

@@ -6,7 +6,8 @@ the learned logit scale. Sample ``i`` of step ``s`` is captioned scene ``s * bat
 of the seed's stream, so a run is a deterministic function of its config (up to
 non-deterministic GPU kernels). After training the weights are exported as fp16 safetensors
 and re-loaded through :class:`dcsm.model.encoders.FrozenCLIP` to measure CLIP cosine
-multiple-choice accuracy per category on held-out synthetic splits.
+multiple-choice accuracy per category on held-out synthetic splits, and binding accuracy on
+held-out scenes of its own pretraining distribution (``own_binding``).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from torch.utils.data import DataLoader
 from ..model import toy_clip  # noqa: F401 - registers dcsm-toy-ViT with open_clip
 from ..config_checks import check_config, check_writable
 from .runner import OWN_DEFAULTS
-from ..config import DEFAULT_CONFIG, load_yaml, parse_cli, to_plain
-from ..data.synthetic.captioned import CaptionedConfig, CaptionedScenes
+from ..config import DEFAULT_CONFIG, ConfigError, load_yaml, parse_cli, to_plain
+from ..data.synthetic.captioned import BINDING_OPTIONS, CaptionedConfig, CaptionedScenes, binding_probe
 from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..model.encoders import EncoderSpec, FrozenCLIP, check_model_name
 from ..features import collate_mcq, ensure_features
@@ -138,6 +139,27 @@ def clip_cosine_accuracy(
     return out
 
 
+@torch.no_grad()
+def own_binding_accuracy(encoder: FrozenCLIP, scenes: CaptionedConfig, size: int, seed: int, batch_size: int,
+                         device: str | torch.device = "cpu") -> dict[str, Any]:
+    """CLIP cosine binding accuracy on the model's own pretraining distribution
+    (:func:`dcsm.data.synthetic.captioned.binding_probe`: ``size`` held-out pair scenes of stream
+    ``seed``, 4 options that differ only in what binds to what; chance 0.25). Also the share of
+    each wrong option among the misses."""
+    images, options = binding_probe(scenes, size, seed)
+    encoder.to(device)
+    picks = []
+    for i in range(0, size, batch_size):
+        x = torch.stack([encoder.preprocess(im) for im in images[i:i + batch_size]])
+        opts = options[i:i + batch_size]
+        image = encoder.encode_images(x).pooled  # (b, D)
+        text = encoder.encode_texts([c for o in opts for c in o]).pooled.view(len(opts), len(BINDING_OPTIONS), -1)
+        picks.append(top_choice(torch.einsum("bd,bkd->bk", image, text)).cpu())  # a tie counts wrong
+    pick = torch.cat(picks)
+    chosen = {name: int((pick == k).sum()) for k, name in enumerate(BINDING_OPTIONS)}
+    return {"accuracy": chosen[BINDING_OPTIONS[0]] / size, "n": size, "seed": seed, "chosen": chosen}
+
+
 def pretrain(cfg: dict, command: str = "") -> dict[str, Any]:
     """Train, export fp16 weights, measure held-out CLIP cosine accuracy; returns the record."""
     o, t, ev = cfg["optim"], cfg["trainer"], cfg["eval"]
@@ -164,6 +186,7 @@ def pretrain(cfg: dict, command: str = "") -> dict[str, Any]:
     start = time.perf_counter()
     encoder = FrozenCLIP(EncoderSpec(model=cfg["model"], pretrained=str(weights), max_tokens=ev["max_tokens"]))
     acc = {s: clip_cosine_accuracy(encoder, s, ev["size"], ev["image_size"], ev["batch_size"], device) for s in ev["splits"]}
+    own = own_binding_accuracy(encoder, data.cfg, ev["size"], ev["own_seed"], ev["batch_size"], device)
     fixed = clip_cosine_accuracy(encoder.cpu(), "test", ev["fixed_scenes"], ev["image_size"], ev["batch_size"], "cpu")
     record = {
         "model": cfg["model"],
@@ -179,6 +202,7 @@ def pretrain(cfg: dict, command: str = "") -> dict[str, Any]:
         "samples": o["steps"] * o["batch_size"],
         "final_train_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         "clip_cosine": acc,
+        "own_binding": own,
         "fixed_scenes": {"split": "test", "n": ev["fixed_scenes"], "image_size": ev["image_size"], "seed": 0,
                          "accuracy": round(fixed["all"], 2), "device": "cpu"},
     }
@@ -192,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = check_config(to_plain(parse_cli(args, default=PRETRAIN_CONFIG)))
     check_writable("out_dir", cfg["out_dir"], "folder")
     check_model_name(cfg["model"], key="model")
+    if cfg["eval"]["own_seed"] == cfg["seed"]:  # the probe must not draw the training scenes
+        raise ConfigError(f"eval.own_seed={cfg['eval']['own_seed']} is the training stream (seed={cfg['seed']}). "
+                          "Fix: give eval.own_seed a seed no pretraining run uses (default 1000).")
     record = pretrain(cfg, command=" ".join(["python data_prep/pretrain_toy_clip.py", *args]))
-    print(json.dumps({k: record[k] for k in ("weights", "train_wall_s", "clip_cosine", "fixed_scenes")}, indent=1))
+    print(json.dumps({k: record[k] for k in ("weights", "train_wall_s", "clip_cosine", "own_binding", "fixed_scenes")}, indent=1))
     return record

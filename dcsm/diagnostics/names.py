@@ -13,7 +13,7 @@ CONTROLLED_VARIANTS = ("centred", "meanpool", "uniform", "spurious")
 CLASS_TOKEN_VARIANTS = ("centred", "uniform", "spurious")
 #: the ``controlled:`` section's rules as data, ``key: (kind, *args)`` (dcsm.config_schema.TABLE_KINDS)
 CONTROLLED_KEYS: dict[str, tuple] = {
-    "out_dir": ("str",), "weights_dir": ("str",), "experiments": ("choices", CONTROLLED_EXPERIMENTS), "seeds": ("seeds",),
+    "out_dir": ("str",), "weights_dir": ("str",), "heads_dir": ("str",), "experiments": ("choices", CONTROLLED_EXPERIMENTS), "seeds": ("seeds",),
     "device": ("device",), "batch_size": ("int", 1), "center_bias.variants": ("choices", CONTROLLED_VARIANTS),
     "mitigations.strengths": ("floats", 0.0, 1.0), "mitigations.runs": ("int", 1),
     "spurious.size": ("int", 9), "spurious.test_seed": ("seed",), "spurious.select_size": ("int", 9),

@@ -92,3 +92,22 @@ def test_bad_options_are_refused() -> None:
         CaptionedConfig(centre_sigma=0.0)
     with pytest.raises(ValueError, match="cue_agreement"):
         CaptionedConfig(cue_agreement=1.5)
+
+
+@pytest.mark.parametrize("variant", ["uniform", "centred", "spurious"])
+def test_binding_probe_draws_held_out_scenes_of_the_variant_with_four_binding_swaps(variant: str) -> None:
+    from dcsm.data.synthetic.captioned import BINDING_OPTIONS, binding_probe
+
+    cfg = scenes_config(variant)
+    images, options = binding_probe(cfg, 40, seed=1000)
+    assert len(images) == len(options) == 40 and BINDING_OPTIONS[0] == "positive"
+    trained = {make_captioned_scene(i, seed=0, cfg=cfg).image.tobytes() for i in range(200)}
+    assert not trained & {im.tobytes() for im in images}  # another stream than the training seed's
+    for opts in options:
+        assert len(set(opts)) == 4  # four different scenes described ...
+        assert len({tuple(sorted(o.split())) for o in opts}) == 1  # ... with the same words
+        words = opts[0].split()
+        assert words.count("small") == words.count("big") == 1 and words[2] != words[-1]  # sizes differ, shapes differ
+    if variant == "centred":  # the probe keeps the variant's placement
+        probe = binding_probe(cfg, 40, seed=1000)[0]
+        assert probe[0].tobytes() == images[0].tobytes()

@@ -123,3 +123,61 @@ def test_statistics_helpers() -> None:
     m = object_mask(s.meta)
     assert m.shape == (64, 64) and 0 < m.float().mean() < 0.2
     assert iou(m[None], m[None]).item() == 1.0 and iou(m[None], ~m[None]).item() == 0.0
+
+
+def _export_random_head(weights: Path, heads: Path, variant: str, seed: int, model_name: str | None = None) -> Path:
+    """A random-init DCSM head on a run's encoder, exported where data_prep/controlled_heads.sh puts it."""
+    from dcsm.checkpoints.export import export_head
+    from dcsm.config import load_yaml, parse_cli, to_plain, CONFIG_DIR
+    from dcsm.model.dcsm import build_dcsm
+    from dcsm.model.encoders import EncoderSpec, FrozenCLIP
+
+    model = model_name or MODELS[variant]
+    wfile = variant_dir(weights, variant, seed) / f"{MODELS[variant]}.safetensors"
+    cfg = to_plain(parse_cli(["--config", str(CONFIG_DIR / "controlled_head.yaml"), f"encoder.model={model}",
+                              f"encoder.pretrained={wfile}"]))
+    torch.manual_seed(seed)
+    enc = FrozenCLIP(EncoderSpec(**cfg["encoder"]))
+    export_head(build_dcsm(cfg, enc), cfg, variant_dir(heads, variant, seed) / "head")
+    return variant_dir(heads, variant, seed) / "head.safetensors"
+
+
+def test_dcsm_heads_are_scored_beside_clip_where_a_run_has_one(weights: Path, tmp_path: Path) -> None:
+    from dcsm.commands.controlled import main
+
+    heads = tmp_path / "heads"
+    _export_random_head(weights, heads, "centred", 0)
+    _export_random_head(weights, heads, "meanpool", 0)
+    out = tmp_path / "out"
+    files = main([f"controlled.out_dir={out}", f"controlled.weights_dir={weights}", f"controlled.heads_dir={heads}",
+                  "controlled.experiments=[center_bias,mitigations,pruning]", "logger.kind=none",
+                  "controlled.pruning.variants=[centred]", *TINY])
+    doc = json.loads(Path(files["center_bias"]["json"]).read_text())
+    cb = doc["result"]
+    assert set(cb["runs"]["centred"]["0"]) == {"clip", "clip_zero_shot", "dcsm"}  # the run with a head
+    assert set(cb["runs"]["centred"]["1"]) == {"clip", "clip_zero_shot"} == set(cb["runs"]["uniform"]["0"])  # without
+    assert "dcsm" in cb["runs"]["meanpool"]["0"]
+    over = cb["over_seeds"]["centred"]["dcsm"]["ratio"]
+    assert over["n"] == 1 and over["mean"] == cb["runs"]["centred"]["0"]["dcsm"]["ratio"]
+    assert "dcsm" not in cb["over_seeds"]["uniform"]
+    d = cb["runs"]["centred"]["0"]["dcsm"]
+    assert 0.0 <= d["acc"] <= 1.0 and f"| centred | 0 | dcsm | {100 * d['acc']:.1f} |" in Path(files["center_bias"]["md"]).read_text()
+    assert doc["meta"]["weights"]["centred_s0"]["head"] == str(heads / "centred_s0" / "head.safetensors")
+    mit = json.loads(Path(files["mitigations"]["json"]).read_text())["result"]["runs"]["centred_s0"]
+    assert all("dcsm" in row["scores"] for rows in mit.values() for row in rows)
+    pr = json.loads(Path(files["pruning"]["json"]).read_text())["result"]["centred_s0"]
+    assert set(pr["curves"]) == {"clip", "dcsm"} and "| centred_s0 | dcsm | 1 |" in Path(files["pruning"]["md"]).read_text()
+
+
+def test_a_head_trained_on_another_model_is_one_error_line(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dcsm.commands.runner import USAGE_EXIT, run_command
+
+    heads = tmp_path / "heads"
+    _export_random_head(weights, heads, "meanpool", 0, model_name="dcsm-tiny-ViT")  # a class-token head in meanpool's place
+    with pytest.raises(SystemExit) as exc:
+        run_command("dcsm.commands.controlled", [f"controlled.weights_dir={weights}", f"controlled.heads_dir={heads}",
+                                                  f"controlled.out_dir={tmp_path / 'o'}", "controlled.experiments=[center_bias]",
+                                                  "logger.kind=none", *TINY])
+    assert exc.value.code == USAGE_EXIT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dcsm-tiny-ViT-avg" in err[0] and "Fix:" in err[0]

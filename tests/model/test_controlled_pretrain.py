@@ -33,6 +33,9 @@ def test_controlled_config_pretrains_two_steps_on_cpu(variant: str, tmp_path) ->
     saved = json.loads((out / f"{model}.record.json").read_text())
     assert saved["model"] == model == record["model"] and saved["samples"] == 12
     assert saved["config"]["scenes"] == record["config"]["scenes"]
+    own = saved["own_binding"]  # binding on held-out scenes of its own distribution, 4 swaps
+    assert own["n"] == 4 and own["seed"] == 1000 and sum(own["chosen"].values()) == 4
+    assert own["accuracy"] == own["chosen"]["positive"] / 4
     expect = {"centred": ("gaussian", "none"), "meanpool": ("gaussian", "none"), "uniform": ("uniform", "none"),
               "spurious": ("uniform", "shape_colour")}[variant]
     assert (saved["config"]["scenes"]["placement"], saved["config"]["scenes"]["background_cue"]) == expect
@@ -55,3 +58,13 @@ def test_mean_pooled_tower_pools_the_mean_of_its_projected_patches() -> None:
     torch.testing.assert_close(enc.encode_images(x).pooled, torch.nn.functional.normalize(ref, dim=-1), atol=1e-5, rtol=1e-5)
     cls = open_clip.create_model("dcsm-tiny-ViT")
     assert cls.visual.pool_type == "tok"
+
+
+def test_binding_probe_seed_equal_to_the_training_seed_is_refused(tmp_path) -> None:
+    from dcsm.commands.pretrain_toy_clip import main
+    from dcsm.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval.own_seed=7 is the training stream \(seed=7\).*Fix"):
+        main(["--config", str(CONFIG_DIR / "pretrain_controlled_uniform.yaml"), f"out_dir={tmp_path}", "seed=7",
+              "eval.own_seed=7"])
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import operator
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -54,7 +54,8 @@ from .vocab import (
     BIG,
 )
 
-__all__ = ["CAPTION_KINDS", "PLACEMENTS", "BACKGROUND_CUES", "CUE_COLOURS", "CaptionedConfig", "CaptionedSample", "make_captioned_scene", "CaptionedScenes"]
+__all__ = ["CAPTION_KINDS", "PLACEMENTS", "BACKGROUND_CUES", "CUE_COLOURS", "CaptionedConfig", "CaptionedSample", "make_captioned_scene", "CaptionedScenes",
+           "BINDING_OPTIONS", "binding_probe"]
 
 CAPTION_KINDS: tuple[str, ...] = ("single", "pair", "relation", "count", "negation")
 BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "noise", "blotches")
@@ -402,3 +403,40 @@ class CaptionedScenes(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {self.size} captioned scenes")
         s = make_captioned_scene(self.start + i, seed=self.seed, cfg=self.cfg)
         return self.transform(s.image), self.tokenizer([s.caption])[0]
+
+
+#: Options of :func:`binding_probe`, in order (the first is the true caption).
+BINDING_OPTIONS: tuple[str, ...] = ("positive", "colour_swap", "shape_swap", "size_swap")
+
+
+def binding_probe(cfg: CaptionedConfig, size: int, seed: int) -> tuple[list[Image.Image], list[list[str]]]:
+    """A CLIP's binding test on its own pretraining distribution: ``size`` held-out ``pair`` scenes.
+
+    Scenes are drawn as ``cfg`` draws them (placement, backgrounds, cue), restricted to two objects
+    of different shapes and sizes, from the stream ``seed`` (use one that no pretraining run
+    uses). Each gets the four captions of :data:`BINDING_OPTIONS`, which hold the same words and
+    differ only in what binds to what: ``"a big red square and a small blue circle"``, its colours
+    swapped, its shapes swapped, its sizes swapped. Chance is 1/4.
+
+    Returns:
+        images, options: ``size`` PIL images and ``(size, 4)`` captions, the true one first.
+    """
+    pairs = replace(cfg, kind_weights=tuple(float(k == "pair") for k in CAPTION_KINDS), sized_probability=1.0)
+    images: list[Image.Image] = []
+    options: list[list[str]] = []
+    index = 0
+    while len(images) < size:  # about 2 in 3 pair scenes have two different shapes
+        s = make_captioned_scene(index, seed=seed, cfg=pairs)
+        index += 1
+        (c1, h1, side1, *_), (c2, h2, side2, *_) = s.meta["objects"]
+        if h1 == h2:
+            continue
+        w1, w2 = (BIG, SMALL) if side1 > side2 else (SMALL, BIG)
+
+        def cap(a: tuple[str, str, str], b: tuple[str, str, str]) -> str:
+            return CONJUNCTION_TEMPLATE.format(a=noun_phrase(a[1], a[2], a[0]), b=noun_phrase(b[1], b[2], b[0]))
+
+        images.append(s.image)
+        options.append([s.caption, cap((w1, c2, h1), (w2, c1, h2)), cap((w1, c1, h2), (w2, c2, h1)),
+                        cap((w2, c1, h1), (w1, c2, h2))])
+    return images, options

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ...model.encoders import EncoderSpec, FrozenCLIP
 
-__all__ = ["VARIANTS", "variant_dir", "find_weights", "load_variant"]
+__all__ = ["VARIANTS", "HEAD_FILE", "variant_dir", "find_weights", "load_variant", "load_head"]
 
+#: a DCSM head trained on a run (data_prep/controlled_heads.sh): ``<heads_dir>/<variant>_s<seed>/head.safetensors``
+HEAD_FILE = "head.safetensors"
 #: variant -> its pretraining config (configs/pretrain_controlled_<variant>.yaml)
 VARIANTS: tuple[str, ...] = ("centred", "meanpool", "uniform", "spurious")
 
@@ -47,3 +50,19 @@ def load_variant(weights_dir: str | Path, variant: str, seed: int, device: str =
     max_tokens = record["config"]["eval"]["max_tokens"]  # the caption length its own evaluation used
     enc = FrozenCLIP(EncoderSpec(model=record["model"], pretrained=str(path), max_tokens=max_tokens)).to(device)
     return enc, record
+
+
+def load_head(heads_dir: str | Path, variant: str, seed: int, encoder: FrozenCLIP) -> Any:
+    """The DCSM head exported for one run, on that run's ``encoder`` (a
+    :class:`~dcsm.model.dcsm.DCSM` in eval mode, called as ``model(images, options) -> (N, K)``),
+    or None when the run has no head. The export's config must name the encoder's model."""
+    from ...checkpoints.load import load_dcsm
+
+    path = variant_dir(heads_dir, variant, seed) / HEAD_FILE
+    if not path.is_file():
+        return None
+    model, cfg = load_dcsm(str(path), encoder=encoder)
+    if cfg["encoder"]["model"] != encoder.spec.model:
+        raise ValueError(f"head '{path}' was trained on encoder.model={cfg['encoder']['model']}, not on "
+                         f"{encoder.spec.model} of variant '{variant}'. Fix: retrain it with data_prep/controlled_heads.sh.")
+    return model.eval()

@@ -40,8 +40,10 @@ def cue_task(enc: Any, scenes_section: dict, size: int, seed: int) -> Task:
     return Task(f"spurious cue scenes[{size}] seed {seed}", d.images, d.options, d.shape, cats)
 
 
-def prune(enc: Any, task: Task, diag: dict, ks: list[int], seeds: list[int], batch_size: int) -> dict[str, Any]:
-    """Rank heads by concept consistency over the task's images, then prune (``diag``: ``diagnostics``)."""
+def prune(enc: Any, task: Task, diag: dict, ks: list[int], seeds: list[int], batch_size: int,
+          scorers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rank heads by concept consistency over the task's images, then prune (``diag``: ``diagnostics``);
+    accuracy of CLIP and of the DCSM ``scorers`` on this encoder (e.g. ``{"dcsm": head}``)."""
     heads = torch.cat([decompose(enc, x, per_token=False).heads.cpu() for x, _ in task.batches(batch_size)])
     bank = load_text_bank(diag["text_bank"])
     T = text_bank(enc, bank, progress=False).cpu()
@@ -50,7 +52,7 @@ def prune(enc: Any, task: Task, diag: dict, ks: list[int], seeds: list[int], bat
     ranked = rank_heads(score_heads(spans, T, load_lexicon(diag["concept_lexicon"]), k=int(hs["top_k"]), weighting=hs["weighting"]))
     means = component_means(enc, [x for x, _ in task.batches(batch_size)], source=task.name, progress=False)
     p = diag["pruning"]
-    out = run_pruning(enc, [(s.layer, s.head) for s in ranked], task, {"clip": clip_scorer(enc)}, ks=ks, seeds=seeds,
+    out = run_pruning(enc, [(s.layer, s.head) for s in ranked], task, {"clip": clip_scorer(enc), **(scorers or {})}, ks=ks, seeds=seeds,
                       mode=p["mode"], strength=float(p["strength"]), means=means if p["mode"] == "mean" else None,
                       batch_size=batch_size, progress=False)
     out["ranking"] = [{"head": f"L{s.layer}H{s.head}", "score": s.score, "concept": s.concept, "texts": s.texts} for s in ranked]

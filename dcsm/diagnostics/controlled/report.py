@@ -44,11 +44,18 @@ def center_bias_md(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scorers(r: dict) -> list[str]:
+    """Scorers present in any run, in the sweep's order (``dcsm`` only where heads were trained)."""
+    found = {name for per in r["runs"].values() for scores in per.values() for name in scores}
+    return [name for name in ("clip", "clip_zero_shot", "dcsm") if name in found]
+
+
 def center_bias_png(r: dict, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, name in zip(axes, ("clip", "clip_zero_shot")):
+    names = _scorers(r) or ["clip"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
         for i, (v, per) in enumerate(r["runs"].items()):
-            ratios = [s[name]["ratio"] for s in per.values() if s[name]["ratio"] is not None]
+            ratios = [s[name]["ratio"] for s in per.values() if name in s and s[name]["ratio"] is not None]
             ax.scatter([i] * len(ratios), ratios, color="tab:gray", s=14, zorder=3)
             o = r["over_seeds"].get(v, {}).get(name, {}).get("ratio", {})
             if o.get("mean") is not None:
@@ -126,27 +133,30 @@ def spurious_png(r: dict, path: Path) -> Path:
 
 def pruning_md(r: dict) -> str:
     lines = ["# Head pruning (top-k / bottom-k / random-k by concept-consistency score)", "",
-             "| variant | k | top-k acc (%) | bottom-k acc (%) | random-k acc (%, mean ± std) | no pruning (%) |", "|---|---:|---:|---:|---:|---:|"]
+             "| variant | scorer | k | top-k acc (%) | bottom-k acc (%) | random-k acc (%, mean ± std) | no pruning (%) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for v, p in r.items():
-        c = p["curves"]["clip"]
-        for i, k in enumerate(p["ks"]):
-            rnd = c["random"][i]
-            lines.append(f"| {v} | {k} | {_f(c['top'][i]['acc'], True)} | {_f(c['bottom'][i]['acc'], True)} | "
-                         f"{_f(rnd['acc'], True)} ± {_f(rnd['std'], True)} | {_f(p['baseline']['clip']['acc'], True)} |")
+        for name, c in p["curves"].items():
+            for i, k in enumerate(p["ks"]):
+                rnd = c["random"][i]
+                lines.append(f"| {v} | {name} | {k} | {_f(c['top'][i]['acc'], True)} | {_f(c['bottom'][i]['acc'], True)} | "
+                             f"{_f(rnd['acc'], True)} ± {_f(rnd['std'], True)} | {_f(p['baseline'][name]['acc'], True)} |")
     return "\n".join(lines) + "\n"
 
 
 def pruning_png(r: dict, path: Path) -> Path:
-    fig, axes = plt.subplots(1, max(1, len(r)), figsize=(4.4 * max(1, len(r)), 3.4), squeeze=False)
-    for ax, (v, p) in zip(axes[0], r.items()):
+    panels = [(v, name) for v, p in r.items() for name in p["curves"]]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.4 * max(1, len(panels)), 3.4), squeeze=False)
+    for ax, (v, name) in zip(axes[0], panels):
+        p = r[v]
         for kind, color in (("top", "tab:red"), ("bottom", "tab:blue"), ("random", "tab:gray")):
-            pts = p["curves"]["clip"][kind]
+            pts = p["curves"][name][kind]
             ax.errorbar([q["k"] for q in pts], [q["acc"] for q in pts], yerr=[q["std"] for q in pts], marker="o",
                         color=color, capsize=3, label=f"{kind}-k")
-        ax.axhline(p["baseline"]["clip"]["acc"], color="black", lw=0.8, ls="--", label="no pruning")
-        ax.set_title(v, fontsize=9)
+        ax.axhline(p["baseline"][name]["acc"], color="black", lw=0.8, ls="--", label="no pruning")
+        ax.set_title(f"{v}: {name}", fontsize=9)
         ax.set_xlabel("k heads mean-ablated")
-        ax.set_ylabel("CLIP MCQ accuracy")
+        ax.set_ylabel(f"{name} MCQ accuracy")
         ax.legend(fontsize=7)
     return _save(fig, path, "Pruning heads ranked by concept consistency")
 
