@@ -181,3 +181,29 @@ def test_a_head_trained_on_another_model_is_one_error_line(weights: Path, tmp_pa
     assert exc.value.code == USAGE_EXIT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dcsm-tiny-ViT-avg" in err[0] and "Fix:" in err[0]
+
+
+@pytest.mark.slow
+def test_heads_script_trains_and_exports_a_head_the_experiments_load(weights: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from dcsm.diagnostics.controlled.models import load_head, load_variant
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "VARIANTS": "centred meanpool", "SEEDS": "0", "WEIGHTS_DIR": str(weights),
+           "HEADS_DIR": str(tmp_path / "heads"), "RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    tiny = ["data.train_size=64", "data.val_size=16", "data.test_size=16", "trainer.max_epochs=1", "progress=false"]
+    done = subprocess.run(["bash", "data_prep/controlled_heads.sh", *tiny], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for variant, model in (("centred", "dcsm-tiny-ViT"), ("meanpool", "dcsm-tiny-ViT-avg")):
+        head_json = json.loads((tmp_path / "heads" / f"{variant}_s0" / "head.json").read_text())
+        assert head_json["encoder"]["model"] == model
+        assert head_json["encoder"]["pretrained"] == str(variant_dir(weights, variant, 0) / f"{model}.safetensors")
+        enc, _ = load_variant(weights, variant, 0)
+        scores = load_head(tmp_path / "heads", variant, 0, enc)(torch.rand(2, 3, 64, 64), [["a red square", "a blue circle"]] * 2)
+        assert scores.shape == (2, 2) and torch.isfinite(scores).all()
+    again = subprocess.run(["bash", "data_prep/controlled_heads.sh", *tiny], cwd=repo, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "skip centred_s0" in again.stdout  # a run with a head is not retrained
