@@ -25,7 +25,7 @@ TINY = ["controlled.seeds=[0,1]", "diagnostics.center_bias.n_bootstrap=50", "dia
         "controlled.spurious.size=45", "controlled.spurious.select_size=27", "controlled.spurious.random_seeds=[0,1]",
         "controlled.spurious.ks=[1,2]", "controlled.pruning.ks=[1,2]", "controlled.pruning.seeds=[0]",
         "controlled.segmentation.size=8",
-        "controlled.mitigations.strengths=[0.5,1.0]", "controlled.batch_size=32"]
+        "controlled.mitigations.strengths=[0.5,1.0]", "controlled.mitigations.runs=1", "controlled.batch_size=32"]
 
 
 @pytest.fixture(scope="module")
