@@ -40,6 +40,7 @@ from ..features import collate_mcq, ensure_features
 from ..io import atomic_write_json
 from ..eval.metrics import top_choice
 from ..model.dcsm import DCSM
+from ..diagnostics.pruning import clip_scorer
 
 PRETRAIN_CONFIG = OWN_DEFAULTS[__name__]
 log = logging.getLogger("dcsm.commands.pretrain_toy_clip")
@@ -148,13 +149,10 @@ def own_binding_accuracy(encoder: FrozenCLIP, scenes: CaptionedConfig, size: int
     each wrong option among the misses."""
     images, options = binding_probe(scenes, size, seed)
     encoder.to(device)
-    picks = []
-    for i in range(0, size, batch_size):
-        x = torch.stack([encoder.preprocess(im) for im in images[i:i + batch_size]])
-        opts = options[i:i + batch_size]
-        image = encoder.encode_images(x).pooled  # (b, D)
-        text = encoder.encode_texts([c for o in opts for c in o]).pooled.view(len(opts), len(BINDING_OPTIONS), -1)
-        picks.append(top_choice(torch.einsum("bd,bkd->bk", image, text)).cpu())  # a tie counts wrong
+    score = clip_scorer(encoder)  # pooled image x pooled caption cosine, (b, 4)
+    picks = [top_choice(score(torch.stack([encoder.preprocess(im) for im in images[i:i + batch_size]]),
+                              options[i:i + batch_size])).cpu()  # a tie counts wrong
+             for i in range(0, size, batch_size)]
     pick = torch.cat(picks)
     chosen = {name: int((pick == k).sum()) for k, name in enumerate(BINDING_OPTIONS)}
     return {"accuracy": chosen[BINDING_OPTIONS[0]] / size, "n": size, "seed": seed, "chosen": chosen}

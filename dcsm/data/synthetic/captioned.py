@@ -432,11 +432,12 @@ def binding_probe(cfg: CaptionedConfig, size: int, seed: int) -> tuple[list[Imag
         if h1 == h2:
             continue
         w1, w2 = (BIG, SMALL) if side1 > side2 else (SMALL, BIG)
-
-        def cap(a: tuple[str, str, str], b: tuple[str, str, str]) -> str:
-            return CONJUNCTION_TEMPLATE.format(a=noun_phrase(a[1], a[2], a[0]), b=noun_phrase(b[1], b[2], b[0]))
-
         images.append(s.image)
-        options.append([s.caption, cap((w1, c2, h1), (w2, c1, h2)), cap((w1, c1, h2), (w2, c2, h1)),
-                        cap((w2, c1, h1), (w1, c2, h2))])
+        options.append([s.caption, _pair_caption((w1, c2, h1), (w2, c1, h2)), _pair_caption((w1, c1, h2), (w2, c2, h1)),
+                        _pair_caption((w2, c1, h1), (w1, c2, h2))])
     return images, options
+
+
+def _pair_caption(a: tuple[str, str, str], b: tuple[str, str, str]) -> str:
+    """``(size word, colour, shape)`` x 2 -> a ``pair`` caption, worded as :func:`_pair` words it."""
+    return CONJUNCTION_TEMPLATE.format(a=noun_phrase(a[1], a[2], a[0]), b=noun_phrase(b[1], b[2], b[0]))

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from ...io import atomic_write_json, atomic_write_text
 from ..plots import _save, mitigation_curves, plt
+from .center import SCORERS
 
 __all__ = ["write_experiment", "MARKDOWN", "FIGURES"]
 
@@ -47,7 +48,7 @@ def center_bias_md(r: dict) -> str:
 def _scorers(r: dict) -> list[str]:
     """Scorers present in any run, in the sweep's order (``dcsm`` only where heads were trained)."""
     found = {name for per in r["runs"].values() for scores in per.values() for name in scores}
-    return [name for name in ("clip", "clip_zero_shot", "dcsm") if name in found]
+    return [name for name in SCORERS if name in found]
 
 
 def center_bias_png(r: dict, path: Path) -> Path:
