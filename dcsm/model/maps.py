@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-STANDARDIZE_MODES = ("map", "row", "image", "batch", "none")
+STANDARDIZE_MODES = ("map", "row", "row_level", "image", "batch", "none")
 PAIRINGS = ("all", "per_image")
 
 
@@ -43,7 +43,9 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
 
     ``map``: one mean/std per map; ``row``: one mean/std per row over the patch axis (keeps
     only *where* a token matches, which suits encoders whose patch embeddings share a large
-    common component, e.g. random-init towers); ``image``: one mean/std over all maps of an
+    common component, e.g. random-init towers); ``row_level``: the row z-scores plus, per row, the
+    row's peak as a z-score of the map's real rows (also keeps *whether* a token matches anywhere:
+    "there is no N", a colour absent from the image); ``image``: one mean/std over all maps of an
     image ``(B, C, L, P)`` -> per b, pad rows included (the reference's evaluation, which
     scores one image against its options at a time); ``batch``: one mean/std over the whole tensor, padded rows
     included (the reference's behaviour); ``none``: only zero the padded rows. ``image`` and
@@ -59,6 +61,8 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     elif mode == "row":
         mean = maps.mean(dim=-1, keepdim=True)
         maps = (maps - mean) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
+    elif mode == "row_level":
+        maps = _row_level(maps, m, eps)
     elif mode == "image":
         flat = maps.flatten(1)
         shape = (-1,) + (1,) * (maps.dim() - 1)
@@ -68,6 +72,18 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     elif mode != "none":
         raise ValueError(f"unknown standardize mode '{mode}'. Fix: use one of {STANDARDIZE_MODES}.")
     return maps * m
+
+
+def _row_level(maps: torch.Tensor, m: torch.Tensor, eps: float) -> torch.Tensor:
+    """Row z-scores (*where* each token matches) plus, per row, its peak as a z-score of the whole
+    map's real rows (*whether* it matches anywhere: a row z-score alone looks the same for a word
+    with no object in the image). maps ``(..., L, P)``, m ``(..., L, 1)`` -> ``(..., L, P)``."""
+    count = (m.sum(dim=(-2, -1), keepdim=True) * maps.shape[-1]).clamp(min=1)
+    mean = (maps * m).sum(dim=(-2, -1), keepdim=True) / count
+    std = ((((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count).sqrt()
+    level = (maps.amax(dim=-1, keepdim=True) - mean) / (std + eps)  # (..., L, 1)
+    rows = (maps - maps.mean(dim=-1, keepdim=True)) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
+    return rows + level
 
 
 def build_maps(

@@ -47,7 +47,7 @@ def _train_set(cfg: dict, toy: FrozenCLIP) -> FeatureDataset:
     return dm.datasets["train"]
 
 
-@pytest.mark.parametrize("standardize", ["row", "map"])
+@pytest.mark.parametrize("standardize", ["row", "row_level", "map"])
 def test_map_cache_scores_and_training_step_equal_the_embedding_path(standardize: str, toy: FrozenCLIP) -> None:
     cfg_e, cfg_m = _cfg(f"maps.standardize={standardize}"), _cfg(f"maps.standardize={standardize}", "data.cache=maps")
     emb, maps = _train_set(cfg_e, toy), _train_set(cfg_m, toy)

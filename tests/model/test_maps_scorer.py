@@ -81,6 +81,26 @@ def test_map_standardisation_is_per_map_and_batch_independent() -> None:
     assert torch.allclose(zi[1].mean(), torch.tensor(0.0), atol=1e-5) and (zi[1].std() - 1).abs() < 1e-4
 
 
+def test_row_level_keeps_where_and_whether_a_token_matches() -> None:
+    """row_level = the row z-scores + one constant per row: the row's peak as a z-score of the map's
+    real rows. A word whose object is absent (a flat, low row) gets a low level; a row z-score alone
+    cannot tell it from one whose object is present."""
+    maps = torch.randn(2, K, L, P) * 0.02
+    maps[0, 0, 1, 5] += 1.0  # row 1 of the first map: one strong match (the object is there)
+    mask = torch.ones(2, K, L, dtype=torch.bool)
+    mask[:, :, -2:] = False
+    z = standardize(maps, mask, "row_level")
+    rows = standardize(maps, mask, "row")
+    offset = z - rows  # (2, K, L, P): one constant per row
+    assert torch.allclose(offset, offset[..., :1].expand_as(offset), atol=1e-4)
+    assert torch.all(z[..., -2:, :] == 0)  # pad rows stay zero and do not enter the statistics
+    real = maps[0, 0, :-2]
+    mean, std = real.mean(), real.std(unbiased=False)
+    assert offset[0, 0, 1, 0].item() == pytest.approx(((real[1].max() - mean) / (std + 1e-6)).item(), rel=1e-4)
+    assert offset[0, 0, 1, 0] > offset[0, 0, 0, 0] + 2  # the matching row stands out; its shape alone would not say so
+    assert torch.allclose(standardize(maps[:1], mask[:1], "row_level"), z[:1])  # no dependence on the batch
+
+
 @pytest.mark.parametrize(("layout", "channels"), [("grid", 32), ("map", 4), ("reference", 4)])
 def test_scorer_shapes_and_size(layout: str, channels: int) -> None:
     cfg = scorer_cfg(layout=layout, channels=channels)
