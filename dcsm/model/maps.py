@@ -54,15 +54,14 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     """
     m = mask.unsqueeze(-1).to(maps.dtype)  # (..., L, 1)
     if mode == "map":
-        count = (m.sum(dim=(-2, -1), keepdim=True) * maps.shape[-1]).clamp(min=1)
-        mean = (maps * m).sum(dim=(-2, -1), keepdim=True) / count
-        var = (((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
-        maps = (maps - mean) / (var.sqrt() + eps)
+        mean, std = _map_stats(maps, m)
+        maps = (maps - mean) / (std + eps)
     elif mode == "row":
-        mean = maps.mean(dim=-1, keepdim=True)
-        maps = (maps - mean) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
+        maps = _row_z(maps, eps)
     elif mode == "row_level":
-        maps = _row_level(maps, m, eps)
+        mean, std = _map_stats(maps, m)
+        level = (maps.amax(dim=-1, keepdim=True) - mean) / (std + eps)  # (..., L, 1): the row's peak in the map
+        maps = _row_z(maps, eps) + level
     elif mode == "image":
         flat = maps.flatten(1)
         shape = (-1,) + (1,) * (maps.dim() - 1)
@@ -74,16 +73,19 @@ def standardize(maps: torch.Tensor, mask: torch.Tensor, mode: str = "map", eps: 
     return maps * m
 
 
-def _row_level(maps: torch.Tensor, m: torch.Tensor, eps: float) -> torch.Tensor:
-    """Row z-scores (*where* each token matches) plus, per row, its peak as a z-score of the whole
-    map's real rows (*whether* it matches anywhere: a row z-score alone looks the same for a word
-    with no object in the image). maps ``(..., L, P)``, m ``(..., L, 1)`` -> ``(..., L, P)``."""
+def _map_stats(maps: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) std of each map ``(..., L, P)`` over its real rows (m ``(..., L, 1)``) ->
+    two ``(..., 1, 1)`` tensors."""
     count = (m.sum(dim=(-2, -1), keepdim=True) * maps.shape[-1]).clamp(min=1)
     mean = (maps * m).sum(dim=(-2, -1), keepdim=True) / count
-    std = ((((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count).sqrt()
-    level = (maps.amax(dim=-1, keepdim=True) - mean) / (std + eps)  # (..., L, 1)
-    rows = (maps - maps.mean(dim=-1, keepdim=True)) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
-    return rows + level
+    var = (((maps - mean) * m) ** 2).sum(dim=(-2, -1), keepdim=True) / count
+    return mean, var.sqrt()
+
+
+def _row_z(maps: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each row ``(..., L, P)`` z-scored over the patch axis: *where* its token matches (a row with
+    no match anywhere looks the same, which ``row_level``'s peak term adds back)."""
+    return (maps - maps.mean(dim=-1, keepdim=True)) / (maps.std(dim=-1, unbiased=False, keepdim=True) + eps)
 
 
 def build_maps(
