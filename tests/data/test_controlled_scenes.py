@@ -49,10 +49,12 @@ def test_centred_scenes_are_concentrated_and_uniform_ones_are_not(drawn: dict) -
     assert {s.kind for s in drawn["centred"]} == {s.kind for s in drawn["uniform"]}
 
 
-def test_spurious_background_predicts_the_first_shape_in_95_percent(drawn: dict) -> None:
+def test_spurious_background_predicts_the_first_shape_as_configured(drawn: dict) -> None:
     sp = drawn["spurious"]
+    target = scenes_config("spurious").cue_agreement
+    assert target == 0.8  # the shipped spurious model's setting (README: at 0.95 no ablation could uncover shape)
     agree = np.array([s.meta["cue_shape"] == s.meta["objects"][0][1] for s in sp])
-    assert 0.93 <= agree.mean() <= 0.97, agree.mean()
+    assert abs(agree.mean() - target) <= 0.03, agree.mean()
     # the background's pixels (a corner, minus texture) sit near the cue shape's colour
     for s in sp[:100]:
         corner = np.asarray(s.image)[:3, :3].reshape(-1, 3).astype(float).mean(0)
