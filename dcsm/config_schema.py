@@ -221,9 +221,9 @@ def _run_rules(o: SimpleNamespace) -> dict[str, Rule]:
         "scorer.pooled": _choice(o.POOLED),
         "loss.kind": _choice(o.LOSSES),
         "optim.lr": _float(0.0, low_open=True),
-        "optim.weight_decay": _float(0.0),
-        "optim.warmup_steps": _int(0),
+        "optim.weight_decay": _float(0.0), "optim.warmup_steps": _int(0),
         "optim.min_lr_ratio": PROBABILITY,
+        "optim.ema_decay": _float(0.0, 1.0, low_open=True, high_open=True, nullable=True),
         "optim.steps": _int(1),
         "optim.batch_size": _int(2),  # in-batch negatives: batch_size - 1
         "optim.betas": _floats(0.0, 1.0, length=2, high_open=True),

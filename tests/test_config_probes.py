@@ -88,6 +88,7 @@ PROBES: dict[str, tuple[Callable, Callable[[Path], list[str]], str]] = {
     "alias_bomb_override": (TRAIN, lambda t: [ALIAS_BOMB], "anchors and aliases"),
     "lr_abc": (TRAIN, lambda t: ["optim.lr=abc"], "optim.lr='abc'"),
     "min_lr_ratio_abc": (TRAIN, lambda t: ["optim.min_lr_ratio=abc"], "optim.min_lr_ratio='abc'"),
+    "ema_decay_1": (TRAIN, lambda t: ["optim.ema_decay=1.0"], "optim.ema_decay=1.0"),
     "accelerator_tpu": (TRAIN, lambda t: ["trainer.accelerator=tpu"], "trainer.accelerator='tpu'"),
     "checkpoint_mode_foo": (TRAIN, lambda t: ["checkpoint.mode=foo"], "checkpoint.mode='foo'"),
     "devices_0": (TRAIN, lambda t: ["trainer.devices=0"], "trainer.devices=0"),

@@ -26,6 +26,7 @@ from .checkpoint_io import AtomicCheckpointIO
 from .dashboard import DashboardCallback
 from .module import DCSMModule, load_module
 from .nan_guard import NonFiniteLossGuard
+from .ema import HeadEMA
 from .rng_state import RNGStateCallback
 from .shard_data import ShardDataConfig, ShardDataModule
 from .choices import DATA_SOURCES, SHARD_SOURCES
@@ -81,6 +82,8 @@ def build_trainer(cfg: dict, run_dir: Path, extra_callbacks: Sequence[L.Callback
     callbacks: list = [best, last, NonFiniteLossGuard()]
     callbacks.append(DataAccountingCallback())  # shard streams: used/lost/dropped over all ranks -> metrics.json
     callbacks.append(RNGStateCallback(cfg["seed"]))  # generator states in checkpoints: exact resume with dropout
+    if cfg["optim"].get("ema_decay") is not None:
+        callbacks.append(HeadEMA(cfg["optim"]["ema_decay"]))  # validated, checkpointed and exported weights: the average
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
         callbacks.append(DashboardCallback(cfg, run_dir))  # run config, encoder record, epoch panels (dcsm.train.dashboard)
