@@ -79,9 +79,22 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
     hp = ckpt["hyper_parameters"]
     hp["cfg"] = upgrade_config(hp["cfg"])
     check_finite(path, head_tensors(ckpt), hp["cfg"])  # before anything is built
+    check_encoder_model(path, hp["cfg"], encoder)
     model = build_dcsm(hp["cfg"], encoder)
     model.head.load_state_dict(head_state(ckpt["state_dict"], path, model))
     return LoadedCheckpoint(model.eval(), hp["cfg"], hp, ckpt.get("dcsm", {}))
+
+
+def check_encoder_model(path: str, cfg: dict, encoder: FrozenCLIP | None) -> None:
+    """An encoder handed to a loader (shared, or evaluate.py's ``encoder.pretrained`` override)
+    must be the architecture the head was trained on: a head's channels and grid follow its
+    encoder, and one trained on another model scores nonsense or fails deep inside the CNN."""
+    trained = (cfg.get("encoder") or {}).get("model")
+    if encoder is not None and trained is not None and encoder.spec.model != trained:
+        raise ValueError(
+            f"'{path}' was trained on encoder.model={trained}, not on the encoder given ({encoder.spec.model}). "
+            f"Fix: load it without an encoder (its own is rebuilt from the file), or train a head on {encoder.spec.model}."
+        )
 
 
 def load_export(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> LoadedCheckpoint:
@@ -89,6 +102,7 @@ def load_export(path: str, map_location: str | torch.device = "cpu", encoder: Fr
     cfg, hp = read_export_config(path)
     state = read_head_tensors(path)  # missing or changed files fail before the encoder is built
     check_finite(path, state, cfg, what="head export")
+    check_encoder_model(path, cfg, encoder)
     model = build_dcsm(cfg, encoder)
     check_head_tensors(path, state, model.head.state_dict())
     model.head.load_state_dict(state)

@@ -137,3 +137,17 @@ def test_bad_exports_exit_2_in_one_line(exported, tmp_path: Path, capsys: pytest
     (tmp_path / "other.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"other.json': scorer.channels does not fit the tensors in .*other.safetensors' \(scorer.channels=8; "):
         load_dcsm(str(tmp_path / "other.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["ckpt", "export"])
+def test_an_encoder_of_another_model_is_refused_before_a_head_is_built(kind: str, exported, vit_b32_encoder, encoder) -> None:  # noqa: ANN001
+    """Every file kind a head is loaded from, with an encoder handed in: another architecture is
+    one line naming both models (the head's grid and channels follow its encoder); the same
+    architecture (evaluate.py's encoder.pretrained override) loads."""
+    ckpt, stem, _ = exported
+    path = str(ckpt if kind == "ckpt" else stem.with_suffix(".safetensors"))
+    with pytest.raises(ValueError, match=r"trained on encoder.model=dcsm-toy-ViT, not on the encoder given \(ViT-B-32\)") as err:
+        load_dcsm(path, encoder=vit_b32_encoder)
+    assert len(str(err.value).splitlines()) == 1
+    same = load_dcsm(path, encoder=encoder)[0]
+    assert same.encoder is encoder

@@ -19,6 +19,7 @@ from dcsm.train.shard_data import ShardDataConfig, ShardDataModule
 from dcsm.data.shards import SkippedSampleWarning
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.writer import cache_shards
+from tests.conftest import TINY_OVERRIDES
 from dcsm.commands.runner import run_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def test_metrics_json_reports_the_lost_samples(
     import json
 
     monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
-    argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), *_cfg(
+    argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), *TINY_OVERRIDES, *_cfg(
         tmp_path, f"data.train_shards={shards['train']}", f"data.val_shards={shards['val']}", "trainer.max_epochs=1",
         "data.test_size=2", "data.image_size=32", "eval.splits=[test]", "eval.batch_size=2")]
     with pytest.warns(SkippedSampleWarning):

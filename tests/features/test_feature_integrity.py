@@ -24,6 +24,7 @@ from dcsm.data.shards import SampleError, SkippedSampleWarning
 from dcsm.model.encoders import FrozenCLIP
 from dcsm.features.shards import CHECKSUM_KEY, decode_feature_sample, tensor_checksum
 from dcsm.features.writer import cache_shards
+from tests.conftest import TINY_OVERRIDES
 from tests.shard_surgery import (append_duplicate, edit_feature_bytes, flip_bit, overwrite_ff, read_samples,
                                  strip_checksums, truncate)
 
@@ -132,7 +133,7 @@ def test_train_and_validation_losses_are_reported_apart_and_validation_once(
         shutil.copytree(clean, tmp_path / split)
         truncate(tmp_path / split / "shard-000001.tar")
     monkeypatch.setattr(train_fit, "FrozenCLIP", lambda spec: encoder)
-    argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), f"run_dir={tmp_path / 'run'}",
+    argv = ["--config", str(REPO / "configs" / "smoke_random.yaml"), *TINY_OVERRIDES, f"run_dir={tmp_path / 'run'}",
             "data.source=features", f"data.train_shards={tmp_path / 'train'}", f"data.val_shards={tmp_path / 'val'}",
             "data.shuffle_buffer=0", "data.batch_size=2", "data.num_workers=0", "scorer.channels=8", "scorer.hidden=16",
             "logger.kind=none", "progress=false", "trainer.max_epochs=2", "optim.warmup_steps=1",

@@ -55,15 +55,11 @@ def load_variant(weights_dir: str | Path, variant: str, seed: int, device: str =
 def load_head(heads_dir: str | Path, variant: str, seed: int, encoder: FrozenCLIP) -> Any:
     """The DCSM head exported for one run, on that run's ``encoder`` (a
     :class:`~dcsm.model.dcsm.DCSM` in eval mode, called as ``model(images, options) -> (N, K)``),
-    or None when the run has no head. The export's config must name the encoder's model."""
-    from ...checkpoints.export import read_export_config
+    or None when the run has no head. The export's config must name the encoder's model
+    (:func:`dcsm.checkpoints.load.check_encoder_model`)."""
     from ...checkpoints.load import load_dcsm
 
     path = variant_dir(heads_dir, variant, seed) / HEAD_FILE
     if not path.is_file():
         return None
-    trained_on = read_export_config(path)[0]["encoder"]["model"]  # checked before a head is built on this encoder
-    if trained_on != encoder.spec.model:
-        raise ValueError(f"head '{path}' was trained on encoder.model={trained_on}, not on "
-                         f"{encoder.spec.model} of variant '{variant}'. Fix: retrain it with data_prep/controlled_heads.sh.")
     return load_dcsm(str(path), encoder=encoder)[0]  # in eval mode
