@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..data.synthetic.dataset import SyntheticDataConfig, scene_dataset
 from ..model.batch import FeatureBatch, collate_mcq
+from .blind import encoder_blind
 from .metrics import category_accuracy, warn_nonfinite
 from ..model.dcsm import DCSM
 from ..progress import progress_bar
@@ -21,10 +22,15 @@ from ..progress import progress_bar
 
 @torch.no_grad()
 def score_batch(model: DCSM, batch: dict[str, Any] | FeatureBatch, to_cpu: bool = True) -> dict[str, torch.Tensor]:
-    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}`` plus the
-    batch's per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
+    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}``, ``blind``
+    ``(N,)`` (:func:`~dcsm.eval.blind.encoder_blind`; not for map-cache batches) and the batch's
+    per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
     f = model.features(batch)
     out = {"dcsm": model(f), "clip": model.baseline_scores(f), "label": f.label}
+    if isinstance(f, FeatureBatch) and f.label is not None:  # a map cache holds no token rows: not counted
+        head = model.head
+        functional = head.functional_rows.index(f.token_ids) if head.map_cfg.inject_functional_rows else None
+        out["blind"] = encoder_blind(f.tokens, f.token_mask, functional, f.text_pooled, f.label)
     out.update({k: v for k, v in f.extras.items() if isinstance(v, torch.Tensor) and v.dim() == 1})
     return {k: v.cpu() for k, v in out.items()} if to_cpu else out
 

@@ -201,7 +201,9 @@ def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str]
     wrong, and so does a row with a NaN/inf score (:func:`top_choice`).
 
     Returns ``{"dcsm": {"all": acc, cat: acc, ...}, "clip": {...}, "n": {"all": N, cat: n},
-    "n_tied": {"dcsm": {"all": n, cat: n}, "clip": {...}}, "n_nonfinite": {same layout}}``.
+    "n_tied": {"dcsm": {"all": n, cat: n}, "clip": {...}}, "n_nonfinite": {same layout}}``; with a
+    ``blind`` key in ``scores`` also ``"n_blind": {"all": n, cat: n}`` and ``"answerable": {"dcsm":
+    {"all": acc, cat: acc}, "clip": {...}}`` (accuracy on the items that are not encoder-blind).
     """
     label = scores["label"]
     choice = {m: top_choice(scores[m]) for m in ("dcsm", "clip")}
@@ -223,6 +225,12 @@ def category_accuracy(scores: dict[str, torch.Tensor], categories: Sequence[str]
             n_broken[m][name] = int(broken[m][sel].sum())
     result["n_tied"] = n_tied  # type: ignore[assignment]
     result["n_nonfinite"] = n_broken  # type: ignore[assignment]
+    if "blind" in scores:  # items no head on this encoder can answer (dcsm.eval.blind), and accuracy without them
+        blind = scores["blind"].bool()
+        result["n_blind"] = {"all": int(blind.sum()), **{name: int(blind[cat == i].sum()) for i, name in enumerate(names)}}
+        sight = [("all", ~blind)] + [(name, (cat == i) & ~blind) for i, name in enumerate(names)]
+        result["answerable"] = {m: {name: float(c[sel].mean()) if sel.any() else float("nan") for name, sel in sight}  # type: ignore[assignment]
+                                for m, c in correct.items()}
     return result
 
 

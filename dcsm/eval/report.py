@@ -51,7 +51,7 @@ def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], cate
     rule and, where any, the number of tied items per split (all categories) and a warning
     naming the items with NaN/inf scores per split and scorer."""
     lines = ["| split | category | n | DCSM acc (%) | CLIP acc (%) |", "|---|---|---:|---:|---:|"]
-    tied_notes = []
+    tied_notes, blind_notes = [], []
     nonfinite: dict[str, int] = {}
     for split, res in results.items():
         for name in [*categories, "all"]:
@@ -65,9 +65,16 @@ def format_synthetic_table(results: dict[str, dict[str, dict[str, float]]], cate
             tied_notes.append(f"- {split}: n tied DCSM {tied['dcsm']}, CLIP {tied['clip']}")
         for m, label in (("dcsm", "DCSM"), ("clip", "CLIP")):
             nonfinite[f"{split} {label}"] = res.get("n_nonfinite", {}).get(m, {}).get("all", 0)
+        blind, seen = res.get("n_blind", {}), res.get("answerable", {})
+        for name in [c for c in categories if blind.get(c)]:
+            blind_notes.append(f"- {split} {name}: {blind[name]} of {res['n'][name]} blind; on the other "
+                               f"{res['n'][name] - blind[name]}: DCSM {100 * seen['dcsm'][name]:.1f}, CLIP {100 * seen['clip'][name]:.1f}")
     lines += ["", tie_rule_line()]
     if tied_notes:
         lines += ["", "Tied items (counted wrong):", *tied_notes]
+    if blind_notes:
+        lines += ["", "Encoder-blind items (a wrong option reaches the scorer as the same token rows and pooled embedding as "
+                  "the correct one: a coin flip for DCSM and CLIP alike; scored as usual above):", *blind_notes]
     lines += nonfinite_warning(nonfinite)
     return "\n".join(lines)
 

@@ -87,7 +87,36 @@ def test_default_scenes_are_unchanged_by_the_new_options() -> None:
         assert a.image.tobytes() == b.image.tobytes() and a.meta == b.meta and "cue_shape" not in a.meta
 
 
+#: sha256 of the first 300 captions of stream 0 with the default config, as the shipped small CLIP
+#: (dcsm/weights) was pretrained on them: a new option must not move the stream
+DEFAULT_CAPTIONS_SHA256 = "53ee6bcba8ec6cae174a7621a07a805bd5df2e9d562abcf4e9fea8a786894b52"
+
+
+def test_pair_wording_and_keeps_the_shipped_caption_stream() -> None:
+    captions = "\n".join(make_captioned_scene(i, seed=0, cfg=CaptionedConfig(pair_wording="and")).caption for i in range(300))
+    assert hashlib.sha256(captions.encode()).hexdigest() == DEFAULT_CAPTIONS_SHA256
+    assert CaptionedConfig().pair_wording == "and"
+    assert scenes_config("uniform").pair_wording == "and"  # the controlled variants too (pretrain_toy_clip.yaml)
+
+
+def test_pair_wording_binding_templates_uses_the_training_templates_only() -> None:
+    from dcsm.data.synthetic.templates import template_pool
+
+    cfg = CaptionedConfig(pair_wording="binding_templates")
+    pairs = [make_captioned_scene(i, seed=0, cfg=cfg) for i in range(400)]
+    pairs = [p.caption for p in pairs if p.kind == "pair"]
+    assert len(pairs) > 50
+    patterns = {t: re.compile("^" + re.escape(t).replace(re.escape("{a}"), "(an? .+)").replace(re.escape("{b}"), "(an? .+)") + "$")
+                for t in template_pool("binding", which="all")}
+    used = {t for c in pairs for t, pat in patterns.items() if pat.match(c)}
+    assert used == set(template_pool("binding", which="train"))  # every training wording, "together with" among them
+    assert not used & set(template_pool("binding", which="heldout"))  # held-out wordings stay unseen by the encoder too
+    assert sum("together with" in c for c in pairs) > 10
+
+
 def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="pair_wording"):
+        CaptionedConfig(pair_wording="with")
     with pytest.raises(ValueError, match="placement"):
         CaptionedConfig(placement="centre")
     with pytest.raises(ValueError, match="centre_sigma"):

@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 
 from .layout import noun_phrase
 from .render import draw_shape
+from .templates import fill, template_pool
 from .vocab import (
     BACKGROUND_CUES,
     PLACEMENTS,
@@ -48,6 +49,7 @@ from .vocab import (
     CONJUNCTION_TEMPLATE,
     MIN_OBJECT_GAP,
     NEGATION_TEMPLATES,
+    PAIR_WORDINGS,
     RELATIONS,
     SHAPES,
     SMALL,
@@ -101,6 +103,8 @@ class CaptionedConfig:
         centre_sigma: ``gaussian``: std of each centre coordinate (fraction of the side).
         background_cue: ``none``, or ``shape_colour`` (the background colour predicts the shape).
         cue_agreement: ``shape_colour``: fraction of scenes whose background is their shape's colour.
+        pair_wording: ``and`` ("{a} and {b}": every shipped small CLIP) or ``binding_templates``
+            (the binding family's training templates, e.g. "{a} together with {b}").
     """
 
     kind_weights: tuple[float, ...] = (0.1, 0.25, 0.3, 0.1, 0.25)
@@ -124,6 +128,7 @@ class CaptionedConfig:
     centre_sigma: float = 0.15
     background_cue: str = "none"
     cue_agreement: float = 0.95
+    pair_wording: str = "and"
 
     def __post_init__(self) -> None:
         if len(self.kind_weights) != len(CAPTION_KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
@@ -132,8 +137,9 @@ class CaptionedConfig:
             raise ValueError(f"background_weights must be {len(BACKGROUNDS)} non-negative weights for {BACKGROUNDS}")
         if not 32 <= self.image_size[0] <= self.image_size[1]:
             raise ValueError(f"image_size must be (min, max) with 32 <= min <= max, got {self.image_size}")
-        if self.placement not in PLACEMENTS or self.background_cue not in BACKGROUND_CUES:
-            raise ValueError(f"placement must be one of {PLACEMENTS} and background_cue one of {BACKGROUND_CUES}")
+        if self.placement not in PLACEMENTS or self.background_cue not in BACKGROUND_CUES or self.pair_wording not in PAIR_WORDINGS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, background_cue one of {BACKGROUND_CUES} and "
+                             f"pair_wording one of {PAIR_WORDINGS}")
         if not self.centre_sigma > 0 or not 0 <= self.cue_agreement <= 1:
             raise ValueError(f"centre_sigma must be > 0 and cue_agreement in [0, 1], got {self.centre_sigma}, {self.cue_agreement}")
 
@@ -143,7 +149,7 @@ class CaptionedConfig:
         return cls(kind_weights=tuple(float(w) for w in section["kind_weights"]),
                    image_size=tuple(section["image_size"]), placement=section["placement"],
                    centre_sigma=float(section["centre_sigma"]), background_cue=section["background_cue"],
-                   cue_agreement=float(section["cue_agreement"]))
+                   cue_agreement=float(section["cue_agreement"]), pair_wording=section.get("pair_wording", "and"))
 
 
 @dataclass
@@ -246,8 +252,9 @@ def _pair(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tupl
     s1, s2, words = _sizes(rng, cfg, bool(rng.random() < cfg.sized_probability))
     items = _place(rng, [_Item(h1, c1, s1), _Item(h2, c2, s2)], margin, cfg)
     w1, w2 = words or (None, None)
-    caption = CONJUNCTION_TEMPLATE.format(a=noun_phrase(c1, h1, w1), b=noun_phrase(c2, h2, w2))
-    return items, caption, {}
+    pool = template_pool("binding", which="train") if cfg.pair_wording != "and" else (CONJUNCTION_TEMPLATE,)
+    template = pool[int(rng.integers(len(pool)))] if len(pool) > 1 else pool[0]  # "and": no draw, the shipped stream
+    return items, fill(template, a=noun_phrase(c1, h1, w1), b=noun_phrase(c2, h2, w2)), {}
 
 
 def _relation(rng: np.random.Generator, cfg: CaptionedConfig, margin: float) -> tuple[list[_Item], str, dict]:

@@ -83,10 +83,15 @@ MAX_LAYOUT_TRIES = 100
 CHANNEL_MAX = 255
 #: Captioned pretraining scenes (dcsm.data.synthetic.captioned): object placement and background cue.
 PLACEMENTS: tuple[str, ...] = ("uniform", "gaussian")
+#: pretraining ``pair`` captions: ``and`` only "{a} and {b}" (the shipped small CLIPs), or
+#: ``binding_templates`` the training templates of the binding family (dcsm.data.synthetic.templates),
+#: "with" among them: a CLIP that saw "with" only in "X with no Y" learns to erase what follows it
+PAIR_WORDINGS: tuple[str, ...] = ("and", "binding_templates")
 BACKGROUND_CUES: tuple[str, ...] = ("none", "shape_colour")
 #: configs/pretrain_toy_clip.yaml ``scenes:`` rules as data, ``key: (kind, *args)`` (dcsm.config_schema.TABLE_KINDS);
 #: what depends on another key (min <= max, weights summing > 0) is checked by CaptionedConfig
 SCENE_KEYS: dict[str, tuple] = {
     "kind_weights": ("floats", 0.0, None, 5), "image_size": ("ints", 32, None, 2), "placement": ("choice", PLACEMENTS),
     "centre_sigma": ("float", 0.0, None, True), "background_cue": ("choice", BACKGROUND_CUES), "cue_agreement": ("float", 0.0, 1.0),
+    "pair_wording": ("choice", PAIR_WORDINGS),
 }
