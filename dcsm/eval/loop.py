@@ -22,15 +22,10 @@ from ..progress import progress_bar
 
 @torch.no_grad()
 def score_batch(model: DCSM, batch: dict[str, Any] | FeatureBatch, to_cpu: bool = True) -> dict[str, torch.Tensor]:
-    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}``, ``blind``
-    ``(N,)`` (:func:`~dcsm.eval.blind.encoder_blind`; not for map-cache batches) and the batch's
-    per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
+    """Raw or feature batch -> ``{"dcsm": (N, K), "clip": (N, K), "label": (N,)}`` plus the
+    batch's per-sample 1-D tensors (``category``, ``index``, ``item_index``, ...)."""
     f = model.features(batch)
     out = {"dcsm": model(f), "clip": model.baseline_scores(f), "label": f.label}
-    if isinstance(f, FeatureBatch) and f.label is not None:  # a map cache holds no token rows: not counted
-        head = model.head
-        functional = head.functional_rows.index(f.token_ids) if head.map_cfg.inject_functional_rows else None
-        out["blind"] = encoder_blind(f.tokens, f.token_mask, functional, f.text_pooled, f.label)
     out.update({k: v for k, v in f.extras.items() if isinstance(v, torch.Tensor) and v.dim() == 1})
     return {k: v.cpu() for k, v in out.items()} if to_cpu else out
 
@@ -58,9 +53,15 @@ def score_loader(
     model: DCSM, batches: Iterable[dict[str, Any] | FeatureBatch], device: torch.device | str = "cpu"
 ) -> dict[str, torch.Tensor]:
     """Concatenated :func:`score_batches` results: ``dcsm``/``clip`` ``(N, K)`` scores, ``label``
-    and any per-sample tensor keys of the batches (e.g. ``category``); K must not vary."""
+    and any per-sample tensor keys of the batches (e.g. ``category``); K must not vary. Also
+    ``blind`` ``(N,)`` (:func:`~dcsm.eval.blind.encoder_blind`) for labelled batches with token rows
+    (not a map cache): the reports count it; validation and the benchmarks do not pay for it."""
     out: dict[str, list[torch.Tensor]] = {}
-    for scores, _ in score_batches(model, batches, device):
+    head = model.head
+    for scores, f in score_batches(model, batches, device):
+        if isinstance(f, FeatureBatch) and f.label is not None:
+            functional = head.functional_rows.index(f.token_ids) if head.map_cfg.inject_functional_rows else None
+            scores = {**scores, "blind": encoder_blind(f.tokens, f.token_mask, functional, f.text_pooled, f.label).cpu()}
         for k, v in scores.items():
             out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items()}

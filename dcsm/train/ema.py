@@ -76,8 +76,9 @@ class HeadEMA(L.Callback):
         self._swap(pl_module)  # validate the averaged weights (in a sanity check both are the same)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # after ModelCheckpoint (on_validation_end, registered earlier): its checkpoints are written
-        # while the averaged weights are in place; on_save_checkpoint sees the swap and stores both
+        # Lightning runs ModelCheckpoint's on_validation_end after every other callback's, so its
+        # checkpoints are written with the raw weights back in place; on_save_checkpoint stores
+        # the average as state_dict whichever set the module holds
         if self._swapped:
             self._swap(pl_module)
 
@@ -105,11 +106,10 @@ class HeadEMA(L.Callback):
         state = checkpoint.get(CKPT_KEY)
         params = self._params(pl_module)
         sd = checkpoint["state_dict"]
-        if state is None:  # a run without EMA resumed with it: the average starts from the weights
-            self.avg = [sd["head." + n].to(p.device, p.dtype).clone() for n, p in zip(self.names, params)]
+        self.avg = [sd["head." + n].to(p.device, p.dtype).clone() for n, p in zip(self.names, params)]
+        if state is None:  # a run without EMA resumed with it: the average starts from its weights
             return
         # the module was loaded with the averaged weights; put the raw ones back in it
-        self.avg = [sd["head." + n].to(p.device, p.dtype).clone() for n, p in zip(self.names, params)]
         for n, p in zip(self.names, params):
             p.copy_(state["raw"][n])
         self.updates = int(state["updates"])

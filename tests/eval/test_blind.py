@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dcsm.config import load_yaml, to_plain
 from dcsm.eval.blind import BLIND_TOLERANCE, encoder_blind
-from dcsm.eval.loop import score_batch
+from dcsm.eval.loop import score_loader
 from dcsm.eval.metrics import category_accuracy
 from dcsm.eval.report import format_synthetic_table
 from dcsm.model.dcsm import build_dcsm
@@ -83,7 +83,7 @@ def test_the_toy_clip_erases_every_word_after_with(encoder) -> None:  # noqa: AN
                ["there is a green triangle and a red square", "there is a green triangle and a blue circle", "a red square"]]
     batch = {"images": images, "captions": options, "label": torch.zeros(2, dtype=torch.long),
              "category": torch.zeros(2, dtype=torch.long)}
-    scores = score_batch(model, batch)
+    scores = score_loader(model, [batch])
     assert scores["blind"].tolist() == [True, False]
     res = category_accuracy(scores, ["binding"])
     assert res["n_blind"] == {"all": 1, "binding": 1}
