@@ -17,6 +17,7 @@ import torch
 
 from ..config import load_yaml, to_plain
 from ..model.encoders import FrozenCLIP
+from .encoder_match import check_encoder_model
 from .finite_load import check_finite
 from .export import check_head_tensors, is_head_export, read_export_config, read_head_tensors
 from ..model.dcsm import DCSM, build_dcsm
@@ -83,18 +84,6 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu", encoder
     model = build_dcsm(hp["cfg"], encoder)
     model.head.load_state_dict(head_state(ckpt["state_dict"], path, model))
     return LoadedCheckpoint(model.eval(), hp["cfg"], hp, ckpt.get("dcsm", {}))
-
-
-def check_encoder_model(path: str, cfg: dict, encoder: FrozenCLIP | None) -> None:
-    """An encoder handed to a loader (shared, or evaluate.py's ``encoder.pretrained`` override)
-    must be the architecture the head was trained on: a head's channels and grid follow its
-    encoder, and one trained on another model scores nonsense or fails deep inside the CNN."""
-    trained = (cfg.get("encoder") or {}).get("model")
-    if encoder is not None and trained is not None and encoder.spec.model != trained:
-        raise ValueError(
-            f"'{path}' was trained on encoder.model={trained}, not on the encoder given ({encoder.spec.model}). "
-            f"Fix: load it without an encoder (its own is rebuilt from the file), or train a head on {encoder.spec.model}."
-        )
 
 
 def load_export(path: str, map_location: str | torch.device = "cpu", encoder: FrozenCLIP | None = None) -> LoadedCheckpoint:

@@ -22,6 +22,7 @@ import torch
 from ..config import CONFIG_DIR, apply_overrides, load_yaml, to_plain
 from ..model.encoders import FrozenCLIP
 from ..model.dcsm import DCSM, build_dcsm
+from .encoder_match import check_encoder_model
 from .finite_load import check_finite
 from .safe_load import read_checkpoint
 
@@ -77,6 +78,7 @@ def dcsm_from_reference(
     if raw.get("learned_lookup") is not None:
         raise ReferenceCheckpointError(f"{path}: field 'learned_lookup' is set; learned lookups are not supported yet.")
     cfg = to_plain(apply_overrides(load_yaml(REFERENCE_CONFIG), list(overrides)))
+    check_encoder_model(str(path), cfg, encoder)
     model = build_dcsm(cfg, encoder)
     rows = _rows_tensor(raw["external_logic_token_embeddings"], path)
     ours = model.head.functional_rows.rows

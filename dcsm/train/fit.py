@@ -26,7 +26,7 @@ from .checkpoint_io import AtomicCheckpointIO
 from .dashboard import DashboardCallback
 from .module import DCSMModule, load_module
 from .nan_guard import NonFiniteLossGuard
-from .ema import HeadEMA
+from .ema import CKPT_KEY as EMA_CKPT_KEY, HeadEMA
 from .rng_state import RNGStateCallback
 from .shard_data import ShardDataConfig, ShardDataModule
 from .choices import DATA_SOURCES, SHARD_SOURCES
@@ -112,6 +112,15 @@ def check_resumable(cfg: dict, ckpt_path: str) -> None:
         raise ConfigError(
             f"'{ckpt_path}' was trained with another model config ({'; '.join(diffs[:4])}). "
             f"Fix: give this run its own run_dir=..., or resume=null to start over in {cfg['run_dir']}."
+        )
+    ema = ckpt.get(EMA_CKPT_KEY)
+    if isinstance(ema, dict) and cfg.get("optim", {}).get("ema_decay") is None:
+        # its state_dict is the average; without HeadEMA to put the raw weights back, training would
+        # silently go on from the averaged head
+        raise ConfigError(
+            f"'{ckpt_path}' was trained with optim.ema_decay={ema.get('decay')} (its head is the average, the raw "
+            f"weights ride along) and this run has EMA off. Fix: optim.ema_decay={ema.get('decay')}, or resume=null "
+            f"to start over in {cfg['run_dir']}."
         )
 
 

@@ -109,3 +109,11 @@ def test_authors_checkpoint_with_a_nan_weight_is_refused(authors_checkpoint, b16
     torch.save(raw, bad)
     with pytest.raises(NonFiniteCheckpointError, match=r"nan\.pt': head tensor 'scorer\.fc1\.weight' holds 1 NaN/inf"):
         load_reference_checkpoint(bad, encoder=b16, overrides=RANDOM_CLIP)
+
+
+def test_authors_checkpoint_refuses_an_encoder_of_another_model(authors_checkpoint) -> None:  # noqa: ANN001
+    # before: a grid mismatch read as a malformed file ("... has shape ..."); a same-grid model loaded
+    toy = FrozenCLIP(EncoderSpec(model="dcsm-toy-ViT", pretrained=None, max_tokens=30, keep_cls=True, pad_rows="eot"))
+    with pytest.raises(ValueError, match=r"trained on encoder.model=ViT-B-16, not on the encoder given \(dcsm-toy-ViT\)"):
+        load_reference_checkpoint(authors_checkpoint[0], encoder=toy, overrides=RANDOM_CLIP)
+

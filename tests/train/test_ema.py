@@ -12,7 +12,8 @@ import torch
 
 from dcsm.checkpoints.safe_load import read_checkpoint
 from dcsm.train.ema import CKPT_KEY, HeadEMA, ema_decay_at
-from dcsm.train.fit import setup
+from dcsm.config import ConfigError
+from dcsm.train.fit import resume_path, setup
 
 from test_resume import EPOCHS, STEPS_PER_EPOCH, KillAfter, _cfg, _fit, shared_encoder  # noqa: F401 - fixture
 
@@ -73,6 +74,8 @@ def test_killed_run_with_ema_resumes_exactly(tmp_path: Path, shared_encoder) -> 
     extra = (f"optim.ema_decay={DECAY}", f"checkpoint.every_n_train_steps={STEPS_PER_EPOCH + 2}")
     full, _ = _fit(_cfg(tmp_path / "full", "synthetic", Path("unused"), *extra))
     _fit(_cfg(tmp_path / "run", "synthetic", Path("unused"), *extra), KillAfter(STEPS_PER_EPOCH + 2, epoch_end_only=False))
+    with pytest.raises(ConfigError, match=rf"optim.ema_decay={DECAY}.*EMA off"):  # not from the average, silently
+        resume_path(_cfg(tmp_path / "run", "synthetic", Path("unused"), *extra[1:], "resume=auto"), tmp_path / "run")
     after = RawRecorder()
     resumed, trainer = _fit(_cfg(tmp_path / "run", "synthetic", Path("unused"), *extra, "resume=auto"), after)
     assert trainer.global_step == EPOCHS * STEPS_PER_EPOCH

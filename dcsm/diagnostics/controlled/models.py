@@ -56,7 +56,7 @@ def load_head(heads_dir: str | Path, variant: str, seed: int, encoder: FrozenCLI
     """The DCSM head exported for one run, on that run's ``encoder`` (a
     :class:`~dcsm.model.dcsm.DCSM` in eval mode, called as ``model(images, options) -> (N, K)``),
     or None when the run has no head. The export's config must name the encoder's model
-    (:func:`dcsm.checkpoints.load.check_encoder_model`)."""
+    (:func:`dcsm.checkpoints.encoder_match.check_encoder_model`)."""
     from ...checkpoints.load import load_dcsm
 
     path = variant_dir(heads_dir, variant, seed) / HEAD_FILE
