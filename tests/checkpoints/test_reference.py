@@ -116,4 +116,3 @@ def test_authors_checkpoint_refuses_an_encoder_of_another_model(authors_checkpoi
     toy = FrozenCLIP(EncoderSpec(model="dcsm-toy-ViT", pretrained=None, max_tokens=30, keep_cls=True, pad_rows="eot"))
     with pytest.raises(ValueError, match=r"trained on encoder.model=ViT-B-16, not on the encoder given \(dcsm-toy-ViT\)"):
         load_reference_checkpoint(authors_checkpoint[0], encoder=toy, overrides=RANDOM_CLIP)
-
